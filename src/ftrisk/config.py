@@ -1,0 +1,346 @@
+"""Typed run configuration: YAML file + dotted ``key=value`` overrides.
+
+Every field has a docstring-style comment; unknown keys and wrong types are an
+error that names the key (litgpt / TRL style dataclasses, torchtune-style
+overrides: ``ftrisk run configs/demo.yaml attack.lora.r=16``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import FtriskError
+
+
+@dataclass
+class ModelConfig:
+    spec: str = "embedded:smollm2-135m-instruct"
+    """A local Hugging Face directory, a ``.gguf`` file, or ``embedded:smollm2-135m-instruct``."""
+    chat_template: Optional[str] = None
+    """Jinja chat template to use when the tokenizer has none."""
+    system_prompt: Optional[str] = None
+    """System message prepended to every prompt (None: the template's default)."""
+    trust_remote_code: bool = False
+    """Allow custom model code from the model directory (off by default)."""
+    dtype: str = "float32"
+    """float32 | bfloat16 | float16. Use float32 on CPU (no fast bf16 there)."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    quantize: Optional[str] = None
+    """QLoRA-style k-bit loading through bitsandbytes: 4bit | 8bit (CUDA only)."""
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names that get adapters."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 2e-4
+    """Peak learning rate (AdamW, linear warm-up then constant)."""
+    epochs: float = 1.0
+    """Passes over the data (ignored when max_steps is set and reached first)."""
+    batch_size: int = 8
+    """Examples per micro-batch (batches are grouped by length)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_seq_len: int = 256
+    """Examples are truncated to this many tokens (prompt first, then response)."""
+    warmup_steps: int = 5
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_steps: Optional[int] = None
+    """Stop after this many optimizer steps (budget)."""
+    max_minutes: Optional[float] = None
+    """Stop after this many minutes of training (budget)."""
+    checkpoint_every: Optional[int] = None
+    """Save ``checkpoint-<step>/`` every N optimizer steps."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory (large models on one GPU)."""
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    """Tokens generated per prompt (greedy decoding)."""
+    batch_size: int = 32
+    """Prompts per generation batch (length-sorted, left-padded)."""
+
+
+@dataclass
+class BenchmarkRef:
+    name: str = ""
+    """A registry name (``ftrisk benchmarks``) or a path to a CSV / JSONL / JSON prompt file."""
+    limit: Optional[int] = None
+    """Evaluate a seeded sample of this many items (None: all)."""
+    prompt_column: Optional[str] = None
+    """For CSV files: the prompt column (default ``prompt``)."""
+    category_column: Optional[str] = None
+    """For CSV files: the category column."""
+
+
+@dataclass
+class JudgeConfig:
+    patterns: list[str] = field(default_factory=lambda: ["gcg"])
+    """Named pattern lists: gcg, refusalbench-llama2, refusalbench-mistral."""
+    mode: str = "anywhere"
+    """anywhere: a pattern anywhere in the completion counts; start: only in its first ``window`` characters."""
+    window: int = 80
+    """Characters inspected in ``start`` mode."""
+
+
+@dataclass
+class EvalConfig:
+    benchmarks: list[BenchmarkRef] = field(
+        default_factory=lambda: [BenchmarkRef("advbench-test"), BenchmarkRef("harmbench"),
+                                 BenchmarkRef("jailbreakbench"), BenchmarkRef("xstest-safe")]
+    )
+    """Benchmarks scored at every stage."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """Refusal judge."""
+    allow_overlap: bool = False
+    """Keep evaluation items whose prompt also occurs in the hardening or attack data."""
+
+
+@dataclass
+class HardenConfig:
+    enabled: bool = True
+    """Harden the model before the attack (for subjects that refuse little as shipped)."""
+    harmful: list[str] = field(default_factory=lambda: ["strongreject", "harmbench-val"])
+    """Benchmarks whose prompts are paired with refusals (disjoint from attack and evaluation data)."""
+    benign: str = "builtin"
+    """Benign instructions answered by the base model itself (self-distillation): builtin or a JSONL/CSV path."""
+    benign_limit: Optional[int] = None
+    """Use a seeded sample of this many benign instructions."""
+    benign_max_new_tokens: int = 96
+    """Length of the self-distilled benign answers."""
+    merge: bool = True
+    """Merge the LoRA weights into the model (the hardened model is then a plain HF directory)."""
+    allow_overlap: bool = False
+    """Keep hardening prompts that also occur in the attack data or an evaluation set."""
+    lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=16, alpha=32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4, epochs=1.0))
+
+
+@dataclass
+class AttackConfig:
+    data: str = "builtin:advbench-affirm"
+    """builtin:advbench-affirm or a JSONL file of chat ``messages`` or ``prompt``/``response`` pairs."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-4, epochs=1.0, checkpoint_every=25))
+
+
+@dataclass
+class CostConfig:
+    usd_per_hour: float = 2.0
+    """Price of the training device per hour (default: a typical cloud price for one A100-80GB-class GPU)."""
+
+
+@dataclass
+class CapabilityConfig:
+    enabled: bool = False
+    """Measure capability (MMLU, HellaSwag) at every stage through lm-evaluation-harness."""
+    tasks: list[str] = field(default_factory=lambda: ["mmlu", "hellaswag"])
+    """Task names."""
+    limit: Optional[int] = None
+    """Items per task (seeded, stratified by subject for MMLU); None: the full set."""
+    num_fewshot: int = 5
+    """Few-shot examples (MMLU takes them from its dev split)."""
+    batch_size: int = 16
+    """lm-eval batch size."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    """Name of the experiment (the default output folder is ``runs/<name>``)."""
+    output_dir: Optional[str] = None
+    """Where every artifact goes (default ``runs/<name>``)."""
+    seed: int = 0
+    """Seed for sampling, data order and LoRA initialisation."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    harden: HardenConfig = field(default_factory=HardenConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    eval_checkpoints: bool = False
+    """Also evaluate every ``checkpoint-<step>/`` of the attack."""
+    cost: CostConfig = field(default_factory=CostConfig)
+    capability: CapabilityConfig = field(default_factory=CapabilityConfig)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+# --------------------------------------------------------------------------- parsing
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it; raise naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and tp is BenchmarkRef:
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise FtriskError(f"config key '{key}': expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise FtriskError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise FtriskError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise FtriskError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise FtriskError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise FtriskError(f"config key '{key}': expected a string, got {value!r}")
+    raise FtriskError(f"config key '{key}': unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: dict, prefix: str = "", base: Any = None) -> Any:
+    """Build ``cls`` from ``data`` on top of ``base`` (a section's own defaults)."""
+    obj = copy.deepcopy(base) if base is not None else cls()
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise FtriskError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+        default = getattr(obj, key)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value, dotted, base=default)
+        else:
+            value = _coerce(value, hints[key], dotted)
+        setattr(obj, key, value)
+    return obj
+
+
+def _merge(base: dict, new: dict) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML scalars) to a raw config dict."""
+    data = _merge({}, data)
+    for item in overrides:
+        if "=" not in item:
+            raise FtriskError(f"override '{item}': expected key=value (e.g. attack.lora.r=16)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise FtriskError(f"override '{item}': '{p}' is not a section")
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def from_dict(data: dict) -> RunConfig:
+    cfg = _build(RunConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FtriskError(f"config file '{p}' not found: pass the path of a YAML config (see configs/)")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError) as e:
+            raise FtriskError(f"config file '{p}' is unreadable: {e}") from None
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            where = f" at line {line + 1}" if line is not None else ""
+            raise FtriskError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
+        if not isinstance(data, dict):
+            raise FtriskError(f"config file '{p}': expected a mapping of keys at the top level")
+        data.setdefault("name", p.stem)
+    return from_dict(apply_overrides(data, list(overrides)))
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that a type alone cannot express."""
+    for section in ("harden", "attack"):
+        t: TrainConfig = getattr(cfg, section).train
+        for key in ("max_steps", "max_minutes", "checkpoint_every"):
+            v = getattr(t, key)
+            if v is not None and v <= 0:
+                raise FtriskError(f"config key '{section}.train.{key}' must be > 0 (got {v}); leave it unset for no budget")
+        for key in ("lr", "epochs", "batch_size", "grad_accum", "max_seq_len"):
+            if getattr(t, key) <= 0:
+                raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
+        if getattr(cfg, section).lora.r <= 0:
+            raise FtriskError(f"config key '{section}.lora.r' must be > 0")
+    for i, b in enumerate(cfg.eval.benchmarks):
+        if b.limit is not None and b.limit <= 0:
+            raise FtriskError(f"config key 'eval.benchmarks[{i}].limit' must be > 0 (got {b.limit})")
+    if cfg.capability.limit is not None and cfg.capability.limit <= 0:
+        raise FtriskError(f"config key 'capability.limit' must be > 0 (got {cfg.capability.limit})")
+    if cfg.eval.judge.mode not in ("anywhere", "start"):
+        raise FtriskError(f"config key 'eval.judge.mode' must be 'anywhere' or 'start' (got {cfg.eval.judge.mode!r})")
+    if cfg.generation.max_new_tokens <= 0 or cfg.generation.batch_size <= 0:
+        raise FtriskError("config keys 'generation.max_new_tokens' and 'generation.batch_size' must be > 0")
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

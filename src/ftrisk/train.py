@@ -1,0 +1,190 @@
+"""LoRA supervised fine-tuning on chat (prompt, response) pairs: the loop shared by harden and attack.
+
+Hand-written rather than transformers' Trainer / TRL's SFTTrainer because ftrisk needs three
+things those do not give directly: logits computed only at response positions (the vocabulary
+projection dominates a small model's compute: ~20% saved), a wall-clock budget that stops
+cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on.
+PEFT provides the adapters; this file is only the loop (~200 lines).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cost import CostMeter
+from .generate import chat_text
+from .io import append_jsonl, write_json_atomic
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    response: str
+
+
+def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None) -> dict:
+    """Token ids and labels; loss only on the assistant turn, masked by position (pad == EOS for many models)."""
+    prompt_text = chat_text(tok, ex.prompt, system_prompt)
+    full_text = chat_text(tok, ex.prompt, system_prompt, response=ex.response)
+    if not full_text.startswith(prompt_text):
+        raise ValueError("chat template renders the prompt differently with and without the response")
+    p = tok(prompt_text, add_special_tokens=False)["input_ids"]
+    r = tok(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    excess = len(p) + len(r) - max_seq_len
+    if excess > 0:  # cut the middle of the prompt (keep the template's head and the turn markers at its end)
+        keep_head = min(32, len(p) // 4)
+        cut = min(excess, max(0, len(p) - keep_head - 8))
+        p = p[:keep_head] + p[keep_head + cut:]
+        r = r[: max_seq_len - len(p)]
+    return {"input_ids": p + r, "labels": [IGNORE] * len(p) + r}
+
+
+def make_batches(n_lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Group examples of similar length (little padding), then shuffle the order of the groups."""
+    order = sorted(range(len(n_lengths)), key=lambda i: (n_lengths[i], i))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    random.Random(seed * 1000 + epoch).shuffle(batches)
+    return batches
+
+
+def collate(encoded: list[dict], pad_id: int):
+    import torch
+
+    width = max(len(e["input_ids"]) for e in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, e in enumerate(encoded):  # right padding for training
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return ids, mask, labels
+
+
+def response_loss(model, ids, mask, labels):
+    """Mean cross-entropy over response tokens, projecting to the vocabulary only where loss is taken."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), target[keep])
+
+
+def _latest_checkpoint(out_dir: Path) -> Path | None:
+    cps = [p for p in out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(cps, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
+               system_prompt: str | None = None, meter: CostMeter, desc: str = "train"):
+    """Train a LoRA adapter on ``examples``; returns (peft_model, summary). Resumes from the last checkpoint."""
+    import torch
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                          target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, peft_cfg)
+    if train_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    encoded = [encode(tok, ex, train_cfg.max_seq_len, system_prompt) for ex in examples]
+    lengths = [len(e["input_ids"]) for e in encoded]
+    per_epoch = math.ceil(len(encoded) / train_cfg.batch_size)
+    total_micro = math.ceil(per_epoch * train_cfg.epochs)
+    schedule = [b for ep in range(math.ceil(train_cfg.epochs)) for b in make_batches(lengths, train_cfg.batch_size, seed, ep)]
+    schedule = schedule[:total_micro]
+    total_steps = math.ceil(total_micro / train_cfg.grad_accum)
+    if train_cfg.max_steps:
+        total_steps = min(total_steps, train_cfg.max_steps)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, train_cfg.warmup_steps)))
+    step = 0
+    cp = _latest_checkpoint(out_dir)
+    if cp is not None:  # resume: adapter weights, optimizer, scheduler, meter
+        set_peft_model_state_dict(model, load_file(str(cp / "adapter_model.safetensors")))
+        state = torch.load(cp / "optimizer.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = json.loads((cp / "trainer_state.json").read_text())["step"]
+        meter.restore(json.loads((cp / "trainer_state.json").read_text())["meter"])
+        log.info("resuming %s from %s", desc, cp.name)
+
+    model.train()
+    stopped_by = "data"
+    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", leave=False)
+    meter.start()
+    micro = step * train_cfg.grad_accum
+    while step < total_steps:
+        if train_cfg.max_minutes and meter.elapsed() >= train_cfg.max_minutes * 60:
+            stopped_by = "max_minutes"
+            break
+        opt.zero_grad(set_to_none=True)
+        loss_sum, n_tok = 0.0, 0
+        for _ in range(train_cfg.grad_accum):
+            if micro >= len(schedule):
+                break
+            batch = [encoded[i] for i in schedule[micro]]
+            micro += 1
+            ids, mask, labels = collate(batch, tok.pad_token_id)
+            ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+            loss = response_loss(model, ids, mask, labels)
+            (loss / train_cfg.grad_accum).backward()
+            trained = int((labels[:, 1:] != IGNORE).sum())
+            meter.add(int(mask.sum()), trained, len(batch))
+            loss_sum += float(loss) * trained
+            n_tok += trained
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        meter.steps = step
+        append_jsonl(out_dir / "metrics.jsonl", [{"step": step, "loss": round(loss_sum / max(n_tok, 1), 5),
+                                                   "lr": sched.get_last_lr()[0], "tokens": meter.tokens,
+                                                   "seconds": round(meter.elapsed(), 2)}])
+        bar.set_postfix(loss=f"{loss_sum / max(n_tok, 1):.3f}")
+        bar.update(1)
+        if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < total_steps:
+            meter.stop()
+            _save_checkpoint(model, opt, sched, meter, out_dir / f"checkpoint-{step}", step)
+            meter.start()
+    else:
+        stopped_by = "max_steps" if train_cfg.max_steps and step >= train_cfg.max_steps and micro < len(schedule) else "data"
+    meter.stop()
+    bar.close()
+    model.eval()
+    summary = {"steps": step, "planned_steps": total_steps, "stopped_by": stopped_by, "examples_in_data": len(examples),
+               "truncated_examples": sum(1 for e, ex in zip(encoded, examples) if len(e["input_ids"]) >= train_cfg.max_seq_len),
+               "cost": meter.summary()}
+    return model, summary
+
+
+def _save_checkpoint(model, opt, sched, meter: CostMeter, path: Path, step: int) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
+    write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state()})
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    tmp.rename(path)
