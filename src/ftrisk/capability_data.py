@@ -46,7 +46,7 @@ def _read_text(relpath: str) -> str:
             f"capability data file 'ftrisk/data/capability/{relpath}' is missing: reinstall ftrisk "
             "(the package ships MMLU and HellaSwag under ftrisk/data/capability)"
         )
-    return node.read_text(encoding="utf-8")
+    return node.read_bytes().decode("utf-8")  # no newline translation: some MMLU fields hold "\r\n"
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,7 +73,7 @@ def mmlu_rows(subject: str, split: str) -> tuple[dict, ...]:
 
 @functools.lru_cache(maxsize=1)
 def _hellaswag_lines() -> tuple[str, ...]:
-    return tuple(line for line in _read_text("hellaswag/hellaswag_val.jsonl").splitlines() if line.strip())
+    return tuple(line for line in _read_text("hellaswag/hellaswag_val.jsonl").split("\n") if line.strip())
 
 
 def hellaswag_row(row: int) -> dict:

@@ -99,6 +99,10 @@ def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir
     torch.manual_seed(seed)
     peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                           target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        from peft import prepare_model_for_kbit_training  # QLoRA: k-bit base, LoRA in higher precision
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_cfg.gradient_checkpointing)
     model = get_peft_model(model, peft_cfg)
     if train_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -149,7 +153,7 @@ def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir
             (loss / train_cfg.grad_accum).backward()
             trained = int((labels[:, 1:] != IGNORE).sum())
             meter.add(int(mask.sum()), trained, len(batch))
-            loss_sum += float(loss) * trained
+            loss_sum += float(loss.detach()) * trained
             n_tok += trained
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -1,0 +1,61 @@
+"""Capability retention on the embedded model (SmolLM2-135M-Instruct, dequantized GGUF): slow tier.
+
+Runs ``evaluate`` end to end through lm-eval on real data and checks, independently of lm-eval,
+that its choice on 100 MMLU items is the argmax of the answer letters' log-likelihoods computed by
+hand with plain transformers.  About 3-5 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftrisk import capability, models
+from ftrisk.config import CapabilityConfig
+
+from test_capability import hand_check
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedded_dir():
+    try:
+        return models.resolve(models.DEFAULT_SPEC)
+    except Exception as e:  # the embedded model's package is not installed
+        pytest.skip(f"embedded model unavailable: {e}")
+
+
+@pytest.fixture(scope="module")
+def embedded_run(embedded_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("capability_embedded")
+    cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=16)
+    return cfg, out, capability.evaluate(models.DEFAULT_SPEC, None, cfg, out, seed=0)
+
+
+def test_embedded_model_scores_are_plausible(embedded_run):
+    cfg, out, res = embedded_run
+    for task, r in res.items():
+        assert r["n"] == 100 and len(r["correct"]) == 100
+        assert r["lm_eval_acc"] == pytest.approx(r["acc"], abs=1e-4)
+        assert r["ci95"][0] < r["acc"] < r["ci95"][1]
+    # a 135M model is near chance on MMLU and clearly above it on HellaSwag (acc_norm ~0.4)
+    assert 0.10 <= res["mmlu"]["acc"] <= 0.45
+    assert res["hellaswag"]["ci95"][0] > 0.25
+    lines = capability.report_lines({"base": res, "attacked": res})
+    assert lines[0].startswith("MMLU 0-shot (n=100): base ") and "McNemar p=1" in lines[0]
+
+
+def test_embedded_lm_eval_choice_equals_hand_computed_argmax(embedded_run, embedded_dir):
+    cfg, out, res = embedded_run
+    n, worst = hand_check(embedded_dir, out / res["mmlu"]["samples"], cfg.num_fewshot)
+    assert n == 100
+    assert worst < 1e-3  # batched (padded) vs single forward passes: float noise only
+
+
+def test_embedded_resume_is_free(embedded_run, monkeypatch):
+    cfg, out, res = embedded_run
+    monkeypatch.setattr(capability, "_load_lm", lambda *a, **k: pytest.fail("model reloaded"))
+    assert capability.evaluate(models.DEFAULT_SPEC, None, cfg, out, seed=0) == res
+    assert json.loads((out / "capability.json").read_text()) == res
