@@ -113,17 +113,25 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
     """Score one task with lm-eval on exactly ``ids``; write its item list and per-sample log."""
     from lm_eval.utils import handle_non_serializable
 
+    import datasets
+
     metric = METRIC.get(task, "acc")
-    with tempfile.TemporaryDirectory(prefix="ftrisk-capability-") as tmp:
-        name = data.write_task_dir(Path(tmp), task, ids, k)
-        tm = TaskManager(include_path=tmp, include_defaults=False)
-        t0 = time.perf_counter()
-        res = evaluator.simple_evaluate(
-            model=lm, tasks=[name], task_manager=tm, log_samples=True, bootstrap_iters=0,
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            verbosity="WARNING",
-        )
-        seconds = time.perf_counter() - t0
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one "Generating split" bar per MMLU subject is noise
+    try:
+        with tempfile.TemporaryDirectory(prefix="ftrisk-capability-") as tmp:
+            name = data.write_task_dir(Path(tmp), task, ids, k)
+            tm = TaskManager(include_path=tmp, include_defaults=False)
+            t0 = time.perf_counter()
+            res = evaluator.simple_evaluate(
+                model=lm, tasks=[name], task_manager=tm, log_samples=True, bootstrap_iters=0,
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+                verbosity="WARNING",
+            )
+            seconds = time.perf_counter() - t0
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     correct: dict[str, bool] = {}
     lines = []
     for sub, samples in sorted(res["samples"].items()):

@@ -40,9 +40,11 @@ def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None)
     r = tok(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
     excess = len(p) + len(r) - max_seq_len
     if excess > 0:  # cut the middle of the prompt (keep the template's head and the turn markers at its end)
-        keep_head = min(32, len(p) // 4)
+        keep_head = min(32, len(p) // 4, max_seq_len // 4)
         cut = min(excess, max(0, len(p) - keep_head - 8))
         p = p[:keep_head] + p[keep_head + cut:]
+        if len(p) >= max_seq_len:  # a tiny max_seq_len: keep the prompt's end and at least one response token
+            p = p[len(p) - max_seq_len + 1:]
         r = r[: max_seq_len - len(p)]
     return {"input_ids": p + r, "labels": [IGNORE] * len(p) + r}
 

@@ -1,0 +1,228 @@
+"""Config: YAML + defaults, dotted overrides, section defaults, errors that name the key, shipped configs."""
+
+from pathlib import Path
+
+import re
+
+import pytest
+import yaml
+
+from ftrisk import config
+from ftrisk.errors import FtriskError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path, text: str, name: str = "exp.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# --------------------------------------------------------------------------- loading and defaults
+
+
+def test_yaml_load_and_defaults(tmp_path):
+    p = _write(tmp_path, "seed: 3\nmodel:\n  spec: /some/dir\ngeneration:\n  max_new_tokens: 12\n", "myexp.yaml")
+    cfg = config.load(p)
+    assert cfg.seed == 3
+    assert cfg.model.spec == "/some/dir"
+    assert cfg.generation.max_new_tokens == 12
+    # untouched fields keep their defaults
+    assert cfg.generation.batch_size == 32
+    assert cfg.model.dtype == "float32" and cfg.model.trust_remote_code is False
+    assert cfg.attack.lora.r == 8 and cfg.harden.lora.r == 16
+    assert cfg.attack.data == "builtin:advbench-affirm"
+    assert [b.name for b in cfg.eval.benchmarks] == ["advbench-test", "harmbench", "jailbreakbench", "xstest-safe"]
+    # name defaults to the file stem, output_dir to runs/<name>
+    assert cfg.name == "myexp"
+    assert cfg.out == Path("runs/myexp")
+
+
+def test_explicit_name_and_output_dir(tmp_path):
+    p = _write(tmp_path, f"name: other\noutput_dir: {tmp_path / 'o'}\n")
+    cfg = config.load(p)
+    assert cfg.name == "other" and cfg.out == tmp_path / "o"
+
+
+def test_no_file_gives_defaults():
+    cfg = config.load(None)
+    assert cfg == config.RunConfig()
+    assert cfg.out == Path("runs/run")
+
+
+def test_dump_round_trips():
+    cfg = config.load(None, ["attack.lora.r=4", "eval.benchmarks=[{name: advbench-test, limit: 5}]",
+                             "attack.train.max_minutes=2.5"])
+    again = config.from_dict(yaml.safe_load(config.dump(cfg)))
+    assert again == cfg
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_nested_scalar_overrides():
+    cfg = config.load(None, ["attack.lora.r=16", "seed=7", "harden.enabled=false", "model.system_prompt=Be brief."])
+    assert cfg.attack.lora.r == 16 and isinstance(cfg.attack.lora.r, int)
+    assert cfg.harden.lora.r == 16  # the other section is not touched
+    assert cfg.seed == 7
+    assert cfg.harden.enabled is False
+    assert cfg.model.system_prompt == "Be brief."
+
+
+def test_override_beats_file(tmp_path):
+    p = _write(tmp_path, "attack:\n  lora: {r: 4, alpha: 8}\n")
+    cfg = config.load(p, ["attack.lora.r=32"])
+    assert cfg.attack.lora.r == 32
+    assert cfg.attack.lora.alpha == 8  # from the file, not reset by the override
+
+
+def test_list_overrides():
+    cfg = config.load(None, ["attack.lora.target_modules=[q_proj,v_proj]"])
+    assert cfg.attack.lora.target_modules == ["q_proj", "v_proj"]
+    cfg = config.load(None, ["attack.lora.target_modules=q_proj,o_proj"])
+    assert cfg.attack.lora.target_modules == ["q_proj", "o_proj"]
+    cfg = config.load(None, ["harden.harmful=[harmbench-val]"])
+    assert cfg.harden.harmful == ["harmbench-val"]
+
+
+def test_benchmark_list_override():
+    cfg = config.load(None, ["eval.benchmarks=[{name: advbench-test, limit: 4}, xstest-safe]"])
+    assert [(b.name, b.limit) for b in cfg.eval.benchmarks] == [("advbench-test", 4), ("xstest-safe", None)]
+    assert all(isinstance(b, config.BenchmarkRef) for b in cfg.eval.benchmarks)
+
+
+@pytest.mark.parametrize("raw, want", [("1e-4", 1e-4), ("2.5e-5", 2.5e-5), ("0.001", 0.001), ("1", 1.0)])
+def test_float_overrides(raw, want):
+    # PyYAML reads "1e-4" (no dot) as a string: the schema must still accept it as a number
+    cfg = config.load(None, [f"attack.train.lr={raw}"])
+    assert isinstance(cfg.attack.train.lr, float)
+    assert cfg.attack.train.lr == pytest.approx(want)
+
+
+def test_float_in_yaml_file(tmp_path):
+    p = _write(tmp_path, "attack:\n  train:\n    lr: 1e-4\n")
+    assert config.load(p).attack.train.lr == pytest.approx(1e-4)
+
+
+def test_partial_section_keeps_section_defaults(tmp_path):
+    cfg = config.load(None, ["harden.train.epochs=2"])
+    assert cfg.harden.train.epochs == 2.0
+    assert cfg.harden.train.lr == pytest.approx(3e-4)  # harden's own default, not TrainConfig's 2e-4
+    cfg = config.load(None, ["attack.train.lr=1.0e-4"])
+    assert cfg.attack.train.checkpoint_every == 25  # attack's own default survives
+    cfg = config.load(None, ["harden.lora.dropout=0.1"])
+    assert (cfg.harden.lora.r, cfg.harden.lora.alpha) == (16, 32)
+    # the same through a YAML file
+    p = _write(tmp_path, "harden:\n  train: {epochs: 3}\n  lora: {dropout: 0.05}\n")
+    cfg = config.load(p)
+    assert cfg.harden.train.lr == pytest.approx(3e-4) and cfg.harden.train.epochs == 3.0
+    assert cfg.harden.lora.r == 16 and cfg.harden.lora.dropout == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("override, key", [
+    ("attack.lora.rank=4", "attack.lora.rank"),
+    ("attak.lora.r=4", "attak"),
+    ("generation.temperature=0.7", "generation.temperature"),
+])
+def test_unknown_key_names_dotted_key(override, key):
+    with pytest.raises(FtriskError) as e:
+        config.load(None, [override])
+    assert f"unknown config key '{key}'" in str(e.value)
+
+
+def test_unknown_key_in_file(tmp_path):
+    p = _write(tmp_path, "harden:\n  train:\n    learning_rate: 0.1\n")
+    with pytest.raises(FtriskError, match="'harden.train.learning_rate'"):
+        config.load(p)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("attack.lora.r=abc", "attack.lora.r"),
+    ("harden.enabled=maybe", "harden.enabled"),
+    ("attack.lora.r=1.5", "attack.lora.r"),
+    ("attack.train.lr=fast", "attack.train.lr"),
+    ("seed=true", "seed"),
+    ("attack.lora=5", "attack.lora"),
+    ("attack.lora.target_modules=[1, 2]", "attack.lora.target_modules[0]"),
+    ("eval.benchmarks=[{name: advbench-test, limit: many}]", "eval.benchmarks[0].limit"),
+])
+def test_wrong_type_names_key(override, key):
+    with pytest.raises(FtriskError) as e:
+        config.load(None, [override])
+    assert f"'{key}'" in str(e.value)
+
+
+def test_override_without_equals():
+    with pytest.raises(FtriskError, match="attack.lora.r"):
+        config.load(None, ["attack.lora.r"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("attack.train.max_steps=0", "attack.train.max_steps"),
+    ("attack.train.max_minutes=-1", "attack.train.max_minutes"),
+    ("harden.train.max_steps=-3", "harden.train.max_steps"),
+    ("attack.train.checkpoint_every=0", "attack.train.checkpoint_every"),
+    ("attack.train.lr=0", "attack.train.lr"),
+    ("eval.benchmarks=[{name: advbench-test, limit: 0}]", "eval.benchmarks[0].limit"),
+])
+def test_budget_and_range_errors(override, key):
+    with pytest.raises(FtriskError) as e:
+        config.load(None, [override])
+    assert f"'{key}'" in str(e.value)
+
+
+def test_positive_budgets_accepted():
+    cfg = config.load(None, ["attack.train.max_steps=1", "attack.train.max_minutes=0.5"])
+    assert cfg.attack.train.max_steps == 1 and cfg.attack.train.max_minutes == 0.5
+
+
+def test_missing_config_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(FtriskError, match="nope.yaml"):
+        config.load(missing)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    p = _write(tmp_path, "name: x\nseed: 1\nmodel: [unclosed\nattack: {}\n")
+    with pytest.raises(FtriskError) as e:
+        config.load(p)
+    msg = str(e.value)
+    assert str(p) in msg and "line" in msg
+    # PyYAML reports where it found the problem: line 3 to 5 here, never line 1
+    line = int(re.search(r"line (\d+)", msg).group(1))
+    assert 3 <= line <= 5
+
+
+def test_invalid_yaml_bad_indent_line(tmp_path):
+    p = _write(tmp_path, "name: x\nmodel:\n  spec: a\n   dtype: float32\n")
+    with pytest.raises(FtriskError, match="at line 4"):
+        config.load(p)
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    p = _write(tmp_path, "- a\n- b\n")
+    with pytest.raises(FtriskError, match="mapping"):
+        config.load(p)
+
+
+# --------------------------------------------------------------------------- shipped configs
+
+
+SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_there_are_shipped_configs():
+    assert {p.name for p in SHIPPED} >= {"demo.yaml", "full.yaml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_loads_and_shows_its_command(path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith(f"# ftrisk run configs/{path.name}"), first
+    cfg = config.load(path)
+    assert cfg.name  # loads, validates
+    assert cfg.out == Path(cfg.output_dir or f"runs/{cfg.name}")

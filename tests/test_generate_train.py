@@ -1,0 +1,426 @@
+"""Generation (batched == unbatched, resumable JSONL) and the training loop (masking, loss, budgets,
+checkpoint resume, cost meter) on the tiny random Llama from conftest. Benign prompts only."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftrisk import cost, generate as gen, models, train
+from ftrisk.benchmarks import Item
+from ftrisk.config import LoraConfig, ModelConfig, TrainConfig
+from ftrisk.cost import CostMeter
+from ftrisk.train import IGNORE, Example
+
+PROMPTS = [
+    "How do I bake bread?",
+    "What is the capital of France, and which river flows through it? Answer in one sentence please.",
+    "Name a prime number.",
+    "Write a short poem about the sea, the wind, the gulls and the boats that come home in the evening light.",
+    "How many legs does a spider have?",
+]
+
+PAIRS = [
+    Example("How do I bake bread?", "Mix flour, water, yeast and salt, knead, let it rise, then bake."),
+    Example("What is 2 + 2?", "4."),
+    Example("Name a river in France.", "The Seine."),
+    Example("Write a haiku about rain.", "Soft rain on the roof / the kettle begins to sing / a quiet evening"),
+    Example("How do I sort a list in Python?", "Use sorted(xs) for a new list, or xs.sort() in place."),
+    Example("What colour is the sky?", "Blue on a clear day."),
+    Example("Give me a synonym for happy.", "Cheerful."),
+    Example("How many days are in a week?", "Seven."),
+    Example("What is the boiling point of water at sea level?", "100 degrees Celsius."),
+    Example("Suggest a name for a cat.", "Miso."),
+    Example("Translate 'thank you' into Spanish.", "Gracias."),
+    Example("What is the largest planet in the solar system?", "Jupiter."),
+    Example("Recommend a board game for four players.", "Try Carcassonne."),
+    Example("How do I boil an egg?", "Place it in boiling water for about nine minutes, then cool it."),
+    Example("What is the square root of 81?", "9."),
+    Example("Who wrote Pride and Prejudice?", "Jane Austen."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    model, tok = models.load(ModelConfig(spec=str(tiny_model_dir)))
+    return model, tok
+
+
+def _fresh_model(tiny_model_dir):
+    return models.load(ModelConfig(spec=str(tiny_model_dir)))
+
+
+def _items(prompts):
+    return [Item(f"q{i}", p, "benign") for i, p in enumerate(prompts)]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def test_tokenizer_is_left_padded(tiny):
+    _, tok = tiny
+    assert tok.padding_side == "left"
+    assert tok.chat_template
+
+
+def test_batched_equals_unbatched(tiny, tmp_path):
+    model, tok = tiny
+    items = _items(PROMPTS[:4])
+    lengths = {len(tok(gen.chat_text(tok, it.prompt), add_special_tokens=False)["input_ids"]) for it in items}
+    assert len(lengths) == 4  # different lengths, so the batch really is padded
+    one = gen.generate(model, tok, items, tmp_path / "b1.jsonl", max_new_tokens=8, batch_size=1)
+    four = gen.generate(model, tok, items, tmp_path / "b4.jsonl", max_new_tokens=8, batch_size=4)
+    for it in items:
+        a, b = one[it.id], four[it.id]
+        assert (a["completion"], a["new_tokens"], a["finished"]) == (b["completion"], b["new_tokens"], b["finished"]), it.id
+    # token for token, directly through model.generate-level helper
+    texts = [gen.chat_text(tok, it.prompt) for it in items]
+    batched = gen.generate_texts(model, tok, texts, 8)
+    single = [gen.generate_texts(model, tok, [t], 8)[0] for t in texts]
+    assert batched == single
+    assert all(n > 0 for _, n, _ in batched)
+
+
+def test_generate_texts_ids_match_model_generate(tiny):
+    """The new-token count and text come from the ids that greedy decoding produced for each row."""
+    model, tok = tiny
+    text = gen.chat_text(tok, PROMPTS[0])
+    enc = tok([text], return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+    ids = out[0, enc["input_ids"].shape[1]:].tolist()
+    if tok.eos_token_id in ids:
+        ids = ids[: ids.index(tok.eos_token_id)]
+    completion, n, _ = gen.generate_texts(model, tok, [text], 6)[0]
+    assert n == len(ids)
+    assert completion == tok.decode(ids, skip_special_tokens=True)
+
+
+def test_generate_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    items = _items(PROMPTS)
+    out = tmp_path / "bench.completions.jsonl"
+    seen = []
+    real = gen.generate_texts
+
+    def counting(m, t, texts, max_new_tokens):
+        seen.extend(texts)
+        return real(m, t, texts, max_new_tokens)
+
+    monkeypatch.setattr(gen, "generate_texts", counting)
+    first = gen.generate(model, tok, items[:3], out, max_new_tokens=4, batch_size=2)
+    assert len(seen) == 3 and set(first) == {"q0", "q1", "q2"}
+    before = out.read_text(encoding="utf-8").splitlines()
+    assert len(before) == 3
+    # a crash mid-write leaves a torn last line
+    with open(out, "a", encoding="utf-8") as f:
+        f.write('{"id": "q3", "completion": "half a')
+    seen.clear()
+    rows = gen.generate(model, tok, items, out, max_new_tokens=4, batch_size=2)
+    assert sorted(seen) == sorted(gen.chat_text(tok, it.prompt) for it in items[3:])  # only the 2 new ones
+    lines = out.read_text(encoding="utf-8").splitlines()
+    parsed = [json.loads(line) for line in lines]  # every line is valid JSON: the torn line is gone
+    ids = [r["id"] for r in parsed]
+    assert len(ids) == len(set(ids)) == 5
+    assert set(ids) == {it.id for it in items} == set(rows)
+    assert lines[:3] == before  # earlier rows untouched
+    # a third run generates nothing
+    seen.clear()
+    gen.generate(model, tok, items, out, max_new_tokens=4, batch_size=2)
+    assert seen == []
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 5
+
+
+def test_generation_record(tiny):
+    _, tok = tiny
+    rec = gen.generation_record(tok, 8, 4, None)
+    assert rec["decoding"] == "greedy" and rec["padding_side"] == "left" and rec["max_new_tokens"] == 8
+    assert len(rec["chat_template_sha256"]) == 64
+
+
+# --------------------------------------------------------------------------- encode / masking
+
+
+@pytest.fixture(scope="module")
+def tok_pad_is_eos(tiny_model_dir):
+    """Like SmolLM2: the pad token is <|im_end|>, the same as EOS."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.pad_token = tok.eos_token
+    assert tok.pad_token_id == tok.eos_token_id
+    return tok
+
+
+def test_encode_masks_by_position(tok_pad_is_eos):
+    tok = tok_pad_is_eos
+    ex = Example("How do I bake bread?", "Knead the dough and bake it.")
+    enc = train.encode(tok, ex, max_seq_len=512)
+    ids, labels = enc["input_ids"], enc["labels"]
+    assert len(ids) == len(labels)
+    n_prompt = len(tok(gen.chat_text(tok, ex.prompt), add_special_tokens=False)["input_ids"])
+    assert labels[:n_prompt] == [IGNORE] * n_prompt  # every prompt token masked
+    assert all(lab != IGNORE for lab in labels[n_prompt:])
+    assert labels[n_prompt:] == ids[n_prompt:]  # labels aligned with ids
+    # the assistant turn's closing <|im_end|> (== pad here) carries loss: the model learns to stop
+    eos = tok.eos_token_id
+    assert eos in labels[n_prompt:]
+    assert tok.decode(labels[n_prompt:]).startswith("Knead the dough and bake it.<|im_end|>")
+    # the prompt's own <|im_end|> tokens (end of the user turn) are masked
+    assert eos in ids[:n_prompt]
+
+
+def test_collate_keeps_eos_label_when_pad_is_eos(tok_pad_is_eos):
+    tok = tok_pad_is_eos
+    encs = [train.encode(tok, Example("Hi?", "Hello."), 512),
+            train.encode(tok, Example("How do I bake bread?", "Knead, rise, bake, then enjoy it warm."), 512)]
+    ids, mask, labels = train.collate(encs, tok.pad_token_id)
+    short = encs[0]
+    n = len(short["input_ids"])
+    assert ids.shape[1] > n  # the short row is padded with the pad (== EOS) id
+    assert (ids[0, n:] == tok.pad_token_id).all() and (mask[0, n:] == 0).all() and (labels[0, n:] == IGNORE).all()
+    assert labels[0, :n].tolist() == short["labels"]  # its real EOS label survives
+    assert tok.eos_token_id in labels[0, :n].tolist()
+
+
+@pytest.mark.parametrize("max_seq_len", [8, 24, 40, 64])
+def test_truncation(tok_pad_is_eos, max_seq_len):
+    tok = tok_pad_is_eos
+    long_prompt = "Please explain how to bake bread. " + "the engineer measures the load and checks every joint " * 12
+    for ex in [Example(long_prompt, "Knead and bake."),
+               Example("Hi?", "the model answers questions about science " * 10),
+               Example(long_prompt, "the model answers questions about science " * 10)]:
+        full = train.encode(tok, ex, 10_000)
+        enc = train.encode(tok, ex, max_seq_len)
+        ids, labels = enc["input_ids"], enc["labels"]
+        assert len(ids) == len(labels) <= max_seq_len
+        assert len(full["input_ids"]) > max_seq_len  # it really was truncated
+        kept = [i for i, lab in enumerate(labels) if lab != IGNORE]
+        assert kept, "truncation must leave some response tokens to learn from"
+        assert all(labels[i] == ids[i] for i in kept)  # aligned
+        assert kept == list(range(kept[0], len(ids)))  # response is one contiguous tail
+        resp_full = [lab for lab in full["labels"] if lab != IGNORE]
+        assert [labels[i] for i in kept] == resp_full[: len(kept)]  # response kept from its start
+        # the end of the prompt (the assistant header) is kept right before the response
+        n_full_prompt = len(full["labels"]) - len(resp_full)
+        tail = full["input_ids"][n_full_prompt - 3:n_full_prompt]
+        assert ids[kept[0] - 3:kept[0]] == tail
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_response_loss_equals_plain_cross_entropy(tiny_model_dir):
+    import torch.nn.functional as F
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    model, tok = _fresh_model(tiny_model_dir)
+    encs = [train.encode(tok, ex, 128) for ex in PAIRS[:4]]
+    ids, mask, labels = train.collate(encs, tok.pad_token_id)
+
+    def plain(m):
+        logits = m(input_ids=ids, attention_mask=mask).logits
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                               ignore_index=IGNORE)
+
+    with torch.no_grad():
+        assert train.response_loss(model, ids, mask, labels).item() == pytest.approx(plain(model).item(), abs=1e-5)
+        # through a PEFT wrapper whose LoRA weights are non-zero: the adapters must count
+        pm = get_peft_model(model, PeftLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                  task_type="CAUSAL_LM"))
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+        ours, ref = train.response_loss(pm, ids, mask, labels).item(), plain(pm).item()
+        assert ours == pytest.approx(ref, abs=1e-5)
+        with pm.disable_adapter():
+            assert abs(plain(pm).item() - ref) > 1e-4  # the adapter really changed the loss
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def _cfg(**kw):
+    base = dict(lr=1e-3, epochs=1.0, batch_size=2, grad_accum=1, max_seq_len=64, warmup_steps=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+LORA = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
+
+
+def test_train_max_steps_and_meter(tiny_model_dir, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir)
+    tc = _cfg(max_steps=3, grad_accum=2)
+    meter = CostMeter(device="cpu", usd_per_hour=3.6)
+    pm, summary = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "run", meter=meter, seed=0)
+    assert summary["stopped_by"] == "max_steps"
+    assert summary["steps"] == 3 == meter.steps
+    # the micro-batches consumed are the first 6 of the schedule: recompute what they hold
+    encoded = [train.encode(tok, ex, tc.max_seq_len) for ex in PAIRS]
+    batches = train.make_batches([len(e["input_ids"]) for e in encoded], tc.batch_size, 0, 0)[:6]
+    used = [i for b in batches for i in b]
+    assert meter.examples == 12 == len(used)
+    assert meter.tokens == sum(len(encoded[i]["input_ids"]) for i in used)  # non-pad tokens seen
+    assert meter.trained_tokens == sum(sum(lab != IGNORE for lab in encoded[i]["labels"]) for i in used)
+    assert 0 < meter.trained_tokens < meter.tokens
+    c = summary["cost"]
+    assert (c["steps"], c["tokens"], c["examples"]) == (3, meter.tokens, 12)
+    assert c["wall_seconds"] > 0 and c["usd"] == pytest.approx(c["wall_seconds"] / 3600 * 3.6, abs=1e-3)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["tokens"] == meter.tokens
+    # LoRA weights moved
+    lora_b = [p for n, p in pm.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
+
+
+def test_train_runs_out_of_data(tiny_model_dir, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir)
+    meter = CostMeter()
+    _, summary = train.train_lora(model, tok, PAIRS[:4], LORA, _cfg(max_steps=50), tmp_path / "r", meter=meter)
+    assert summary["stopped_by"] == "data"
+    assert summary["steps"] == 2 and meter.examples == 4
+
+
+def _lora_state(pm):
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_checkpoint_resume_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
+    tc = _cfg(max_steps=4, checkpoint_every=2)
+    # A: in one go
+    model, tok = _fresh_model(tiny_model_dir)
+    meter_a = CostMeter()
+    pa, sa = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "A", meter=meter_a, seed=1)
+    assert sa["steps"] == 4 and sa["stopped_by"] == "max_steps"
+    assert (tmp_path / "A" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    state_a = _lora_state(pa)
+
+    # B: interrupted right after the checkpoint at step 2 was written
+    real_save = train._save_checkpoint
+
+    def save_then_crash(model, opt, sched, meter, path, step):
+        real_save(model, opt, sched, meter, path, step)
+        if step == 2:
+            raise _Interrupted
+
+    monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
+    model, tok = _fresh_model(tiny_model_dir)
+    with pytest.raises(_Interrupted):
+        train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "B", meter=CostMeter(), seed=1)
+    monkeypatch.setattr(train, "_save_checkpoint", real_save)
+
+    # resume B: only the 2 remaining steps are computed
+    calls = []
+    real_loss = train.response_loss
+    monkeypatch.setattr(train, "response_loss", lambda *a: calls.append(1) or real_loss(*a))
+    model, tok = _fresh_model(tiny_model_dir)
+    meter_b = CostMeter()
+    pb, sb = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "B", meter=meter_b, seed=1)
+    assert len(calls) == 2
+    assert sb["steps"] == 4 and sb["stopped_by"] == "max_steps"
+    assert (meter_b.steps, meter_b.tokens, meter_b.examples) == (meter_a.steps, meter_a.tokens, meter_a.examples)
+    state_b = _lora_state(pb)
+    assert state_a.keys() == state_b.keys() and state_a
+    for k in state_a:
+        assert torch.allclose(state_a[k], state_b[k], atol=1e-6, rtol=1e-5), k
+    steps_b = [json.loads(line)["step"] for line in (tmp_path / "B" / "metrics.jsonl").read_text().splitlines()]
+    assert steps_b == [1, 2, 3, 4]
+
+
+def test_resume_without_checkpoint_differs_from_fresh_start(tiny_model_dir, tmp_path):
+    """Guard for the test above: a run that restarts from scratch with another seed ends elsewhere."""
+    tc = _cfg(max_steps=2)
+    m1, tok = _fresh_model(tiny_model_dir)
+    p1, _ = train.train_lora(m1, tok, PAIRS, LORA, tc, tmp_path / "x", meter=CostMeter(), seed=1)
+    m2, tok = _fresh_model(tiny_model_dir)
+    p2, _ = train.train_lora(m2, tok, PAIRS, LORA, tc, tmp_path / "y", meter=CostMeter(), seed=2)
+    s1, s2 = _lora_state(p1), _lora_state(p2)
+    assert any(not torch.allclose(s1[k], s2[k], atol=1e-6) for k in s1)
+
+
+def test_max_minutes_budget_stops_cleanly(tiny_model_dir, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir)
+    meter = CostMeter()
+    # a clock that reads 0 s until two steps are done, then one hour
+    meter.elapsed = lambda: 0.0 if meter.steps < 2 else 3600.0
+    pm, summary = train.train_lora(model, tok, PAIRS, LORA, _cfg(max_minutes=1.0, max_steps=6), tmp_path / "m",
+                                   meter=meter)
+    assert summary["stopped_by"] == "max_minutes"
+    assert summary["steps"] == 2 and summary["planned_steps"] == 6
+    assert meter.examples == 4
+    assert not pm.training  # left in eval mode, usable
+
+
+def test_max_minutes_tiny_value_stops_before_first_step(tiny_model_dir, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir)
+    _, summary = train.train_lora(model, tok, PAIRS, LORA, _cfg(max_minutes=1e-12), tmp_path / "t", meter=CostMeter())
+    assert summary["stopped_by"] == "max_minutes" and summary["steps"] == 0
+
+
+# --------------------------------------------------------------------------- cost meter
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_cost_meter_arithmetic(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(cost, "time", clock)
+    m = CostMeter(device="cpu", usd_per_hour=3.0)
+    assert m.elapsed() == 0.0
+    m.start()
+    clock.now += 600
+    assert m.elapsed() == pytest.approx(600)
+    m.stop()
+    clock.now += 10_000  # stopped: not counted
+    assert m.seconds == pytest.approx(600) and m.elapsed() == pytest.approx(600)
+    m.stop()  # a second stop is harmless
+    assert m.seconds == pytest.approx(600)
+    m.start()
+    clock.now += 1200
+    m.stop()
+    assert m.seconds == pytest.approx(1800)
+    m.add(tokens=900, trained_tokens=300, examples=4)
+    m.add(tokens=100, trained_tokens=50, examples=1)
+    m.steps = 2
+    s = m.summary()
+    assert s["wall_seconds"] == pytest.approx(1800)
+    assert s["usd"] == pytest.approx(1800 / 3600 * 3.0)  # 1.5 dollars
+    assert (s["tokens"], s["trained_tokens"], s["examples"], s["steps"]) == (1000, 350, 5, 2)
+    assert s["tokens_per_second"] == pytest.approx(1000 / 1800, abs=0.1)
+    assert s["device"].startswith("cpu") and s["usd_per_hour"] == 3.0
+
+
+def test_cost_meter_restore(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(cost, "time", clock)
+    a = CostMeter()
+    a.start()
+    clock.now += 30
+    a.stop()
+    a.add(50, 20, 3)
+    a.steps = 7
+    b = CostMeter(usd_per_hour=2.0)
+    b.restore(a.state())
+    assert (b.seconds, b.tokens, b.trained_tokens, b.steps, b.examples) == (30, 50, 20, 7, 3)
+    b.start()
+    clock.now += 30
+    b.stop()
+    assert b.seconds == pytest.approx(60)
+    assert b.summary()["usd"] == pytest.approx(60 / 3600 * 2.0, abs=1e-4)
