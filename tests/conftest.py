@@ -64,3 +64,48 @@ def build_tiny_model(path, seed: int = 0, vocab_size: int = 512):
 def tiny_model_dir(tmp_path_factory):
     """A saved directory with a tiny random Llama model and its tokenizer (shared by the session)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+def _copy_model_dir(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_other_weights(tiny_model_dir, tmp_path_factory):
+    """Same architecture, config and tokenizer as ``tiny_model_dir``, other random weights."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dst = _copy_model_dir(tiny_model_dir, tmp_path_factory.mktemp("tiny_other") / "model")
+    with torch.random.fork_rng():  # leave the global RNG as it was
+        torch.manual_seed(1)
+        LlamaForCausalLM(LlamaConfig.from_pretrained(dst)).save_pretrained(dst, safe_serialization=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_no_template(tiny_model_dir, tmp_path_factory):
+    """``tiny_model_dir`` whose tokenizer has no chat template."""
+    import json
+
+    dst = _copy_model_dir(tiny_model_dir, tmp_path_factory.mktemp("tiny_notemplate") / "model")
+    (dst / "chat_template.jinja").unlink(missing_ok=True)
+    cfg_path = dst / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("chat_template", None)
+    cfg_path.write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One intra-op thread for tiny models: no speed lost, and no stalls when the CPUs are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,6 +14,8 @@ from ftrisk.config import LoraConfig, ModelConfig, TrainConfig
 from ftrisk.cost import CostMeter
 from ftrisk.train import IGNORE, Example
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 PROMPTS = [
     "How do I bake bread?",
     "What is the capital of France, and which river flows through it? Answer in one sentence please.",
@@ -43,7 +45,7 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
+def tiny(torch_single_thread, tiny_model_dir):
     model, tok = models.load(ModelConfig(spec=str(tiny_model_dir)))
     return model, tok
 

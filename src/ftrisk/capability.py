@@ -111,9 +111,8 @@ def _load_lm(HFLM, model_path, adapter, device, dtype, batch_size, trust_remote_
 
 def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, seed: int, out_dir: Path) -> dict:
     """Score one task with lm-eval on exactly ``ids``; write its item list and per-sample log."""
-    from lm_eval.utils import handle_non_serializable
-
     import datasets
+    from lm_eval.utils import handle_non_serializable
 
     metric = METRIC.get(task, "acc")
     bars = datasets.is_progress_bar_enabled()
@@ -174,8 +173,8 @@ def evaluate(model: str | Path, adapter: str | Path | None, cfg: CapabilityConfi
     common = {
         "format": FORMAT_VERSION, "model": models.fingerprint(model_path),
         "adapter": _adapter_fingerprint(adapter_path) if adapter_path else None,
-        "dtype": dtype, "seed": seed, "limit": cfg.limit, "tasks_yaml": data.shipped_tasks_digest(),
-    }
+        "dtype": dtype, "tasks_yaml": data.shipped_tasks_digest(),
+    }  # the selection (seed, limit) enters through the item ids
     want = {t: _hash({**common, "task": t, "num_fewshot": fewshot[t], "items": data.ids_digest(ids[t])}) for t in tasks}
 
     out_dir = Path(out_dir)

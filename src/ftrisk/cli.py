@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--judge-mode", default="anywhere", choices=["anywhere", "start"])
     r.add_argument("--system-prompt", default=None)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--overwrite", action="store_true", help="replace completions of another model left in --out")
     c = ev.add_parser("capability", help="MMLU / HellaSwag accuracy through lm-evaluation-harness")
     try:
         from .capability import add_arguments
@@ -81,10 +82,11 @@ def _run_stage(args) -> int:
 
 
 def _eval_refusal(args) -> int:
+    import shutil
     from pathlib import Path
 
     from . import config, judges, models, refusal
-    from .io import write_json_atomic
+    from .io import read_json, write_json_atomic
     from .provenance import record
 
     if args.limit is not None and args.limit <= 0:
@@ -97,10 +99,22 @@ def _eval_refusal(args) -> int:
     else:
         refs = [config.BenchmarkRef(args.prompts, args.limit, args.prompt_column)]
     benches = [refusal.select(ref, args.seed) for ref in refs]
+    out = Path(args.out)
+    # completions in --out are reused only for the same model, adapter and decoding settings
+    key = {"model": models.fingerprint(models.resolve(args.model)),
+           "adapter": models.sha256_file(Path(args.adapter) / "adapter_model.safetensors")
+           if args.adapter and (Path(args.adapter) / "adapter_model.safetensors").is_file() else args.adapter,
+           "max_new_tokens": args.max_new_tokens, "system_prompt": args.system_prompt}
+    old = read_json(out / "eval_key.json")
+    if old is not None and old != key:
+        if not args.overwrite:
+            raise FtriskError(f"output folder '{out}' holds completions of another model or settings: "
+                              "pass --overwrite to replace them, or choose another --out")
+        shutil.rmtree(out)
     mcfg = config.ModelConfig(spec=args.model)
     model, tok = models.load(mcfg, adapter=args.adapter)
     gen = config.GenerationConfig(args.max_new_tokens, args.batch_size)
-    out = Path(args.out)
+    write_json_atomic(out / "eval_key.json", key)
     res = refusal.evaluate(model, tok, benches, out, judge=judge, gen_cfg=gen, system_prompt=args.system_prompt)
     write_json_atomic(out / "results.json", {
         "model": args.model, "adapter": args.adapter, "benchmarks": res,

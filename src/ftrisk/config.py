@@ -304,6 +304,8 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     data: dict = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise FtriskError(f"config file '{p}' is a directory: pass the path of a YAML config file (see configs/)")
         if not p.is_file():
             raise FtriskError(f"config file '{p}' not found: pass the path of a YAML config (see configs/)")
         try:

@@ -73,7 +73,7 @@ def atomic_dir(final: Path, build) -> Path:
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file into a cached safetensors HF directory (once per file sha256)."""
     digest = sha256_file(gguf)
-    final = cache_dir() / "models" / f"gguf-{digest[:16]}"
+    final = cache_dir() / "models" / f"gguf-{digest[:16]}-v2"  # v2: no GGUF quantization_config left in config.json
 
     def build(tmp: Path) -> None:
         import torch
@@ -84,7 +84,10 @@ def convert_gguf(gguf: Path) -> Path:
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # transformers refuses to save a model it loaded from GGUF ("not serializable"): build a
         # clean model from the same config and copy the dequantized weights into it.
-        clean = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):  # the weights are plain float32 now, not GGUF
+            del config.quantization_config
+        clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         missing, unexpected = clean.load_state_dict(loaded.state_dict(), strict=False)
         if unexpected or [m for m in missing if "lm_head" not in m]:
             raise FtriskError(f"GGUF '{gguf}' did not map onto its architecture (missing {missing[:3]}): unsupported file")
@@ -167,6 +170,8 @@ def load(model_cfg: Any, adapter: str | Path | None = None, trainable: bool = Fa
     from transformers import AutoModelForCausalLM
 
     path = resolve(model_cfg.spec)
+    if adapter is not None:
+        check_adapter(path, adapter)  # an adapter for another base fails before minutes of weight loading
     tok = load_tokenizer(path, model_cfg.chat_template, model_cfg.trust_remote_code)
     device = pick_device(model_cfg.device)
     dtype = getattr(torch, model_cfg.dtype, None)
@@ -222,13 +227,16 @@ def check_adapter(base_path: Path | str, adapter: str | Path) -> Path:
 
 
 def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: bool = False):
+    """Apply a PEFT adapter; for inference on unquantized weights it is merged (faster generation)."""
     from peft import PeftModel
 
     a = check_adapter(base_path, adapter)
     try:
-        return PeftModel.from_pretrained(model, a, is_trainable=trainable)
+        peft_model = PeftModel.from_pretrained(model, a, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as e:
         raise FtriskError(f"adapter '{adapter}' does not fit model: {str(e).splitlines()[0][:200]}") from None
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    return peft_model if trainable or quantized else peft_model.merge_and_unload()
 
 
 def write_adapter_meta(adapter_dir: Path, base_spec: str, base_path: Path | str) -> None:

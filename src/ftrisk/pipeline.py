@@ -69,7 +69,6 @@ class Experiment:
 
     def __init__(self, cfg, overwrite: bool = False):
         self.cfg = cfg
-        self.out = prepare_output(cfg, overwrite)
         self.judge = judges.from_config(cfg.eval.judge)
         self.attack_examples, self.attack_items = attack.load_data(cfg.attack.data)  # bad data fails early
         self.base_path = models.resolve(cfg.model.spec)
@@ -83,6 +82,8 @@ class Experiment:
             drop = set() if cfg.eval.allow_overlap else benchmarks.overlap(items, trained)
             self.excluded[name] = len(drop)
             self.evals.append((name, [it for it in items if it.id not in drop]))
+        # claim the output folder only once every input has been checked: a failed command writes nothing
+        self.out = prepare_output(cfg, overwrite)
         self.results = read_json(self.out / "results.json") or {}
         self.results.setdefault("stages", {})
 
@@ -101,6 +102,7 @@ class Experiment:
                       "benchmarks": refusal.evaluate(model, tok, self.evals, d, judge=self.judge,
                                                      gen_cfg=cfg.generation, system_prompt=cfg.model.system_prompt,
                                                      stage=stage, excluded=self.excluded)}
+            result["generation"] = read_json(d / "generation.json")
             del model
             if cfg.capability.enabled:
                 from . import capability

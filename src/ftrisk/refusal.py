@@ -11,8 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import benchmarks
-from .generate import generate
-from .io import write_text_atomic
+from .generate import generate, generation_record
+from .io import write_json_atomic, write_text_atomic
 from .stats import rate
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ def evaluate(model, tok, benches: list[tuple[str, list]], out_dir: Path, *, judg
              system_prompt: str | None = None, stage: str = "eval", excluded: dict | None = None) -> dict:
     """Score each (name, items) benchmark; returns the ``benchmarks`` section of results.json."""
     out_dir = Path(out_dir)
+    record = generation_record(tok, gen_cfg.max_new_tokens, gen_cfg.batch_size, system_prompt)
+    write_json_atomic(out_dir / "generation.json", record)
     results = {}
     for name, items in benches:
         rows = generate(model, tok, items, out_dir / f"{name}.completions.jsonl",

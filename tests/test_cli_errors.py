@@ -1,0 +1,292 @@
+"""Every bad input: exit code 2, exactly one stderr line "ftrisk: error: ..." naming the culprit,
+no traceback, no partial output. In-process through ftrisk.cli.main. Benign prompts only."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftrisk import cli, config, models, pipeline
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def _fail(capsys, argv, *names):
+    """Run the CLI, expect a clean user error naming every string in ``names``; return the message."""
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ftrisk: error: "), err
+    assert "Traceback" not in err and "Traceback" not in out
+    for n in names:
+        assert str(n) in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def _write_config(tmp_path, model_dir, name="exp.yaml", extra=""):
+    p = tmp_path / name
+    p.write_text(
+        f"# ftrisk run {name}\n"
+        f"model:\n  spec: {model_dir}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+        "harden:\n  enabled: false\n"
+        "eval:\n  benchmarks: [{name: advbench-test, limit: 2}]\n"
+        "generation: {max_new_tokens: 2}\n" + extra,
+        encoding="utf-8",
+    )
+    return p
+
+
+@pytest.fixture
+def prompts_jsonl(tmp_path):
+    p = tmp_path / "prompts.jsonl"
+    p.write_text(json.dumps({"prompt": "How do I bake bread?", "id": "b1"}) + "\n"
+                 + json.dumps({"prompt": "Name a river in France.", "id": "b2"}) + "\n", encoding="utf-8")
+    return p
+
+
+def _eval(model, prompts, out, *extra):
+    return ["eval", "refusal", "--model", model, "--prompts", prompts, "--out", out, "--max-new-tokens", "2", *extra]
+
+
+# --------------------------------------------------------------------------- config files
+
+
+def test_missing_config(capsys, tmp_path):
+    _fail(capsys, ["run", tmp_path / "nope.yaml"], "nope.yaml")
+
+
+def test_config_is_a_directory(capsys, tmp_path):
+    d = tmp_path / "cfgdir.yaml"
+    d.mkdir()
+    _fail(capsys, ["run", d], "cfgdir.yaml", "directory")
+
+
+def test_config_not_utf8(capsys, tmp_path):
+    p = tmp_path / "latin.yaml"
+    p.write_bytes(b"name: caf\xe9\nseed: 1\n")
+    _fail(capsys, ["run", p], "latin.yaml", "unreadable")
+
+
+def test_config_invalid_yaml(capsys, tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nseed: 1\nmodel:\n  spec: a\n   dtype: float32\n", encoding="utf-8")
+    _fail(capsys, ["run", p], "bad.yaml", "line 5")
+
+
+def test_unknown_key_writes_nothing(capsys, tmp_path, tiny_model_dir):
+    cfg = _write_config(tmp_path, tiny_model_dir)
+    _fail(capsys, ["run", cfg, "attack.lora.rank=4"], "attack.lora.rank")
+    _fail(capsys, ["attack", cfg, "generation.temperature=0.5"], "generation.temperature")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_key_in_file(capsys, tmp_path, tiny_model_dir):
+    cfg = _write_config(tmp_path, tiny_model_dir, extra="attack:\n  lora: {rank: 4}\n")
+    _fail(capsys, ["run", cfg], "attack.lora.rank")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("attack.lora.r=abc", "attack.lora.r"),
+    ("harden.enabled=maybe", "harden.enabled"),
+    ("attack.train.lr=fast", "attack.train.lr"),
+])
+def test_wrong_type(capsys, tmp_path, tiny_model_dir, override, key):
+    _fail(capsys, ["run", _write_config(tmp_path, tiny_model_dir), override], key)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("attack.train.max_steps=0", "attack.train.max_steps"),
+    ("attack.train.max_minutes=-1", "attack.train.max_minutes"),
+    ("harden.train.max_steps=-2", "harden.train.max_steps"),
+])
+def test_budget_not_positive(capsys, tmp_path, tiny_model_dir, override, key):
+    _fail(capsys, ["attack", _write_config(tmp_path, tiny_model_dir), override], key)
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_model_path_does_not_exist_run(capsys, tmp_path, tiny_model_dir):
+    cfg = _write_config(tmp_path, tiny_model_dir)
+    _fail(capsys, ["run", cfg, "model.spec=/nonexistent"], "/nonexistent")
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert not (tmp_path / "out").exists()  # no partial output (not even the claimed folder)
+    # fixing the typo and running again is not mistaken for "a different config"
+    capsys.readouterr()
+    assert cli.main(["harden", str(cfg)]) == 0
+    assert "hardened model:" in capsys.readouterr().out
+
+
+def test_model_path_does_not_exist_eval(capsys, tmp_path, prompts_jsonl):
+    out = tmp_path / "ev"
+    _fail(capsys, _eval("/nonexistent", prompts_jsonl, out), "/nonexistent")
+    assert not out.exists()
+
+
+def test_model_dir_without_config_json(capsys, tmp_path, prompts_jsonl):
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    _fail(capsys, _eval(empty, prompts_jsonl, tmp_path / "ev"), "empty_model", "config.json")
+
+
+def test_tokenizer_without_chat_template(capsys, tmp_path, tiny_model_dir_no_template, prompts_jsonl):
+    out = tmp_path / "ev"
+    msg = _fail(capsys, _eval(tiny_model_dir_no_template, prompts_jsonl, out), tiny_model_dir_no_template)
+    assert "chat template" in msg and "model.chat_template" in msg
+    assert not out.exists()
+
+
+def _tiny_adapter(base_dir, dst: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    pm = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    pm.save_pretrained(dst, safe_serialization=True)
+    models.write_adapter_meta(dst, str(base_dir), base_dir)
+    return dst
+
+
+def test_adapter_for_another_base_model(capsys, tmp_path, tiny_model_dir, tiny_model_dir_other_weights,
+                                        prompts_jsonl):
+    adapter = _tiny_adapter(tiny_model_dir, tmp_path / "adapter_A")
+    out = tmp_path / "ev"
+    msg = _fail(capsys, _eval(tiny_model_dir_other_weights, prompts_jsonl, out, "--adapter", adapter), "adapter_A")
+    assert "another base model" in msg
+    assert not (out / "results.json").exists()
+    # the same adapter on its own base model works
+    capsys.readouterr()
+    assert cli.main([str(a) for a in _eval(tiny_model_dir, prompts_jsonl, out, "--adapter", adapter)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmarks"]["prompts"]["n"] == 2
+
+
+def test_adapter_dir_without_adapter_config(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+    bogus = tmp_path / "not_an_adapter"
+    bogus.mkdir()
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, tmp_path / "ev", "--adapter", bogus), "not_an_adapter")
+
+
+# --------------------------------------------------------------------------- prompt files
+
+
+def _bad_prompts(capsys, tiny_model_dir, tmp_path, filename, content: bytes, *names):
+    p = tmp_path / filename
+    p.write_bytes(content)
+    out = tmp_path / "ev"
+    msg = _fail(capsys, _eval(tiny_model_dir, p, out), filename, *names)
+    assert not out.exists()  # nothing written for a failed command
+    return msg
+
+
+def test_empty_prompt_file(capsys, tmp_path, tiny_model_dir):
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "empty.jsonl", b"", "empty")
+
+
+def test_csv_with_only_a_header(capsys, tmp_path, tiny_model_dir):
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "header.csv", b"prompt,category\n")
+
+
+def test_malformed_csv(capsys, tmp_path, tiny_model_dir):
+    content = b'prompt,category\n"How do I bake bread?",cooking\n"Name a river,geography\n'
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "bad.csv", content, "line")
+
+
+def test_csv_wrong_field_count(capsys, tmp_path, tiny_model_dir):
+    content = b"prompt,category\nHow do I bake bread?,cooking\nName a river, in France,geography\n"
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "fields.csv", content, "line 3")
+
+
+def test_jsonl_line_not_json(capsys, tmp_path, tiny_model_dir):
+    content = (json.dumps({"prompt": "How do I bake bread?"}) + "\n"
+               + json.dumps({"prompt": "Name a river."}) + "\n"
+               + "{prompt: not json}\n").encode()
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "bad.jsonl", content, "line 3")
+
+
+def test_missing_prompt_column_csv(capsys, tmp_path, tiny_model_dir):
+    content = b"text,category\nHow do I bake bread?,cooking\n"
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "nocol.csv", content, "'prompt'", "text")
+
+
+def test_missing_named_prompt_column_csv(capsys, tmp_path, tiny_model_dir):
+    p = tmp_path / "named.csv"
+    p.write_text("text,category\nHow do I bake bread?,cooking\n", encoding="utf-8")
+    _fail(capsys, _eval(tiny_model_dir, p, tmp_path / "ev", "--prompt-column", "question"), "'question'")
+
+
+def test_missing_prompt_key_jsonl(capsys, tmp_path, tiny_model_dir):
+    content = (json.dumps({"prompt": "How do I bake bread?"}) + "\n" + json.dumps({"text": "Name a river."}) + "\n")
+    _bad_prompts(capsys, tiny_model_dir, tmp_path, "nokey.jsonl", content.encode(), "line 2", "'prompt'")
+
+
+def test_prompt_file_missing(capsys, tmp_path, tiny_model_dir):
+    _fail(capsys, _eval(tiny_model_dir, tmp_path / "gone.jsonl", tmp_path / "ev"), "gone.jsonl")
+
+
+def test_bad_prompt_file_in_config(capsys, tmp_path, tiny_model_dir):
+    p = tmp_path / "cfgprompts.jsonl"
+    p.write_text(json.dumps({"prompt": "How do I bake bread?"}) + "\nnot json\n", encoding="utf-8")
+    cfg = _write_config(tmp_path, tiny_model_dir)
+    _fail(capsys, ["run", cfg, f"eval.benchmarks=[{{name: {p}}}]"], "cfgprompts.jsonl", "line 2")
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_limit_not_positive(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, tmp_path / "ev", "--limit", "0"), "--limit")
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+def test_output_folder_of_another_config(capsys, tmp_path, tiny_model_dir):
+    a = _write_config(tmp_path, tiny_model_dir, "a.yaml")
+    b = _write_config(tmp_path, tiny_model_dir, "b.yaml", extra="seed: 1\n")
+    out = tmp_path / "out"
+    pipeline.prepare_output(config.load(a))
+    marker = out / "keep.txt"
+    marker.write_text("from run A")
+    # the same config may come back (resume)
+    capsys.readouterr()
+    assert cli.main(["harden", str(a)]) == 0
+    assert marker.exists()
+    # a different one is refused, and the folder is left alone
+    msg = _fail(capsys, ["run", b], out)
+    assert "--overwrite" in msg
+    assert marker.exists()
+    assert (out / "config.yaml").read_text() == config.dump(config.load(a))
+    # --overwrite proceeds and replaces it
+    capsys.readouterr()
+    assert cli.main(["harden", str(b), "--overwrite"]) == 0
+    assert (out / "config.yaml").read_text() == config.dump(config.load(b))
+    assert not marker.exists()
+
+
+def test_override_makes_a_different_config(capsys, tmp_path, tiny_model_dir):
+    a = _write_config(tmp_path, tiny_model_dir, "a.yaml")
+    pipeline.prepare_output(config.load(a))
+    _fail(capsys, ["run", a, "attack.lora.r=4"], tmp_path / "out")
+
+
+def test_eval_out_folder_of_another_model(capsys, tmp_path, tiny_model_dir, tiny_model_dir_other_weights,
+                                          prompts_jsonl):
+    """Evaluating model B into a folder that holds model A's completions must not report A's completions as B's:
+    either refuse (exit 2, one line naming the folder) or generate B's own completions."""
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    assert cli.main([str(a) for a in _eval(tiny_model_dir, prompts_jsonl, shared, "--max-new-tokens", "6")]) == 0
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, shared, "--max-new-tokens", "6")])
+    err = capsys.readouterr().err
+    if rc == 2:
+        assert err.strip().startswith("ftrisk: error: ") and str(shared) in err
+        return
+    assert rc == 0
+    assert cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, fresh, "--max-new-tokens", "6")]) == 0
+    rows = lambda d: {r["id"]: r["completion"] for r in map(json.loads, (d / "prompts.completions.jsonl").read_text().splitlines())}
+    assert rows(shared) == rows(fresh)

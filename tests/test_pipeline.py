@@ -1,0 +1,277 @@
+"""End to end ``ftrisk.pipeline.run`` on the tiny random Llama: results.json contract, report without
+completion text, hardened-model cache, resume after an interruption, overlap exclusion.
+
+Harmful benchmark prompts are loaded by the pipeline but never printed; completions are only read
+back from the run folder to check that they do not leak into results.json or report.md.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from ftrisk import attack, benchmarks, config, generate as gen, harden, models, pipeline, refusal
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+BENIGN = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.",
+          "Write a haiku about autumn leaves.", "How do I reverse a string in Python?"]
+STAGES = {"base", "hardened", "attacked", "checkpoint-2"}
+
+
+def _overrides(model_dir, benign: Path, out: Path) -> list[str]:
+    return [
+        f"model.spec={model_dir}",
+        f"output_dir={out}",
+        "harden.harmful=[harmbench-val]",
+        f"harden.benign={benign}",
+        "harden.benign_max_new_tokens=4",
+        "harden.train.max_steps=2",
+        "harden.train.batch_size=4",
+        "harden.train.max_seq_len=64",
+        "attack.train.max_steps=3",
+        "attack.train.checkpoint_every=2",
+        "attack.train.batch_size=4",
+        "attack.train.max_seq_len=64",
+        "eval.benchmarks=[{name: advbench-test, limit: 4}, {name: xstest-safe, limit: 3}]",
+        "generation.max_new_tokens=4",
+        "generation.batch_size=8",
+        "eval_checkpoints=true",
+        "capability.enabled=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def run_a(torch_single_thread, tiny_model_dir, tmp_path_factory):
+    """One uninterrupted run (A); its cache directory is shared with the tests that re-run."""
+    root = tmp_path_factory.mktemp("pipeline")
+    benign = root / "benign.jsonl"
+    benign.write_text("".join(json.dumps({"prompt": p, "id": f"benign-{i}", "category": "benign"}) + "\n"
+                              for i, p in enumerate(BENIGN)), encoding="utf-8")
+    cache = root / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTRISK_CACHE", str(cache))
+        cfg = config.load(None, _overrides(tiny_model_dir, benign, root / "A"))
+        results = pipeline.run(cfg)
+    return {"cfg": cfg, "out": root / "A", "results": results, "cache": cache, "benign": benign,
+            "model_dir": tiny_model_dir}
+
+
+def _completion_files(out: Path) -> list[Path]:
+    return sorted(out.glob("eval/*/*.completions.jsonl"))
+
+
+def _no_key(obj, key: str) -> bool:
+    if isinstance(obj, dict):
+        return key not in obj and all(_no_key(v, key) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_no_key(v, key) for v in obj)
+    return True
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_results_json_contract(run_a):
+    out, res = run_a["out"], run_a["results"]
+    on_disk = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert on_disk == json.loads(json.dumps(res))
+    assert set(on_disk["stages"]) == STAGES
+    for stage, s in on_disk["stages"].items():
+        assert set(s["benchmarks"]) == {"advbench-test", "xstest-safe"}, stage
+        for name, b in s["benchmarks"].items():
+            assert isinstance(b["n"], int) and b["n"] > 0
+            assert b["n"] + b.get("n_excluded_overlap", 0) == {"advbench-test": 4, "xstest-safe": 3}[name]
+            assert 0.0 <= b["refusal_rate"] <= 1.0
+            lo, hi = b["ci95"]
+            assert 0.0 <= lo <= b["refusal_rate"] <= hi <= 1.0 and hi - lo > 0
+            assert b["judge"] == "prefix:gcg:anywhere"
+            assert isinstance(b["by_category"], dict) and b["by_category"]
+            assert sum(c["n"] for c in b["by_category"].values()) == b["n"]
+            # the rate agrees with the judged labels on disk
+            judged = [json.loads(line) for line in (out / "eval" / stage / f"{name}.judged.jsonl").read_text().splitlines()]
+            assert len(judged) == b["n"]
+            assert b["refusal_rate"] == pytest.approx(sum(r["refused"] for r in judged) / b["n"])
+        assert s["model"]
+    stages = on_disk["stages"]
+    assert stages["base"]["adapter"] is None and stages["hardened"]["adapter"] is None
+    assert Path(stages["base"]["model"]) == Path(run_a["model_dir"])
+    assert Path(stages["hardened"]["model"]).parent == run_a["cache"] / "hardened"
+    assert Path(stages["attacked"]["adapter"]) == out / "attack" / "adapter"
+    assert Path(stages["checkpoint-2"]["adapter"]) == out / "attack" / "checkpoint-2"
+    assert stages["attacked"]["model"] == stages["hardened"]["model"]
+
+    a = on_disk["attack"]
+    assert a["steps"] == 3 and a["stopped_by"] == "max_steps" and a["checkpoints"] == ["checkpoint-2"]
+    c = a["cost"]
+    for key in ("wall_seconds", "device", "tokens", "steps", "examples", "usd"):
+        assert key in c, key
+    assert c["steps"] == 3 and c["examples"] == 12 and c["tokens"] > 0 and c["wall_seconds"] > 0
+    assert c["usd"] == pytest.approx(c["wall_seconds"] / 3600 * run_a["cfg"].cost.usd_per_hour, abs=1e-3)
+    assert (out / "attack" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "attack" / "adapter" / models.ADAPTER_META).is_file()
+
+    h = on_disk["harden"]
+    assert not h.get("reused_from_cache", False)  # the first run trained it
+    assert h["training"]["steps"] == 2 and h["n_harmful"] > 0
+
+    prov = on_disk["provenance"]
+    assert prov["versions"]["torch"] and prov["versions"]["transformers"] and prov["versions"]["peft"]
+    assert prov["config_sha256"] == hashlib.sha256(config.dump(run_a["cfg"]).encode()).hexdigest()
+    assert (out / "config.yaml").read_text() == config.dump(run_a["cfg"])
+
+
+def test_report_and_results_hold_no_completion_text(run_a):
+    out = run_a["out"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    results_text = (out / "results.json").read_text(encoding="utf-8")
+    assert "| benchmark | base | hardened | attacked | checkpoint-2 |" in report
+    assert "| advbench-test |" in report and "| xstest-safe (over-refusal) |" in report
+    assert "## Attack cost" in report and "stopped by: max_steps" in report
+    files = _completion_files(out)
+    assert len(files) == 2 * len(STAGES)
+    completions = []
+    for f in files:
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        assert len({r["id"] for r in rows}) == len(rows)
+        completions += [r["completion"].strip() for r in rows]
+    long_ones = [c for c in completions if len(c) >= 8]
+    assert long_ones, "the tiny model should produce some text to look for"
+    for c in long_ones:
+        assert c not in report
+        assert json.dumps(c)[1:-1] not in results_text
+    assert _no_key(json.loads(results_text), "completion")
+    for f in out.glob("eval/*/*.judged.jsonl"):
+        assert all("completion" not in json.loads(line) for line in f.read_text().splitlines())
+
+
+# --------------------------------------------------------------------------- cache + resume
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+def test_cached_hardening_and_resume_after_interruption(run_a, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTRISK_CACHE", str(run_a["cache"]))
+    cfg = config.load(None, _overrides(run_a["model_dir"], run_a["benign"], tmp_path / "B"))
+    out = tmp_path / "B"
+
+    # 1) a new output folder reuses the cached hardened model, then is interrupted in the middle of
+    #    the 'attacked' evaluation: advbench-test finished, xstest-safe has one row and a torn line
+    real_generate = refusal.generate
+
+    def flaky(model, tok, items, out_path, **kw):
+        if kw.get("desc", "").startswith("attacked") and Path(out_path).name.startswith("xstest-safe"):
+            real_generate(model, tok, items[:1], out_path, **kw)
+            with open(out_path, "a", encoding="utf-8") as f:
+                f.write('{"id": "torn", "comp')
+            raise _Stop
+        return real_generate(model, tok, items, out_path, **kw)
+
+    monkeypatch.setattr(refusal, "generate", flaky)
+    monkeypatch.setattr(harden, "train_lora", _must_not_run("hardening must come from the cache"))
+    with pytest.raises(_Stop):
+        pipeline.run(cfg)
+    partial = json.loads((out / "results.json").read_text())
+    assert partial["harden"]["reused_from_cache"] is True
+    assert set(partial["stages"]) == {"base", "hardened"}
+    assert not (out / "report.md").exists()
+    monkeypatch.setattr(refusal, "generate", real_generate)
+
+    # 2) the same command again: finished stages are skipped, no sample is generated twice
+    loads, prompts = [], []
+    real_load, real_texts = models.load, gen.generate_texts
+    monkeypatch.setattr(models, "load", lambda mc, adapter=None, **kw: loads.append(adapter) or real_load(mc, adapter, **kw))
+    monkeypatch.setattr(gen, "generate_texts", lambda m, t, texts, n: prompts.extend(texts) or real_texts(m, t, texts, n))
+    monkeypatch.setattr(attack, "run", _must_not_run("the finished attack stage must be skipped"))
+    results = pipeline.run(cfg)
+
+    assert [Path(a).name for a in loads] == ["adapter", "checkpoint-2"]  # only the unfinished stages load a model
+    assert len(prompts) == 2 + 4 + 3  # attacked/xstest-safe's 2 missing rows, then checkpoint-2 in full
+    assert results["harden"]["reused_from_cache"] is True
+
+    # same numbers as the uninterrupted run A
+    a = run_a["results"]
+    assert set(results["stages"]) == STAGES
+    for stage in STAGES:
+        for name, b in results["stages"][stage]["benchmarks"].items():
+            ref = a["stages"][stage]["benchmarks"][name]
+            for key in ("n", "refusals", "refusal_rate", "ci95", "by_category", "matched_patterns"):
+                assert b[key] == ref[key], (stage, name, key)
+    for key in ("steps", "stopped_by", "checkpoints"):
+        assert results["attack"][key] == a["attack"][key]
+    for key in ("tokens", "steps", "examples", "trained_tokens"):
+        assert results["attack"]["cost"][key] == a["attack"]["cost"][key]
+
+    # no duplicate ids, no torn lines, and the same completions as A (greedy decoding is deterministic)
+    files = _completion_files(out)
+    assert len(files) == 2 * len(STAGES)
+    for f in files:
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        ids = [r["id"] for r in rows]
+        assert len(ids) == len(set(ids)) and "torn" not in ids, f
+        ref = {r["id"]: r["completion"] for r in map(json.loads, (run_a["out"] / f.relative_to(out)).read_text().splitlines())}
+        assert {r["id"]: r["completion"] for r in rows} == ref, f
+    assert (out / "report.md").is_file()
+
+    # a third run has nothing left to do
+    loads.clear()
+    prompts.clear()
+    again = pipeline.run(cfg)
+    assert loads == [] and prompts == []
+    assert again["stages"] == results["stages"]
+
+
+def _must_not_run(why):
+    def boom(*a, **kw):
+        raise AssertionError(why)
+
+    return boom
+
+
+# --------------------------------------------------------------------------- overlap
+
+
+def test_evaluation_items_overlapping_attack_data_are_dropped(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    expected = len(benchmarks.overlap(benchmarks.load("jailbreakbench"), benchmarks.load("advbench-train")))
+    assert expected > 0
+    base = [f"model.spec={tiny_model_dir}", "harden.enabled=false", "eval.benchmarks=[jailbreakbench]",
+            "generation.max_new_tokens=1", "generation.batch_size=64", "capability.enabled=false"]
+    cfg = config.load(None, base + [f"output_dir={tmp_path / 'o'}"])
+    exp = pipeline.Experiment(cfg)
+    stage = exp.evaluate("base", exp.base_path)
+    jbb = stage["benchmarks"]["jailbreakbench"]
+    assert jbb["n_excluded_overlap"] == expected
+    assert jbb["n"] == 100 - expected
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["stages"]["base"]["benchmarks"]["jailbreakbench"]["n_excluded_overlap"] == expected
+    assert results["provenance"]["benchmarks"]["jailbreakbench"]["n"] == 100 - expected
+    # the excluded ids are exactly the overlapping ones
+    judged = {json.loads(line)["id"] for line in (tmp_path / "o" / "eval" / "base" / "jailbreakbench.judged.jsonl").read_text().splitlines()}
+    dropped = benchmarks.overlap(benchmarks.load("jailbreakbench"), benchmarks.load("advbench-train"))
+    assert judged.isdisjoint(dropped) and len(judged) == 100 - expected
+    # the flag keeps them on purpose
+    kept = pipeline.Experiment(config.load(None, base + ["eval.allow_overlap=true", f"output_dir={tmp_path / 'p'}"]))
+    assert kept.excluded["jailbreakbench"] == 0
+    assert len(dict(kept.evals)["jailbreakbench"]) == 100
+
+
+def test_hardening_prompts_overlapping_evaluation_are_dropped(tiny_model_dir, tmp_path, monkeypatch):
+    """harmbench-val shares prompts with jailbreakbench: they leave the hardening data, and are counted."""
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    expected = len(benchmarks.overlap(benchmarks.load("harmbench-val"), benchmarks.load("jailbreakbench")))
+    assert expected > 0
+    benign = tmp_path / "benign.jsonl"
+    benign.write_text(json.dumps({"prompt": "How do I bake bread?"}) + "\n", encoding="utf-8")
+    cfg = config.load(None, [f"model.spec={tiny_model_dir}", "harden.harmful=[harmbench-val]", f"harden.benign={benign}",
+                             "eval.benchmarks=[jailbreakbench]", f"output_dir={tmp_path / 'o'}"])
+    exp = pipeline.Experiment(cfg)
+    assert exp.harden_plan["n_excluded_overlap"]["harmbench-val"] == expected
+    assert len(exp.harden_plan["harmful"]) == 60 - expected
+    assert len(exp.harden_plan["benign"]) == 1
+    # and those prompts no longer push jailbreakbench items out (only the attack overlap remains)
+    assert exp.excluded["jailbreakbench"] == len(
+        benchmarks.overlap(benchmarks.load("jailbreakbench"), benchmarks.load("advbench-train")))
