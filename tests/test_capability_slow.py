@@ -14,7 +14,7 @@ import pytest
 from ftrisk import capability, models
 from ftrisk.config import CapabilityConfig
 
-from test_capability import hand_check
+from test_capability import hand_check, one_torch_thread  # noqa: F401  (autouse fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -136,6 +136,20 @@ class Experiment:
         self.save()
         return done
 
+    def capability_deltas(self) -> None:
+        """Paired capability change of each stage against the stage before it (same items)."""
+        if not self.cfg.capability.enabled:
+            return
+        from .capability import compare
+
+        stages = self.results["stages"]
+        names = list(stages)
+        for prev, cur in zip(names, names[1:]):
+            ref = "hardened" if cur.startswith("checkpoint-") and "hardened" in stages else prev
+            if stages[cur].get("capability") and stages[ref].get("capability"):
+                stages[cur]["capability_delta"] = {"vs": ref, **compare(stages[ref]["capability"], stages[cur]["capability"])}
+        self.save()
+
     def save(self) -> None:
         self.results["provenance"] = provenance_record(
             config.dump(self.cfg), seed=self.cfg.seed, model_spec=self.cfg.model.spec,
@@ -162,6 +176,7 @@ def run(cfg, overwrite: bool = False, until: str = "report") -> dict:
     if cfg.eval_checkpoints:
         for name in rec["checkpoints"]:
             exp.evaluate(name, subject, exp.out / "attack" / name)
+    exp.capability_deltas()
     from . import report
 
     write_text_atomic(exp.out / "report.md", report.render(exp.results, cfg))
