@@ -25,16 +25,8 @@ from ftrisk.errors import FtriskError
 
 LETTERS = "ABCD"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core box, 2 OpenMP threads are ~4x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread (conftest): on a shared 2-core box, 2 OpenMP threads made these tests ~4x slower.
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 # --------------------------------------------------------------------------- vendored data
@@ -229,6 +221,10 @@ def test_compare_and_report_lines():
     assert "Δ(attacked−hardened) -0.040" in lines[0] and "McNemar p=" in lines[0]
     assert lines[1].startswith("HellaSwag 0-shot acc_norm (n=100): base 0.400")
     assert capability.report_lines({"base": base})[0].endswith("]")  # one stage: no delta
+    with_ckpts = capability.report_lines({"base": base, "hardened": hard, "attacked": att,
+                                          "checkpoint-25": hard, "checkpoint-50": att})
+    assert "Δ(attacked−hardened) -0.040" in with_ckpts[0] and with_ckpts[0].endswith("; checkpoints: 25 0.290, 50 0.250")
+    assert "Δ(attacked−base)" in capability.report_lines({"base": base, "attacked": att})[0]
     with pytest.raises(FtriskError, match="different items"):
         capability.compare(base, {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")})
     other = {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")}
@@ -239,7 +235,7 @@ def test_compare_and_report_lines():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir, tmp_path_factory):
+def tiny_run(torch_single_thread, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability")
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=8)
     return cfg, out, capability.evaluate(tiny_model_dir, None, cfg, out, seed=0)
@@ -392,21 +388,6 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     (adapter / models.ADAPTER_META).write_text(json.dumps(meta))
     with pytest.raises(FtriskError, match="trained on another base model"):
         capability.evaluate(tiny_model_dir, adapter, cfg, tmp_path / "x")
-
-
-def test_gguf_marker_dir_loads_through_the_instance_path(tiny_model_dir, tmp_path):
-    """A dequantized-GGUF dir keeps ``quantization_config: {quant_method: gguf}``; HFLM alone refuses it."""
-    import shutil
-
-    d = tmp_path / "gguf_like"
-    shutil.copytree(tiny_model_dir, d)
-    c = json.loads((d / "config.json").read_text())
-    c["quantization_config"] = {"quant_method": "gguf", "dequantize": False, "gguf_file": "x.gguf"}
-    (d / "config.json").write_text(json.dumps(c))
-    cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=6, num_fewshot=0, batch_size=4)
-    ref = capability.evaluate(tiny_model_dir, None, cfg, tmp_path / "ref")
-    got = capability.evaluate(d, None, cfg, tmp_path / "got")
-    assert got["mmlu_anatomy"]["correct"] == ref["mmlu_anatomy"]["correct"]
 
 
 def test_cli(tiny_model_dir, tmp_path, capsys):

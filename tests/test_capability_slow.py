@@ -14,9 +14,9 @@ import pytest
 from ftrisk import capability, models
 from ftrisk.config import CapabilityConfig
 
-from test_capability import hand_check, one_torch_thread  # noqa: F401  (autouse fixture)
+from test_capability import hand_check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_single_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def embedded_dir():
 
 
 @pytest.fixture(scope="module")
-def embedded_run(embedded_dir, tmp_path_factory):
+def embedded_run(torch_single_thread, embedded_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability_embedded")
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=16)
     return cfg, out, capability.evaluate(models.DEFAULT_SPEC, None, cfg, out, seed=0)

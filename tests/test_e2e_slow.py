@@ -48,3 +48,13 @@ def test_attack_cost_and_artifacts(demo_results):
         completion = json.loads(line)["completion"].strip()
         if len(completion) > 20:
             assert completion not in report
+
+
+def test_converted_gguf_dir_is_a_plain_float_model(demo_results):
+    """lm-eval's loader turns a leftover GGUF quantization_config into a request for the .gguf file."""
+    from ftrisk import models
+
+    path = models.resolve(models.DEFAULT_SPEC)
+    cfg = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in cfg
+    assert (path / "model.safetensors").is_file() and (path / ".complete").is_file()

@@ -72,38 +72,10 @@ def _offline_lm_eval():
     return lm_eval, evaluator, HFLM, TaskManager
 
 
-def _gguf_marker(model_path) -> bool:
-    """True for a directory converted from GGUF whose config.json still says ``quant_method: gguf``."""
-    try:
-        q = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8")).get("quantization_config")
-    except (OSError, ValueError):
-        return False
-    return isinstance(q, dict) and q.get("quant_method") == "gguf"
-
-
 def _load_lm(HFLM, model_path, adapter, device, dtype, batch_size, trust_remote_code):
     try:
-        if not _gguf_marker(model_path):
-            return HFLM(pretrained=str(model_path), peft=str(adapter) if adapter else None, device=device,
-                        dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
-        # HFLM turns a config's quantization_config dict into a GgufConfig and transformers then asks
-        # for the .gguf file, although the weights are plain dequantized safetensors.  Load the model
-        # here without that key and hand HFLM the instance (same scoring path from there on).
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        mcfg = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-        del mcfg.quantization_config
-        torch_dtype = getattr(torch, dtype, None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise FtriskError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
-        model = AutoModelForCausalLM.from_pretrained(model_path, config=mcfg, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code)
-        if adapter:
-            model = models.apply_adapter(model, model_path, adapter)
-        model.to(device).eval()
-        tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-        return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+        return HFLM(pretrained=str(model_path), peft=str(adapter) if adapter else None, device=device,
+                    dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         what = f"adapter '{adapter}' on model '{model_path}'" if adapter else f"model '{model_path}'"
         raise FtriskError(f"lm-eval could not load {what}: {str(e).splitlines()[0][:200]}") from None
@@ -221,26 +193,42 @@ def _fmt_acc(r: dict) -> str:
     return f"{r['acc']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
 
 
+def _delta_pair(names: list[str]) -> tuple[str, str] | None:
+    """The stages whose paired delta the report shows: attacked vs hardened (else vs base), else the last two."""
+    for ref in ("hardened", "base"):
+        if "attacked" in names and ref in names:
+            return ref, "attacked"
+    return (names[-2], names[-1]) if len(names) >= 2 else None
+
+
 def report_lines(stages: dict[str, dict]) -> list[str]:
-    """One line per task: every stage's accuracy with its CI, then the paired delta of the last two stages."""
+    """One line per task: each stage's accuracy with its CI, then the paired delta (attacked - hardened).
+
+    ``checkpoint-<step>`` stages are listed after the main stages, without CIs.
+    """
     tasks: list[str] = []
     for caps in stages.values():
         tasks += [t for t in (caps or {}) if t not in tasks]
     lines = []
     for task in tasks:
-        have = [(name, caps[task]) for name, caps in stages.items() if caps and task in caps]
-        first = have[0][1]
+        have = {name: caps[task] for name, caps in stages.items() if caps and task in caps}
+        main = [n for n in have if not n.startswith("checkpoint-")] or list(have)
+        first = have[main[0]]
         metric = "" if first["metric"] == "acc" else f" {first['metric']}"
-        head = f"{_label(task)} {first['num_fewshot']}-shot{metric} (n={first['n']})"
-        line = head + ": " + " → ".join(f"{name} {_fmt_acc(r)}" for name, r in have)
-        if len(have) >= 2:
-            (n0, r0), (n1, r1) = have[-2], have[-1]
+        line = f"{_label(task)} {first['num_fewshot']}-shot{metric} (n={first['n']}): "
+        line += " → ".join(f"{n} {_fmt_acc(have[n])}" for n in main)
+        pair = _delta_pair(main)
+        if pair:
+            n0, n1 = pair
             try:
-                d = compare({task: r0}, {task: r1})[task]
+                d = compare({task: have[n0]}, {task: have[n1]})[task]
                 line += (f", Δ({n1}−{n0}) {d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
                          f" (McNemar p={d['p_mcnemar']:.3g})")
             except FtriskError:
                 line += f", no paired Δ ({n0} and {n1} were scored on different items)"
+        ckpts = [n for n in have if n not in main]
+        if ckpts:
+            line += "; checkpoints: " + ", ".join(f"{n.removeprefix('checkpoint-')} {have[n]['acc']:.3f}" for n in ckpts)
         lines.append(line)
     return lines
 

@@ -165,9 +165,9 @@ class CapabilityConfig:
     limit: Optional[int] = None
     """Items per task (seeded, stratified by subject for MMLU); None: the full set."""
     num_fewshot: int = 5
-    """Few-shot examples (MMLU takes them from its dev split)."""
-    batch_size: int = 16
-    """lm-eval batch size."""
+    """Few-shot examples for MMLU, from its dev split (0-5). HellaSwag is always 0-shot (lm-eval's default)."""
+    batch_size: int = 4
+    """lm-eval batch size (4 on CPU: larger batches pad more; 5-shot MMLU at 16 peaked at 16 GB)."""
 
 
 @dataclass
