@@ -43,13 +43,6 @@ def _label(task: str) -> str:
     return LABEL.get(task) or f"MMLU {task[5:]}"
 
 
-def _adapter_fingerprint(adapter: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in adapter.iterdir() if p.is_file() and p.name.startswith("adapter_")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
@@ -144,7 +137,7 @@ def evaluate(model: str | Path, adapter: str | Path | None, cfg: CapabilityConfi
     adapter_path = models.check_adapter(model_path, adapter) if adapter is not None else None
     common = {
         "format": FORMAT_VERSION, "model": models.fingerprint(model_path),
-        "adapter": _adapter_fingerprint(adapter_path) if adapter_path else None,
+        "adapter": models.adapter_fingerprint(adapter_path),
         "dtype": dtype, "tasks_yaml": data.shipped_tasks_digest(),
     }  # the selection (seed, limit) enters through the item ids
     want = {t: _hash({**common, "task": t, "num_fewshot": fewshot[t], "items": data.ids_digest(ids[t])}) for t in tasks}

@@ -102,8 +102,8 @@ def _eval_refusal(args) -> int:
     out = Path(args.out)
     # completions in --out are reused only for the same model, adapter and decoding settings
     key = {"model": models.fingerprint(models.resolve(args.model)),
-           "adapter": models.sha256_file(Path(args.adapter) / "adapter_model.safetensors")
-           if args.adapter and (Path(args.adapter) / "adapter_model.safetensors").is_file() else args.adapter,
+           "adapter": models.adapter_fingerprint(models.check_adapter(models.resolve(args.model), args.adapter))
+           if args.adapter else None,
            "max_new_tokens": args.max_new_tokens, "system_prompt": args.system_prompt}
     old = read_json(out / "eval_key.json")
     if old is not None and old != key:

@@ -138,6 +138,17 @@ def fingerprint(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def adapter_fingerprint(adapter: Path | str | None) -> str | None:
+    """sha256 over a PEFT adapter's config and weights (None for no adapter)."""
+    if adapter is None:
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(adapter).iterdir() if p.is_file() and p.name.startswith("adapter_")):
+        h.update(f.name.encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def pick_device(name: str = "auto") -> str:
     import torch
 

@@ -58,12 +58,6 @@ def prepare_output(cfg, overwrite: bool = False) -> Path:
     return out
 
 
-def _adapter_id(adapter: Path | None) -> str | None:
-    if adapter is None:
-        return None
-    return models.sha256_file(Path(adapter) / "adapter_model.safetensors")
-
-
 class Experiment:
     """One configured experiment; each method is a stage and is safe to call again."""
 
@@ -90,7 +84,7 @@ class Experiment:
     # ------------------------------------------------------------------ stages
     def evaluate(self, stage: str, model_path: Path | str, adapter: Path | None = None) -> dict:
         cfg = self.cfg
-        key = _key({"model": models.fingerprint(model_path), "adapter": _adapter_id(adapter),
+        key = _key({"model": models.fingerprint(model_path), "adapter": models.adapter_fingerprint(adapter),
                     "items": {n: [it.id for it in items] for n, items in self.evals},
                     "generation": dataclasses.asdict(cfg.generation), "system": cfg.model.system_prompt,
                     "judge": self.judge.name, "capability": dataclasses.asdict(cfg.capability), "seed": cfg.seed})
