@@ -67,7 +67,10 @@ class Experiment:
         self.attack_examples, self.attack_items = attack.load_data(cfg.attack.data)  # bad data fails early
         self.base_path = models.resolve(cfg.model.spec)
         evals = [refusal.select(ref, cfg.seed) for ref in cfg.eval.benchmarks]
-        protected = self.attack_items + [it for _, items in evals for it in items]
+        # hardening must not see any prompt of an evaluation set, sampled this time or not: the cached
+        # hardened model is then valid for every `limit`
+        full = [refusal.select(dataclasses.replace(ref, limit=None), cfg.seed) for ref in cfg.eval.benchmarks]
+        protected = self.attack_items + [it for _, items in full for it in items]
         self.harden_plan = harden.plan(cfg, protected) if cfg.harden.enabled else {"harmful": [], "benign": []}
         trained = self.attack_items + [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["harmful"]]
         trained += [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["benign"]]
