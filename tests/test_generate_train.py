@@ -426,3 +426,17 @@ def test_cost_meter_restore(monkeypatch):
     b.stop()
     assert b.seconds == pytest.approx(60)
     assert b.summary()["usd"] == pytest.approx(60 / 3600 * 2.0, abs=1e-4)
+
+
+def test_token_batches_respect_both_caps():
+    from ftrisk.generate import token_batches
+
+    lengths = [900, 700, 120, 110, 100, 90, 80, 70, 60, 50]  # length-sorted, longest first
+    items = list(range(len(lengths)))
+    batches = token_batches(items, lengths, batch_size=4, max_tokens=1000)
+    assert [i for b in batches for i in b] == items  # every item once, order kept
+    for b in batches:
+        assert len(b) <= 4
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1000
+    assert batches[0] == [0] and batches[1] == [1]  # long prompts alone
+    assert token_batches(items, lengths, batch_size=4, max_tokens=None) == [items[0:4], items[4:8], items[8:10]]

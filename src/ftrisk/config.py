@@ -85,6 +85,8 @@ class GenerationConfig:
     """Tokens generated per prompt (greedy decoding)."""
     batch_size: int = 32
     """Prompts per generation batch (length-sorted, left-padded)."""
+    max_batch_tokens: Optional[int] = 8192
+    """Cap on batch width x prompts (prompt + new tokens): long prompts go in smaller batches. None: no cap."""
 
 
 @dataclass

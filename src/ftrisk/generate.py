@@ -27,13 +27,15 @@ def template_sha256(tok) -> str:
     return hashlib.sha256((tok.chat_template or "").encode()).hexdigest()
 
 
-def generation_record(tok, max_new_tokens: int, batch_size: int, system_prompt: str | None) -> dict:
+def generation_record(tok, max_new_tokens: int, batch_size: int, system_prompt: str | None,
+                      max_batch_tokens: int | None = None) -> dict:
     """What was used to generate: recorded next to the completions."""
     return {
         "decoding": "greedy",
         "do_sample": False,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
+        "max_batch_tokens": max_batch_tokens,
         "padding_side": "left",
         "system_prompt": system_prompt,
         "chat_template_sha256": template_sha256(tok),
@@ -62,9 +64,24 @@ def generate_texts(model, tok, texts: list[str], max_new_tokens: int) -> list[tu
     return results
 
 
+def token_batches(items: list, lengths: list[int], batch_size: int, max_tokens: int | None) -> list[list]:
+    """Cut length-sorted items into batches of at most ``batch_size`` items and ``max_tokens`` padded tokens,
+    so a few long prompts (HarmBench contexts) run in small batches instead of padding a large one."""
+    batches, cur, widest = [], [], 0
+    for it, n in zip(items, lengths):
+        if cur and (len(cur) >= batch_size or (max_tokens and max(widest, n) * (len(cur) + 1) > max_tokens)):
+            batches.append(cur)
+            cur, widest = [], 0
+        cur.append(it)
+        widest = max(widest, n)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def generate(
     model, tok, items: Iterable, out_path: str | Path, *, max_new_tokens: int = 64, batch_size: int = 32,
-    system_prompt: str | None = None, desc: str = "generate",
+    system_prompt: str | None = None, desc: str = "generate", max_batch_tokens: int | None = None,
 ) -> dict[str, dict]:
     """Generate a completion for every item not yet in ``out_path``; return all rows by id."""
     from tqdm.auto import tqdm
@@ -80,8 +97,7 @@ def generate(
     lengths = {i: len(tok(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
     todo.sort(key=lambda it: -lengths[it.id])  # length-sorted batches: little padding; longest first
     bar = tqdm(total=len(todo), desc=desc, unit="prompt", leave=False, disable=not todo)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+    for batch in token_batches(todo, [lengths[it.id] + max_new_tokens for it in todo], batch_size, max_batch_tokens):
         outs = generate_texts(model, tok, [texts[it.id] for it in batch], max_new_tokens)
         new_rows = [
             {"id": it.id, "category": it.category, "prompt": it.prompt, "completion": c,

@@ -92,7 +92,8 @@ def run(cfg, work_dir: Path, data_plan: dict, judge) -> tuple[Path, dict]:
     benign = [benchmarks.Item(i, p, c) for i, p, c in data_plan["benign"]]
     answers = generate(model, tok, benign, work_dir / "benign_answers.jsonl",
                        max_new_tokens=cfg.harden.benign_max_new_tokens, batch_size=cfg.generation.batch_size,
-                       system_prompt=cfg.model.system_prompt, desc="self-distil benign")
+                       system_prompt=cfg.model.system_prompt, desc="self-distil benign",
+                       max_batch_tokens=cfg.generation.max_batch_tokens)
     # a benign answer the judge reads as a refusal would teach over-refusal: leave it out
     kept = [it for it in benign if answers[it.id]["completion"].strip() and not judge(answers[it.id]["completion"]).refused]
     examples = [Example(p, r) for _, p, r in data_plan["harmful"]]

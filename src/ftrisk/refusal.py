@@ -54,13 +54,14 @@ def evaluate(model, tok, benches: list[tuple[str, list]], out_dir: Path, *, judg
              system_prompt: str | None = None, stage: str = "eval", excluded: dict | None = None) -> dict:
     """Score each (name, items) benchmark; returns the ``benchmarks`` section of results.json."""
     out_dir = Path(out_dir)
-    record = generation_record(tok, gen_cfg.max_new_tokens, gen_cfg.batch_size, system_prompt)
+    record = generation_record(tok, gen_cfg.max_new_tokens, gen_cfg.batch_size, system_prompt, gen_cfg.max_batch_tokens)
     write_json_atomic(out_dir / "generation.json", record)
     results = {}
     for name, items in benches:
         rows = generate(model, tok, items, out_dir / f"{name}.completions.jsonl",
                         max_new_tokens=gen_cfg.max_new_tokens, batch_size=gen_cfg.batch_size,
-                        system_prompt=system_prompt, desc=f"{stage} {name}")
+                        system_prompt=system_prompt, desc=f"{stage} {name}",
+                        max_batch_tokens=gen_cfg.max_batch_tokens)
         judged = []
         for it in items:
             j = judge(rows[it.id]["completion"])
