@@ -22,7 +22,6 @@ def demo_results(tmp_path_factory):
         "eval.benchmarks=[{name: advbench-test, limit: 24}, {name: xstest-safe, limit: 12}]",
         "generation.max_new_tokens=24",
         "harden.benign_limit=120", "harden.benign_max_new_tokens=48",
-        "attack.train.max_steps=30", "attack.train.checkpoint_every=15",
         "capability.enabled=false",
     ])
     yield pipeline.run(cfg), root / "run"
@@ -39,10 +38,10 @@ def test_hardening_raises_refusal_and_attack_lowers_it(demo_results):
 def test_attack_cost_and_artifacts(demo_results):
     results, run = demo_results
     a = results["attack"]
-    assert a["steps"] == 30 and a["stopped_by"] == "max_steps"
+    assert a["steps"] == 50 and a["stopped_by"] == "data"  # one epoch of the 400 advbench-train pairs, batch 8
     assert a["cost"]["tokens"] > 0 and a["cost"]["usd"] > 0
     assert (run / "attack" / "adapter" / "adapter_model.safetensors").is_file()
-    assert (run / "attack" / "checkpoint-15" / "adapter_config.json").is_file()
+    assert (run / "attack" / "checkpoint-25" / "adapter_config.json").is_file()
     report = (run / "report.md").read_text()
     for line in (run / "eval" / "attacked" / "advbench-test.completions.jsonl").read_text().splitlines():
         completion = json.loads(line)["completion"].strip()
