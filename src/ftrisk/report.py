@@ -60,7 +60,8 @@ def render(results: dict, cfg) -> str:
         out += ["", "## Hardening", "",
                 f"- {h['n_harmful']} harmful prompts ({', '.join(h['harmful_sources'])}) → refusals; "
                 f"{h['n_benign']} benign instructions → the base model's own answers; {h['method']}",
-                f"- excluded for overlap with attack/evaluation prompts: {h['n_excluded_overlap']}",
+                "- excluded for overlap with attack/evaluation prompts: "
+                + ", ".join(f"{k} {v}" for k, v in h["n_excluded_overlap"].items()),
                 f"- {t['steps']} steps, {t['cost']['wall_seconds'] / 60:.1f} min"
                 + (" (reused from cache)" if h.get("reused_from_cache") else "")]
     if results.get("attack"):
