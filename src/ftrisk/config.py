@@ -136,8 +136,6 @@ class HardenConfig:
     """Use a seeded sample of this many benign instructions."""
     benign_max_new_tokens: int = 96
     """Length of the self-distilled benign answers."""
-    merge: bool = True
-    """Merge the LoRA weights into the model (the hardened model is then a plain HF directory)."""
     allow_overlap: bool = False
     """Keep hardening prompts that also occur in the attack data or an evaluation set."""
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=16, alpha=32))
