@@ -72,11 +72,15 @@ def is_harmful(name: str) -> bool:
 
 def load(name: str, limit: int | None = None, seed: int = 0) -> list[Item]:
     """Items of a registered benchmark; ``limit`` takes a seeded sample, kept in original order."""
-    items = list(_load_all(name))
+    return sample(list(_load_all(name)), limit, seed, name)
+
+
+def sample(items: list, limit: int | None, seed: int = 0, what: str = "prompts") -> list:
+    """A seeded sample of ``limit`` items in their original order (all of them when limit is None or >= n)."""
     if limit is None:
         return items
     if limit <= 0:
-        raise FtriskError(f"limit for {name!r} must be a positive number of prompts, got {limit}")
+        raise FtriskError(f"limit for {what!r} must be a positive number of prompts, got {limit}")
     if limit >= len(items):
         return items
     keep = sorted(random.Random(seed).sample(range(len(items)), limit))

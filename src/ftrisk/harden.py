@@ -40,10 +40,7 @@ def benign_items(spec: str, limit: int | None, seed: int) -> list[benchmarks.Ite
             items = benchmarks.load_file(p)
     else:
         items = benchmarks.load_file(spec)
-    if limit is not None and limit < len(items):
-        keep = sorted(random.Random(seed).sample(range(len(items)), limit))
-        items = [items[i] for i in keep]
-    return items
+    return benchmarks.sample(items, limit, seed, "harden.benign")
 
 
 def plan(cfg, protected: list[benchmarks.Item]) -> dict:

@@ -23,12 +23,7 @@ def select(ref, seed: int) -> tuple[str, list[benchmarks.Item]]:
     if ref.name in benchmarks.names():
         return ref.name, benchmarks.load(ref.name, ref.limit, seed)
     items = benchmarks.load_file(ref.name, ref.prompt_column, ref.category_column)
-    if ref.limit is not None and ref.limit < len(items):
-        import random
-
-        keep = sorted(random.Random(seed).sample(range(len(items)), ref.limit))
-        items = [items[i] for i in keep]
-    return Path(ref.name).stem, items
+    return Path(ref.name).stem, benchmarks.sample(items, ref.limit, seed, ref.name)
 
 
 def summarize(judged: list[dict], judge_name: str, harmful: bool) -> dict:
