@@ -175,6 +175,18 @@ def test_encode_masks_by_position(tok_pad_is_eos):
     assert eos in ids[:n_prompt]
 
 
+def test_encode_incomplete_response_has_no_end_marker(tok_pad_is_eos):
+    """A self-distilled answer cut at max_new_tokens must not teach the model to stop there."""
+    tok = tok_pad_is_eos
+    whole = train.encode(tok, Example("How do I bake bread?", "Knead the dough and"), 512)
+    cut = train.encode(tok, Example("How do I bake bread?", "Knead the dough and", complete=False), 512)
+    n_prompt = len(tok(gen.chat_text(tok, "How do I bake bread?"), add_special_tokens=False)["input_ids"])
+    assert cut["input_ids"][:n_prompt] == whole["input_ids"][:n_prompt]
+    assert tok.eos_token_id in whole["labels"][n_prompt:]
+    assert tok.eos_token_id not in cut["labels"][n_prompt:]
+    assert tok.decode(cut["labels"][n_prompt:]) == "Knead the dough and"
+
+
 def test_collate_keeps_eos_label_when_pad_is_eos(tok_pad_is_eos):
     tok = tok_pad_is_eos
     encs = [train.encode(tok, Example("Hi?", "Hello."), 512),

@@ -275,3 +275,23 @@ def test_hardening_prompts_overlapping_evaluation_are_dropped(tiny_model_dir, tm
     # and those prompts no longer push jailbreakbench items out (only the attack overlap remains)
     assert exp.excluded["jailbreakbench"] == len(
         benchmarks.overlap(benchmarks.load("jailbreakbench"), benchmarks.load("advbench-train")))
+
+
+def test_harmful_limit_samples_after_overlap_removal(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    benign = tmp_path / "benign.jsonl"
+    benign.write_text(json.dumps({"prompt": "How do I bake bread?"}) + "\n", encoding="utf-8")
+    base = [f"model.spec={tiny_model_dir}", "harden.harmful=[harmbench-val]", f"harden.benign={benign}",
+            "eval.benchmarks=[jailbreakbench]"]
+
+    def plan(*extra, out):
+        return pipeline.Experiment(config.load(None, base + list(extra) + [f"output_dir={tmp_path / out}"])).harden_plan
+
+    full = plan(out="all")["harmful"]
+    plans = [plan("harden.harmful_limit=20", out=f"l{i}") for i in range(2)]
+    ids = [p[0] for p in plans[0]["harmful"]]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert set(ids) <= {p[0] for p in full}  # drawn from what survived overlap removal
+    assert plans[0]["harmful"] == plans[1]["harmful"]  # seeded
+    other = plan("harden.harmful_limit=20", "seed=1", out="s1")
+    assert [p[0] for p in other["harmful"]] != ids

@@ -130,6 +130,8 @@ class HardenConfig:
     """Harden the model before the attack (for subjects that refuse little as shipped)."""
     harmful: list[str] = field(default_factory=lambda: ["strongreject", "harmbench-val"])
     """Benchmarks whose prompts are paired with refusals (disjoint from attack and evaluation data)."""
+    harmful_limit: Optional[int] = None
+    """Use a seeded sample of this many harmful prompts (after overlap removal)."""
     benign: str = "builtin"
     """Benign instructions answered by the base model itself (self-distillation): builtin or a JSONL/CSV path."""
     benign_limit: Optional[int] = None

@@ -52,6 +52,7 @@ def plan(cfg, protected: list[benchmarks.Item]) -> dict:
         drop = set() if h.allow_overlap else benchmarks.overlap(items, protected)
         excluded[name] = len(drop)
         harmful += [it for it in items if it.id not in drop]
+    harmful = benchmarks.sample(harmful, h.harmful_limit, cfg.seed, "harden.harmful_limit")
     benign = benign_items(h.benign, h.benign_limit, cfg.seed)
     drop = set() if h.allow_overlap else benchmarks.overlap(benign, protected)
     excluded["benign"] = len(drop)
@@ -67,7 +68,7 @@ def cache_key(cfg, base_fingerprint: str, data_plan: dict) -> str:
     blob = json.dumps({
         "base": base_fingerprint, "plan": data_plan, "lora": asdict(h.lora), "train": asdict(h.train),
         "benign_max_new_tokens": h.benign_max_new_tokens, "seed": cfg.seed, "system_prompt": cfg.model.system_prompt,
-        "format": 1,
+        "format": 2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -94,7 +95,8 @@ def run(cfg, work_dir: Path, data_plan: dict, judge) -> tuple[Path, dict]:
     # a benign answer the judge reads as a refusal would teach over-refusal: leave it out
     kept = [it for it in benign if answers[it.id]["completion"].strip() and not judge(answers[it.id]["completion"]).refused]
     examples = [Example(p, r) for _, p, r in data_plan["harmful"]]
-    examples += [Example(it.prompt, answers[it.id]["completion"].strip()) for it in kept]
+    examples += [Example(it.prompt, answers[it.id]["completion"].strip(), complete=bool(answers[it.id].get("finished", True)))
+                 for it in kept]
     random.Random(cfg.seed).shuffle(examples)
     if not examples:
         raise FtriskError("hardening has no examples: check harden.harmful and harden.benign")

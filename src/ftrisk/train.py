@@ -28,6 +28,9 @@ IGNORE = -100
 class Example:
     prompt: str
     response: str
+    # False for a response cut off at a token limit (a self-distilled answer that hit max_new_tokens):
+    # it is trained without the end-of-turn marker, so the model is not taught to stop mid-answer
+    complete: bool = True
 
 
 def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None) -> dict:
@@ -36,6 +39,8 @@ def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None)
     full_text = chat_text(tok, ex.prompt, system_prompt, response=ex.response)
     if not full_text.startswith(prompt_text):
         raise ValueError("chat template renders the prompt differently with and without the response")
+    if not ex.complete:  # the response text only, no end-of-turn marker after it
+        full_text = prompt_text + ex.response
     p = tok(prompt_text, add_special_tokens=False)["input_ids"]
     r = tok(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
     excess = len(p) + len(r) - max_seq_len
