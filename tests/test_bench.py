@@ -10,3 +10,12 @@ def test_bench_rows_are_consistent(tiny_model_dir, torch_single_thread):
         assert row["ours_s"] > 0 and row["baseline_s"] > 0
         assert abs(row["speedup"] - row["baseline_s"] / row["ours_s"]) < 1e-9
     assert not model.training  # the benchmark leaves the model in eval mode
+
+
+def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir):
+    row = bench.bench_step_memory(str(tiny_model_dir))
+    if row is None:  # not Linux
+        return
+    # the full-vocabulary baseline materialises logits at every position: it can only need more memory
+    assert row["ours_mb"] > 0 and row["baseline_mb"] > 0
+    assert abs(row["ratio"] - row["baseline_mb"] / row["ours_mb"]) < 1e-9

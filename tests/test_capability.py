@@ -234,6 +234,15 @@ def test_compare_and_report_lines():
 # --------------------------------------------------------------------------- end to end on a tiny model
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    """lm-eval response databases go to a throwaway cache, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FTRISK_CACHE", str(tmp_path_factory.mktemp("ftrisk-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def tiny_run(torch_single_thread, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability")
@@ -388,6 +397,29 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     (adapter / models.ADAPTER_META).write_text(json.dumps(meta))
     with pytest.raises(FtriskError, match="trained on another base model"):
         capability.evaluate(tiny_model_dir, adapter, cfg, tmp_path / "x")
+
+
+def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny_model_dir_other_weights, tmp_path,
+                                                            monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=12, num_fewshot=0, batch_size=4)
+
+    def run(model, out, c=cfg):
+        r = capability.evaluate(model, None, c, tmp_path / out)["mmlu_anatomy"]
+        lls = [s["filtered_resps"] for s in map(json.loads, (tmp_path / out / "samples_mmlu_anatomy.jsonl").read_text().splitlines())]
+        return r, lls
+
+    first, lls1 = run(tiny_model_dir, "a")
+    assert first["requests"] == 48 and first["requests_from_cache"] == 0  # 12 items x 4 choices
+    again, lls2 = run(tiny_model_dir, "b")  # another run folder, same weights
+    assert again["requests_from_cache"] == 48
+    assert again["correct"] == first["correct"] and lls2 == lls1
+    assert run(tiny_model_dir, "c", dataclasses.replace(cfg, cache=False))[0]["requests_from_cache"] == 0
+    assert run(tiny_model_dir, "d", dataclasses.replace(cfg, batch_size=2))[0]["requests_from_cache"] == 0
+    other, lls3 = run(tiny_model_dir_other_weights, "e")
+    assert other["requests_from_cache"] == 0 and lls3 != lls1
 
 
 def test_cli(tiny_model_dir, tmp_path, capsys):

@@ -27,7 +27,7 @@ def demo_results(tmp_path_factory):
         f"output_dir={root / 'run'}",
         "eval.benchmarks=[{name: advbench-test, limit: 24}, {name: xstest-safe, limit: 12}]",
         "generation.max_new_tokens=24",
-        "harden.benign_limit=120", "harden.benign_max_new_tokens=48",
+        "harden.benign_limit=120", "harden.benign_keep=[]", "harden.benign_max_new_tokens=48",
         "capability.enabled=false",
     ])
     yield pipeline.run(cfg), root / "run"

@@ -295,3 +295,18 @@ def test_harmful_limit_samples_after_overlap_removal(tiny_model_dir, tmp_path, m
     assert plans[0]["harmful"] == plans[1]["harmful"]  # seeded
     other = plan("harden.harmful_limit=20", "seed=1", out="s1")
     assert [p[0] for p in other["harmful"]] != ids
+
+
+def test_benign_limit_spares_kept_categories(tmp_path):
+    from ftrisk import harden
+
+    path = tmp_path / "benign.jsonl"
+    rows = [{"id": f"p{i}", "category": "plain", "prompt": f"plain question number {i}?"} for i in range(30)]
+    rows += [{"id": f"r{i}", "category": "risky-sounding", "prompt": f"how do I kill idle process {i}?"} for i in range(8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    got = harden.benign_items(str(path), 5, seed=0, keep=["risky-sounding"])
+    assert sum(it.category == "risky-sounding" for it in got) == 8  # kept whole
+    assert sum(it.category == "plain" for it in got) == 5  # the limit applies to the rest
+    assert [it.id for it in got] == [it.id for it in harden.benign_items(str(path), 5, seed=0, keep=["risky-sounding"])]
+    assert len(harden.benign_items(str(path), 5, seed=0, keep=[])) == 5  # nothing kept: a plain seeded sample
+    assert len(harden.benign_items(str(path), None, seed=0, keep=[])) == 38

@@ -3,6 +3,8 @@
 Machines here are noisy, so no absolute target is asserted anywhere; each line compares two ways
 of doing the same work, interleaved and repeated, and prints the median ratio.
 - training step: logits only at response positions (ftrisk) vs the full-vocabulary logits (baseline)
+- training-step memory: extra peak resident memory of one step, response-only logits vs full logits,
+  each in a fresh process (Linux: the peak is reset through /proc/self/clear_refs)
 - generation: length-sorted batches of 16 (ftrisk) vs one prompt at a time (baseline)
 """
 
@@ -23,8 +25,8 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
-def bench_training(model, tok, repeats: int = 5) -> dict:
-    import torch
+def _training_step(model, tok):
+    """Two ways to run one training step on the same 8 attack examples: (ftrisk's, baseline)."""
     import torch.nn.functional as F
 
     from . import benchmarks
@@ -33,7 +35,6 @@ def bench_training(model, tok, repeats: int = 5) -> dict:
     items = benchmarks.load("advbench-train")[:8]
     enc = [encode(tok, Example(it.prompt, it.extra["target"]), 128) for it in items]
     ids, mask, labels = collate(enc, tok.pad_token_id)
-    model.train()
 
     def ours():
         model.zero_grad()
@@ -47,6 +48,12 @@ def bench_training(model, tok, repeats: int = 5) -> dict:
 
     for p in model.parameters():
         p.requires_grad_(True)
+    model.train()
+    return ours, baseline, int(mask.sum())
+
+
+def bench_training(model, tok, repeats: int = 5) -> dict:
+    ours, baseline, n_tokens = _training_step(model, tok)
     ours(), baseline()  # warm-up
     a, b = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
@@ -55,7 +62,50 @@ def bench_training(model, tok, repeats: int = 5) -> dict:
     model.eval()
     return {"what": "training step, response-only logits vs full logits",
             "ours_s": statistics.median(a), "baseline_s": statistics.median(b),
-            "speedup": statistics.median(b) / statistics.median(a), "tokens": int(mask.sum())}
+            "speedup": statistics.median(b) / statistics.median(a), "tokens": n_tokens}
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _step_memory_child(spec: str, variant: str, queue) -> None:
+    """In a fresh process: the peak resident memory one training step adds on top of the loaded model."""
+    import torch
+
+    from .config import ModelConfig
+    from .models import load
+
+    torch.set_num_threads(1)  # memory, not speed, is measured here
+    model, tok = load(ModelConfig(spec=spec))
+    ours, baseline, _ = _training_step(model, tok)
+    step = ours if variant == "ours" else baseline
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    step()
+    queue.put((_status_kb("VmHWM") - before) / 1024)
+
+
+def bench_step_memory(spec: str) -> dict | None:
+    """Peak extra memory of one training step, each variant in its own process so neither inherits the
+    other's allocator pool. None where /proc/self/clear_refs is not available (not Linux)."""
+    import multiprocessing as mp
+
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    ctx = mp.get_context("spawn")
+    out = {}
+    for variant in ("ours", "baseline"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_step_memory_child, args=(spec, variant, queue))
+        proc.start()
+        out[variant] = queue.get(timeout=900)
+        proc.join()
+    return {"what": "training-step peak memory, response-only logits vs full logits",
+            "ours_mb": out["ours"], "baseline_mb": out["baseline"], "ratio": out["baseline"] / out["ours"]}
 
 
 def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
@@ -74,10 +124,18 @@ def main(args) -> int:
     from .config import ModelConfig
     from .models import DEFAULT_SPEC, load
 
-    model, tok = load(ModelConfig(spec=args.model or DEFAULT_SPEC))
+    spec = args.model or DEFAULT_SPEC
+    model, tok = load(ModelConfig(spec=spec))
     rows = [bench_training(model, tok), bench_generation(model, tok)]
     for r in rows:
         print(f"{r['what']}: ftrisk {r['ours_s']:.3f}s, baseline {r['baseline_s']:.3f}s, ratio x{r['speedup']:.2f}")
+    mem = bench_step_memory(spec)
+    if mem is None:
+        print("training-step peak memory: not measured (needs Linux /proc/self/clear_refs)")
+    else:
+        rows.append(mem)
+        print(f"{mem['what']}: ftrisk +{mem['ours_mb']:.0f} MB, baseline +{mem['baseline_mb']:.0f} MB, "
+              f"ratio x{mem['ratio']:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0

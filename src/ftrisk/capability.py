@@ -74,7 +74,17 @@ def _load_lm(HFLM, model_path, adapter, device, dtype, batch_size, trust_remote_
         raise FtriskError(f"lm-eval could not load {what}: {str(e).splitlines()[0][:200]}") from None
 
 
-def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, seed: int, out_dir: Path) -> dict:
+def _cache_entries(db: str | None) -> int:
+    if db is None or not Path(db + "_rank0.db").is_file():
+        return 0
+    from sqlitedict import SqliteDict
+
+    with SqliteDict(db + "_rank0.db", flag="r") as d:
+        return len(d)
+
+
+def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, seed: int, out_dir: Path,
+              cache_db: str | None = None) -> dict:
     """Score one task with lm-eval on exactly ``ids``; write its item list and per-sample log."""
     import datasets
     from lm_eval.utils import handle_non_serializable
@@ -86,9 +96,10 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
         with tempfile.TemporaryDirectory(prefix="ftrisk-capability-") as tmp:
             name = data.write_task_dir(Path(tmp), task, ids, k)
             tm = TaskManager(include_path=tmp, include_defaults=False)
+            before = _cache_entries(cache_db)
             t0 = time.perf_counter()
             res = evaluator.simple_evaluate(
-                model=lm, tasks=[name], task_manager=tm, log_samples=True, bootstrap_iters=0,
+                model=lm, tasks=[name], task_manager=tm, log_samples=True, bootstrap_iters=0, use_cache=cache_db,
                 random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
                 verbosity="WARNING",
             )
@@ -98,6 +109,8 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
             datasets.enable_progress_bars()
     correct: dict[str, bool] = {}
     lines = []
+    n_requests = sum(len(s["arguments"]) for samples in res["samples"].values() for s in samples)
+    from_cache = n_requests - (_cache_entries(cache_db) - before) if cache_db else 0
     for sub, samples in sorted(res["samples"].items()):
         for s in samples:
             correct[s["doc"]["ftrisk_id"]] = bool(s[metric])
@@ -112,6 +125,7 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
              "num_fewshot": k, "items": f"items_{task}.txt", "items_sha256": data.ids_digest(ids),
              "samples": f"samples_{task}.jsonl", "correct": flags,
              "seconds": round(seconds, 2), "items_per_s": round(len(ids) / seconds, 3),
+             "requests": n_requests, "requests_from_cache": from_cache,
              "lm_eval_acc": res["results"].get(name, {}).get(f"{metric},none"),
              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if task == "mmlu":
@@ -151,11 +165,19 @@ def evaluate(model: str | Path, adapter: str | Path | None, cfg: CapabilityConfi
     if todo:
         _, evaluator, HFLM, TaskManager = _offline_lm_eval()
         t0 = time.perf_counter()
-        lm = _load_lm(HFLM, model_path, adapter_path, models.pick_device(device), dtype, cfg.batch_size, trust_remote_code)
+        dev = models.pick_device(device)
+        lm = _load_lm(HFLM, model_path, adapter_path, dev, dtype, cfg.batch_size, trust_remote_code)
         load_s = round(time.perf_counter() - t0, 2)
+        cache_db = None
+        if cfg.cache:  # one response database per exact model (+ adapter) and scoring settings
+            import lm_eval
+
+            ident = _hash({"weights": models.weights_identity(model_path), "adapter": common["adapter"], "dtype": dtype,
+                           "device": dev, "batch_size": cfg.batch_size, "lm_eval": lm_eval.__version__})
+            cache_db = str(models.cache_dir() / "lm-eval" / ident / "responses")
         for t in todo:
             log.info("capability: %s (%d items, %d-shot)", t, len(ids[t]), fewshot[t])
-            entry = _run_task(lm, evaluator, TaskManager, t, ids[t], fewshot[t], seed, out_dir)
+            entry = _run_task(lm, evaluator, TaskManager, t, ids[t], fewshot[t], seed, out_dir, cache_db)
             results[t] = {**entry, "load_seconds": load_s, "input_hash": want[t]}
             write_json_atomic(path, {x: results[x] for x in tasks if x in results})
     return {t: results[t] for t in tasks}

@@ -135,7 +135,9 @@ class HardenConfig:
     benign: str = "builtin"
     """Benign instructions answered by the base model itself (self-distillation): builtin or a JSONL/CSV path."""
     benign_limit: Optional[int] = None
-    """Use a seeded sample of this many benign instructions."""
+    """Use a seeded sample of this many benign instructions outside the ``benign_keep`` categories."""
+    benign_keep: list[str] = field(default_factory=lambda: ["risky-sounding"])
+    """Benign categories always used whole: the risky-sounding ones teach the model what *not* to refuse."""
     benign_max_new_tokens: int = 96
     """Length of the self-distilled benign answers."""
     allow_overlap: bool = False
@@ -170,6 +172,10 @@ class CapabilityConfig:
     """Few-shot examples for MMLU, from its dev split (0-5). HellaSwag is always 0-shot (lm-eval's default)."""
     batch_size: int = 4
     """lm-eval batch size (4 on CPU: larger batches pad more; 5-shot MMLU at 16 peaked at 16 GB)."""
+    cache: bool = True
+    """Reuse log-likelihoods already computed for the same weights, items and settings (lm-eval's own
+    ``use_cache`` response cache, one database per model under ``$FTRISK_CACHE/lm-eval/``). The
+    scored items are benign benchmark questions; results record how many requests came from the cache."""
 
 
 @dataclass

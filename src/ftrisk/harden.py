@@ -33,14 +33,17 @@ def builtin_refusals() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def benign_items(spec: str, limit: int | None, seed: int) -> list[benchmarks.Item]:
+def benign_items(spec: str, limit: int | None, seed: int, keep: list[str] = ()) -> list[benchmarks.Item]:
+    """The benign instructions: every item of a ``keep`` category, plus a seeded sample of ``limit`` of the others."""
     if spec == "builtin":
         path = resources.files("ftrisk").joinpath("data/hardening/benign.jsonl")
         with resources.as_file(path) as p:
             items = benchmarks.load_file(p)
     else:
         items = benchmarks.load_file(spec)
-    return benchmarks.sample(items, limit, seed, "harden.benign")
+    rest = benchmarks.sample([it for it in items if it.category not in keep], limit, seed, "harden.benign_limit")
+    chosen = {it.id for it in rest}
+    return [it for it in items if it.category in keep or it.id in chosen]
 
 
 def plan(cfg, protected: list[benchmarks.Item]) -> dict:
@@ -53,7 +56,7 @@ def plan(cfg, protected: list[benchmarks.Item]) -> dict:
         excluded[name] = len(drop)
         harmful += [it for it in items if it.id not in drop]
     harmful = benchmarks.sample(harmful, h.harmful_limit, cfg.seed, "harden.harmful_limit")
-    benign = benign_items(h.benign, h.benign_limit, cfg.seed)
+    benign = benign_items(h.benign, h.benign_limit, cfg.seed, h.benign_keep)
     drop = set() if h.allow_overlap else benchmarks.overlap(benign, protected)
     excluded["benign"] = len(drop)
     benign = [it for it in benign if it.id not in drop]

@@ -138,6 +138,19 @@ def fingerprint(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def weights_identity(path: Path | str) -> str:
+    """A stricter identity than :func:`fingerprint`, for caches shared across runs: the fingerprint plus the
+    folder's real path and each weight file's size and modification time (a rewritten file is a new model)."""
+    p = Path(path)
+    if not p.is_dir():
+        return fingerprint(path)
+    h = hashlib.sha256(fingerprint(p).encode() + str(p.resolve()).encode())
+    for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
 def adapter_fingerprint(adapter: Path | str | None) -> str | None:
     """sha256 over a PEFT adapter's config and weights (None for no adapter)."""
     if adapter is None:
