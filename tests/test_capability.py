@@ -190,6 +190,28 @@ def test_mcnemar_on_a_hand_made_table():
     assert stats.mcnemar(0, 0) == 1.0 and stats.mcnemar(5, 5) == 1.0
 
 
+def test_paired_delta_interval():
+    # no item changed: the interval is narrow but not the degenerate [0, 0] a Wald interval gives
+    same = [True] * 23 + [False] * 77
+    d = stats.paired_delta(same, same)
+    assert d["delta"] == 0 and d["ci95"][0] < 0 < d["ci95"][1]
+    # swapping the stages mirrors the interval
+    before = [True] * 50 + [True] * 3 + [False] * 9 + [False] * 38
+    after = [True] * 50 + [False] * 3 + [True] * 9 + [False] * 38
+    fwd, back = stats.paired_delta(before, after), stats.paired_delta(after, before)
+    assert fwd["ci95"] == pytest.approx([-back["ci95"][1], -back["ci95"][0]], abs=1e-4)
+    # coverage on simulated paired data with a known difference (P(c) - P(b) = 0.05)
+    rng = random.Random(1)
+    hits, sims = 0, 1000
+    for _ in range(sims):
+        u = [rng.random() for _ in range(100)]
+        first = [x < 0.40 or 0.90 <= x < 0.95 for x in u]  # b-cells: first right only, p=0.05
+        second = [x < 0.40 or 0.80 <= x < 0.90 for x in u]  # c-cells: second right only, p=0.10
+        lo, hi = stats.paired_delta(first, second)["ci95"]
+        hits += lo <= 0.05 <= hi
+    assert 0.93 <= hits / sims <= 0.99
+
+
 def test_wilson_ci_covers_a_known_binomial():
     rng = random.Random(0)
     for p, n in ((0.25, 100), (0.6, 400)):
@@ -420,6 +442,8 @@ def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny
     assert run(tiny_model_dir, "d", dataclasses.replace(cfg, batch_size=2))[0]["requests_from_cache"] == 0
     other, lls3 = run(tiny_model_dir_other_weights, "e")
     assert other["requests_from_cache"] == 0 and lls3 != lls1
+    line = capability.report_lines({"base": {"mmlu_anatomy": first}, "hardened": {"mmlu_anatomy": again}})[0]
+    assert "from the response cache: hardened 48/48 requests" in line and "base 0/" not in line
 
 
 def test_cli(tiny_model_dir, tmp_path, capsys):

@@ -241,6 +241,10 @@ def report_lines(stages: dict[str, dict]) -> list[str]:
                          f" (McNemar p={d['p_mcnemar']:.3g})")
             except FtriskError:
                 line += f", no paired Δ ({n0} and {n1} were scored on different items)"
+        cached = [n for n in have if have[n].get("requests_from_cache")]
+        if cached:  # say which scores were read back from lm-eval's response cache rather than recomputed
+            line += "; from the response cache: " + ", ".join(
+                f"{n} {have[n]['requests_from_cache']}/{have[n]['requests']} requests" for n in cached)
         ckpts = [n for n in have if n not in main]
         if ckpts:
             line += "; checkpoints: " + ", ".join(f"{n.removeprefix('checkpoint-')} {have[n]['acc']:.3f}" for n in ckpts)
