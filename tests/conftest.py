@@ -29,7 +29,7 @@ def _corpus(n: int = 400) -> list[str]:
     return lines
 
 
-def build_tiny_model(path, seed: int = 0, vocab_size: int = 512):
+def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embeddings: bool = False):
     """Save a tiny random LlamaForCausalLM + byte-level BPE tokenizer (ChatML template) to ``path``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -52,7 +52,7 @@ def build_tiny_model(path, seed: int = 0, vocab_size: int = 512):
     cfg = LlamaConfig(
         vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, max_position_embeddings=8192, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=tie_word_embeddings,
     )
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(path, safe_serialization=True)
@@ -64,6 +64,12 @@ def build_tiny_model(path, seed: int = 0, vocab_size: int = 512):
 def tiny_model_dir(tmp_path_factory):
     """A saved directory with a tiny random Llama model and its tokenizer (shared by the session)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_tied(tmp_path_factory):
+    """Like ``tiny_model_dir`` with the input embedding shared by the output layer (as SmolLM2 does)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_tied"), tie_word_embeddings=True)
 
 
 def _copy_model_dir(src, dst):

@@ -168,6 +168,7 @@ def test_override_without_equals():
     ("attack.train.checkpoint_every=0", "attack.train.checkpoint_every"),
     ("attack.train.lr=0", "attack.train.lr"),
     ("eval.benchmarks=[{name: advbench-test, limit: 0}]", "eval.benchmarks[0].limit"),
+    ("harden.method=qlora", "harden.method"),
 ])
 def test_budget_and_range_errors(override, key):
     with pytest.raises(FtriskError) as e:

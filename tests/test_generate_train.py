@@ -12,6 +12,7 @@ from ftrisk import cost, generate as gen, models, train
 from ftrisk.benchmarks import Item
 from ftrisk.config import LoraConfig, ModelConfig, TrainConfig
 from ftrisk.cost import CostMeter
+from ftrisk.errors import FtriskError
 from ftrisk.train import IGNORE, Example
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -270,7 +271,7 @@ def test_train_max_steps_and_meter(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     tc = _cfg(max_steps=3, grad_accum=2)
     meter = CostMeter(device="cpu", usd_per_hour=3.6)
-    pm, summary = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "run", meter=meter, seed=0)
+    pm, summary = train.finetune(model, tok, PAIRS, LORA, tc, tmp_path / "run", meter=meter, seed=0)
     assert summary["stopped_by"] == "max_steps"
     assert summary["steps"] == 3 == meter.steps
     # the micro-batches consumed are the first 6 of the schedule: recompute what they hold
@@ -295,7 +296,7 @@ def test_train_max_steps_and_meter(tiny_model_dir, tmp_path):
 def test_train_runs_out_of_data(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     meter = CostMeter()
-    _, summary = train.train_lora(model, tok, PAIRS[:4], LORA, _cfg(max_steps=50), tmp_path / "r", meter=meter)
+    _, summary = train.finetune(model, tok, PAIRS[:4], LORA, _cfg(max_steps=50), tmp_path / "r", meter=meter)
     assert summary["stopped_by"] == "data"
     assert summary["steps"] == 2 and meter.examples == 4
 
@@ -310,15 +311,25 @@ class _Interrupted(Exception):
     pass
 
 
-def test_checkpoint_resume_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
+def _full_state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monkeypatch):
+    # full fine-tuning on a model with tied embeddings (as SmolLM2): the checkpoint must restore the shared weight
+    model_dir = request.getfixturevalue("tiny_model_dir" if method == "lora" else "tiny_model_dir_tied")
+    lora = LORA if method == "lora" else None
+    state = _lora_state if method == "lora" else _full_state
+    saved = "adapter_model.safetensors" if method == "lora" else train.FULL_WEIGHTS
     tc = _cfg(max_steps=4, checkpoint_every=2)
     # A: in one go
-    model, tok = _fresh_model(tiny_model_dir)
+    model, tok = _fresh_model(model_dir)
     meter_a = CostMeter()
-    pa, sa = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "A", meter=meter_a, seed=1)
+    pa, sa = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "A", meter=meter_a, seed=1)
     assert sa["steps"] == 4 and sa["stopped_by"] == "max_steps"
-    assert (tmp_path / "A" / "checkpoint-2" / "adapter_model.safetensors").is_file()
-    state_a = _lora_state(pa)
+    assert (tmp_path / "A" / "checkpoint-2" / saved).is_file()
+    state_a = state(pa)
 
     # B: interrupted right after the checkpoint at step 2 was written
     real_save = train._save_checkpoint
@@ -329,22 +340,22 @@ def test_checkpoint_resume_matches_uninterrupted(tiny_model_dir, tmp_path, monke
             raise _Interrupted
 
     monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
-    model, tok = _fresh_model(tiny_model_dir)
+    model, tok = _fresh_model(model_dir)
     with pytest.raises(_Interrupted):
-        train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "B", meter=CostMeter(), seed=1)
+        train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=CostMeter(), seed=1)
     monkeypatch.setattr(train, "_save_checkpoint", real_save)
 
     # resume B: only the 2 remaining steps are computed
     calls = []
     real_loss = train.response_loss
     monkeypatch.setattr(train, "response_loss", lambda *a: calls.append(1) or real_loss(*a))
-    model, tok = _fresh_model(tiny_model_dir)
+    model, tok = _fresh_model(model_dir)
     meter_b = CostMeter()
-    pb, sb = train.train_lora(model, tok, PAIRS, LORA, tc, tmp_path / "B", meter=meter_b, seed=1)
+    pb, sb = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=meter_b, seed=1)
     assert len(calls) == 2
     assert sb["steps"] == 4 and sb["stopped_by"] == "max_steps"
     assert (meter_b.steps, meter_b.tokens, meter_b.examples) == (meter_a.steps, meter_a.tokens, meter_a.examples)
-    state_b = _lora_state(pb)
+    state_b = state(pb)
     assert state_a.keys() == state_b.keys() and state_a
     for k in state_a:
         assert torch.allclose(state_a[k], state_b[k], atol=1e-6, rtol=1e-5), k
@@ -352,13 +363,34 @@ def test_checkpoint_resume_matches_uninterrupted(tiny_model_dir, tmp_path, monke
     assert steps_b == [1, 2, 3, 4]
 
 
+def test_full_finetune_updates_every_weight(tiny_model_dir_tied, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir_tied)
+    before = _full_state(model)
+    trained, summary = train.finetune(model, tok, PAIRS, None, _cfg(max_steps=2), tmp_path / "f", meter=CostMeter())
+    assert trained is model and not hasattr(trained, "peft_config")  # no adapter: the weights themselves
+    assert summary["steps"] == 2
+    after = _full_state(trained)
+    assert after.keys() == before.keys()
+    unchanged = [k for k in before if torch.equal(before[k], after[k])]
+    assert unchanged == [], unchanged  # every layer, norms and the embedding included
+    assert trained.get_output_embeddings().weight is trained.get_input_embeddings().weight  # still tied
+    assert not trained.training
+
+
+def test_full_finetune_refuses_quantized_weights(tiny_model_dir, tmp_path):
+    model, tok = _fresh_model(tiny_model_dir)
+    model.is_loaded_in_4bit = True  # what transformers sets on a bitsandbytes 4-bit model
+    with pytest.raises(FtriskError, match="full fine-tuning needs unquantized weights"):
+        train.finetune(model, tok, PAIRS, None, _cfg(max_steps=1), tmp_path / "q", meter=CostMeter())
+
+
 def test_resume_without_checkpoint_differs_from_fresh_start(tiny_model_dir, tmp_path):
     """Guard for the test above: a run that restarts from scratch with another seed ends elsewhere."""
     tc = _cfg(max_steps=2)
     m1, tok = _fresh_model(tiny_model_dir)
-    p1, _ = train.train_lora(m1, tok, PAIRS, LORA, tc, tmp_path / "x", meter=CostMeter(), seed=1)
+    p1, _ = train.finetune(m1, tok, PAIRS, LORA, tc, tmp_path / "x", meter=CostMeter(), seed=1)
     m2, tok = _fresh_model(tiny_model_dir)
-    p2, _ = train.train_lora(m2, tok, PAIRS, LORA, tc, tmp_path / "y", meter=CostMeter(), seed=2)
+    p2, _ = train.finetune(m2, tok, PAIRS, LORA, tc, tmp_path / "y", meter=CostMeter(), seed=2)
     s1, s2 = _lora_state(p1), _lora_state(p2)
     assert any(not torch.allclose(s1[k], s2[k], atol=1e-6) for k in s1)
 
@@ -368,7 +400,7 @@ def test_max_minutes_budget_stops_cleanly(tiny_model_dir, tmp_path):
     meter = CostMeter()
     # a clock that reads 0 s until two steps are done, then one hour
     meter.elapsed = lambda: 0.0 if meter.steps < 2 else 3600.0
-    pm, summary = train.train_lora(model, tok, PAIRS, LORA, _cfg(max_minutes=1.0, max_steps=6), tmp_path / "m",
+    pm, summary = train.finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1.0, max_steps=6), tmp_path / "m",
                                    meter=meter)
     assert summary["stopped_by"] == "max_minutes"
     assert summary["steps"] == 2 and summary["planned_steps"] == 6
@@ -378,7 +410,7 @@ def test_max_minutes_budget_stops_cleanly(tiny_model_dir, tmp_path):
 
 def test_max_minutes_tiny_value_stops_before_first_step(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
-    _, summary = train.train_lora(model, tok, PAIRS, LORA, _cfg(max_minutes=1e-12), tmp_path / "t", meter=CostMeter())
+    _, summary = train.finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1e-12), tmp_path / "t", meter=CostMeter())
     assert summary["stopped_by"] == "max_minutes" and summary["steps"] == 0
 
 

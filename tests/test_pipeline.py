@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ftrisk import attack, benchmarks, config, generate as gen, harden, models, pipeline, refusal
 
@@ -171,7 +172,7 @@ def test_cached_hardening_and_resume_after_interruption(run_a, tmp_path, monkeyp
         return real_generate(model, tok, items, out_path, **kw)
 
     monkeypatch.setattr(refusal, "generate", flaky)
-    monkeypatch.setattr(harden, "train_lora", _must_not_run("hardening must come from the cache"))
+    monkeypatch.setattr(harden, "finetune", _must_not_run("hardening must come from the cache"))
     with pytest.raises(_Stop):
         pipeline.run(cfg)
     partial = json.loads((out / "results.json").read_text())
@@ -310,3 +311,32 @@ def test_benign_limit_spares_kept_categories(tmp_path):
     assert [it.id for it in got] == [it.id for it in harden.benign_items(str(path), 5, seed=0, keep=["risky-sounding"])]
     assert len(harden.benign_items(str(path), 5, seed=0, keep=[])) == 5  # nothing kept: a plain seeded sample
     assert len(harden.benign_items(str(path), None, seed=0, keep=[])) == 38
+
+
+def test_full_finetune_hardening(run_a, tmp_path, monkeypatch):
+    """harden.method=full: every weight trained (no adapter merged), its own cache entry, attackable like a merged one."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("FTRISK_CACHE", str(run_a["cache"]))
+    over = _overrides(run_a["model_dir"], run_a["benign"], tmp_path / "F") + ["harden.method=full", "harden.train.lr=1e-3"]
+    cfg = config.load(None, over)
+    results = pipeline.run(cfg, until="attack")
+    h = results["harden"]
+    assert h["method"] == "full fine-tune" and not h.get("reused_from_cache", False)
+    assert h["training"]["steps"] == 2
+    lora_hardened = Path(run_a["results"]["harden"]["model"])
+    full_hardened = Path(h["model"])
+    assert full_hardened != lora_hardened and full_hardened.parent == lora_hardened.parent
+    base = load_file(str(Path(run_a["model_dir"]) / "model.safetensors"))
+    got = load_file(str(full_hardened / "model.safetensors"))
+    assert got.keys() == base.keys()
+    assert [k for k in base if torch.equal(base[k], got[k])] == []  # every tensor moved, norms and embeddings too
+    assert results["attack"]["steps"] == 3  # the attack (LoRA) runs on the fully fine-tuned subject
+    # the LoRA settings play no part in a full fine-tune's cache key; they do in a LoRA one
+    plan = pipeline.Experiment(cfg).harden_plan
+    fp = models.fingerprint(run_a["model_dir"])
+    r4 = config.load(None, over + ["harden.lora.r=4"])
+    assert harden.cache_key(cfg, fp, plan) == harden.cache_key(r4, fp, plan)
+    lora_cfg, lora_r4 = (config.load(None, o + ["harden.method=lora"]) for o in (over, over + ["harden.lora.r=4"]))
+    assert harden.cache_key(lora_cfg, fp, plan) != harden.cache_key(lora_r4, fp, plan)
+    assert harden.cache_key(lora_cfg, fp, plan) != harden.cache_key(cfg, fp, plan)

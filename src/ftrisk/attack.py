@@ -16,7 +16,7 @@ from . import benchmarks, models
 from .cost import CostMeter
 from .errors import FtriskError
 from .io import write_json_atomic
-from .train import Example, train_lora
+from .train import Example, finetune
 
 log = logging.getLogger(__name__)
 BUILTIN = {"builtin:advbench-affirm": "advbench-train"}
@@ -69,8 +69,8 @@ def run(cfg, subject: Path | str, out_dir: Path) -> dict:
     examples, _ = load_data(cfg.attack.data)
     model, tok = models.load(dataclasses.replace(cfg.model, spec=str(subject)))
     meter = CostMeter(device=str(model.device), usd_per_hour=cfg.cost.usd_per_hour)
-    peft_model, summary = train_lora(model, tok, examples, cfg.attack.lora, cfg.attack.train, out_dir,
-                                     seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter, desc="attack")
+    peft_model, summary = finetune(model, tok, examples, cfg.attack.lora, cfg.attack.train, out_dir,
+                                   seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter, desc="attack")
     base_path = models.resolve(str(subject))
     adapter = out_dir / "adapter"
     peft_model.save_pretrained(adapter, safe_serialization=True)

@@ -142,6 +142,8 @@ class HardenConfig:
     """Length of the self-distilled benign answers."""
     allow_overlap: bool = False
     """Keep hardening prompts that also occur in the attack data or an evaluation set."""
+    method: str = "lora"
+    """lora (train an adapter, then merge it into the weights) or full (update every weight; needs a much lower lr)."""
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=16, alpha=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4, epochs=1.0))
 
@@ -343,6 +345,8 @@ def validate(cfg: RunConfig) -> None:
                 raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
         if getattr(cfg, section).lora.r <= 0:
             raise FtriskError(f"config key '{section}.lora.r' must be > 0")
+    if cfg.harden.method not in ("lora", "full"):
+        raise FtriskError(f"config key 'harden.method' must be 'lora' or 'full' (got {cfg.harden.method!r})")
     for i, b in enumerate(cfg.eval.benchmarks):
         if b.limit is not None and b.limit <= 0:
             raise FtriskError(f"config key 'eval.benchmarks[{i}].limit' must be > 0 (got {b.limit})")

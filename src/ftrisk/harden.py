@@ -3,8 +3,8 @@
 Harmful prompts disjoint from the attack data and from every evaluation set (default:
 StrongREJECT + HarmBench val) are paired with short refusals written for ftrisk; benign
 instructions (written for ftrisk, some merely *sounding* risky) are paired with the base
-model's own greedy answers (self-distillation keeps its benign behaviour). LoRA, then merge.
-The merged model is cached under ``$FTRISK_CACHE/hardened/<key>`` where key hashes the base
+model's own greedy answers (self-distillation keeps its benign behaviour). ``harden.method``:
+LoRA then merge (the default), or a full fine-tune of every weight. The hardened model is cached under ``$FTRISK_CACHE/hardened/<key>`` where key hashes the base
 model, the data and every hyper-parameter, so a second run reuses it.
 """
 
@@ -23,7 +23,7 @@ from .cost import CostMeter
 from .errors import FtriskError
 from .generate import generate
 from .io import read_json, write_json_atomic
-from .train import Example, train_lora
+from .train import Example, finetune
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,11 @@ def plan(cfg, protected: list[benchmarks.Item]) -> dict:
 
 def cache_key(cfg, base_fingerprint: str, data_plan: dict) -> str:
     h = cfg.harden
+    full = h.method == "full"
     blob = json.dumps({
-        "base": base_fingerprint, "plan": data_plan, "lora": asdict(h.lora), "train": asdict(h.train),
+        "base": base_fingerprint, "plan": data_plan, "lora": None if full else asdict(h.lora), "train": asdict(h.train),
+        # "method" only for full fine-tuning, so the keys of LoRA-hardened models cached before it existed stay valid
+        **({"method": "full"} if full else {}),
         "benign_max_new_tokens": h.benign_max_new_tokens, "seed": cfg.seed, "system_prompt": cfg.model.system_prompt,
         "format": 2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
     }, sort_keys=True)
@@ -105,15 +108,17 @@ def run(cfg, work_dir: Path, data_plan: dict, judge) -> tuple[Path, dict]:
         raise FtriskError("hardening has no examples: check harden.harmful and harden.benign")
 
     meter = CostMeter(device=str(model.device), usd_per_hour=cfg.cost.usd_per_hour)
-    peft_model, summary = train_lora(model, tok, examples, cfg.harden.lora, cfg.harden.train, work_dir / "train",
-                                     seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter, desc="harden")
-    merged = peft_model.merge_and_unload()
+    full = cfg.harden.method == "full"
+    trained, summary = finetune(model, tok, examples, None if full else cfg.harden.lora, cfg.harden.train,
+                                work_dir / "train", seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter,
+                                desc="harden")
+    merged = trained if full else trained.merge_and_unload()
     record = {
         "key": key, "base_model": cfg.model.spec, "n_harmful": len(data_plan["harmful"]),
         "harmful_sources": cfg.harden.harmful, "n_benign": len(kept),
         "n_benign_dropped_refused_by_base": len(benign) - len(kept),
         "n_excluded_overlap": data_plan["n_excluded_overlap"], "training": summary,
-        "method": "LoRA, merged into the weights",
+        "method": "full fine-tune" if full else "LoRA, merged into the weights",
     }
 
     def build(tmp: Path) -> None:

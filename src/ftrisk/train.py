@@ -1,10 +1,11 @@
-"""LoRA supervised fine-tuning on chat (prompt, response) pairs: the loop shared by harden and attack.
+"""Supervised fine-tuning on chat (prompt, response) pairs, LoRA or full: the loop shared by harden and attack.
 
 Hand-written rather than transformers' Trainer / TRL's SFTTrainer because ftrisk needs three
 things those do not give directly: logits computed only at response positions (the vocabulary
 projection dominates a small model's compute: ~20% saved), a wall-clock budget that stops
 cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on.
-PEFT provides the adapters; this file is only the loop (~200 lines).
+PEFT provides the adapters; this file is only the loop. With ``lora_cfg=None`` the same loop updates
+every weight (full fine-tuning: hardening can use it, the attack is always LoRA).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cost import CostMeter
+from .errors import FtriskError
 from .generate import chat_text
 from .io import append_jsonl, write_json_atomic
 
 log = logging.getLogger(__name__)
 IGNORE = -100
+FULL_WEIGHTS = "full_weights.safetensors"  # a full fine-tuning checkpoint (resume only)
 
 
 @dataclass(frozen=True)
@@ -94,26 +97,39 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
     return max(cps, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
-               system_prompt: str | None = None, meter: CostMeter, desc: str = "train"):
-    """Train a LoRA adapter on ``examples``; returns (peft_model, summary). Resumes from the last checkpoint."""
+def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
+             system_prompt: str | None = None, meter: CostMeter, desc: str = "train"):
+    """Train a LoRA adapter on ``examples`` (or every weight when ``lora_cfg`` is None); returns (model, summary).
+
+    The returned model is the PEFT model for LoRA, ``model`` itself trained in place for full fine-tuning.
+    Resumes from the last checkpoint in ``out_dir``.
+    """
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, load_model
     from tqdm.auto import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                          target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        from peft import prepare_model_for_kbit_training  # QLoRA: k-bit base, LoRA in higher precision
+    kbit = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if lora_cfg is None:
+        if kbit:
+            raise FtriskError("full fine-tuning needs unquantized weights: use LoRA (harden.method=lora) "
+                              "or load the model without 4/8-bit quantization")
+        model.requires_grad_(True)
+        if train_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+    else:
+        peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                              target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
+        if kbit:
+            from peft import prepare_model_for_kbit_training  # QLoRA: k-bit base, LoRA in higher precision
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_cfg.gradient_checkpointing)
-    model = get_peft_model(model, peft_cfg)
-    if train_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_cfg.gradient_checkpointing)
+        model = get_peft_model(model, peft_cfg)
+        if train_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
     encoded = [encode(tok, ex, train_cfg.max_seq_len, system_prompt) for ex in examples]
     lengths = [len(e["input_ids"]) for e in encoded]
     per_epoch = math.ceil(len(encoded) / train_cfg.batch_size)
@@ -129,8 +145,11 @@ def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, train_cfg.warmup_steps)))
     step = 0
     cp = _latest_checkpoint(out_dir)
-    if cp is not None:  # resume: adapter weights, optimizer, scheduler, meter
-        set_peft_model_state_dict(model, load_file(str(cp / "adapter_model.safetensors")))
+    if cp is not None:  # resume: adapter (or full) weights, optimizer, scheduler, meter
+        if lora_cfg is None:
+            load_model(model, str(cp / FULL_WEIGHTS))  # handles tied embeddings, unlike load_state_dict
+        else:
+            set_peft_model_state_dict(model, load_file(str(cp / "adapter_model.safetensors")))
         state = torch.load(cp / "optimizer.pt", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -190,8 +209,14 @@ def train_lora(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir
 def _save_checkpoint(model, opt, sched, meter: CostMeter, path: Path, step: int) -> None:
     import torch
 
+    from safetensors.torch import save_model
+
     tmp = path.with_name(path.name + ".tmp")
-    model.save_pretrained(tmp, safe_serialization=True)
+    if hasattr(model, "peft_config"):  # a LoRA checkpoint is a PEFT adapter folder (evaluated by eval_checkpoints)
+        model.save_pretrained(tmp, safe_serialization=True)
+    else:  # full fine-tuning: every weight, only to resume from
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(tmp / FULL_WEIGHTS))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
     write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state()})
     if path.exists():
