@@ -19,3 +19,12 @@ def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir):
     # the full-vocabulary baseline materialises logits at every position: it can only need more memory
     assert row["ours_mb"] > 0 and row["baseline_mb"] > 0
     assert abs(row["ratio"] - row["baseline_mb"] / row["ours_mb"]) < 1e-9
+
+
+def test_hardening_method_row(tiny_model_dir):
+    row = bench.bench_hardening_method(str(tiny_model_dir), steps=2)
+    if row is None:  # not Linux
+        return
+    assert row["lora_s_per_step"] > 0 and row["full_s_per_step"] > 0
+    assert abs(row["time_ratio"] - row["full_s_per_step"] / row["lora_s_per_step"]) < 1e-9
+    assert abs(row["memory_ratio"] - row["full_mb"] / row["lora_mb"]) < 1e-9

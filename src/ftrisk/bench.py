@@ -6,6 +6,8 @@ of doing the same work, interleaved and repeated, and prints the median ratio.
 - training-step memory: extra peak resident memory of one step, response-only logits vs full logits,
   each in a fresh process (Linux: the peak is reset through /proc/self/clear_refs)
 - generation: length-sorted batches of 16 (ftrisk) vs one prompt at a time (baseline)
+- hardening method: optimizer steps of LoRA (r=16, the default) vs a full fine-tune, time per step and
+  extra peak memory (weights' gradients and AdamW state included), each in a fresh process
 """
 
 from __future__ import annotations
@@ -108,6 +110,52 @@ def bench_step_memory(spec: str) -> dict | None:
             "ours_mb": out["ours"], "baseline_mb": out["baseline"], "ratio": out["baseline"] / out["ours"]}
 
 
+def _method_child(spec: str, method: str, steps: int, queue) -> None:
+    """In a fresh process: ``steps`` optimizer steps of ftrisk's training loop; (seconds per step after
+    the first, extra peak memory in MB)."""
+    import tempfile
+
+    from . import benchmarks
+    from .config import LoraConfig, ModelConfig, TrainConfig
+    from .cost import CostMeter
+    from .models import load
+    from .train import Example, finetune
+
+    model, tok = load(ModelConfig(spec=spec))
+    items = benchmarks.load("advbench-train")[:8 * steps]
+    examples = [Example(it.prompt, it.extra["target"]) for it in items]
+    cfg = TrainConfig(lr=1e-5, batch_size=8, max_seq_len=128, max_steps=steps)
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    with tempfile.TemporaryDirectory() as d:
+        finetune(model, tok, examples, LoraConfig(r=16, alpha=32) if method == "lora" else None, cfg, Path(d),
+                 meter=CostMeter())
+        rows = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+    per_step = (rows[-1]["seconds"] - rows[0]["seconds"]) / (len(rows) - 1)
+    queue.put((per_step, (_status_kb("VmHWM") - before) / 1024))
+
+
+def bench_hardening_method(spec: str, steps: int = 4) -> dict | None:
+    """LoRA vs full fine-tuning in ftrisk's own loop: seconds per optimizer step and the extra peak memory
+    of training (gradients, optimizer state, activations), each in its own process. None off Linux."""
+    import multiprocessing as mp
+
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    ctx = mp.get_context("spawn")
+    out = {}
+    for method in ("lora", "full"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_method_child, args=(spec, method, steps, queue))
+        proc.start()
+        out[method] = queue.get(timeout=1800)
+        proc.join()
+    (lora_s, lora_mb), (full_s, full_mb) = out["lora"], out["full"]
+    return {"what": f"hardening method, LoRA r=16 vs full fine-tune ({steps} optimizer steps of 8 examples)",
+            "lora_s_per_step": lora_s, "full_s_per_step": full_s, "time_ratio": full_s / lora_s,
+            "lora_mb": lora_mb, "full_mb": full_mb, "memory_ratio": full_mb / lora_mb}
+
+
 def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
     from . import benchmarks
     from .generate import chat_text, generate_texts
@@ -136,6 +184,12 @@ def main(args) -> int:
         rows.append(mem)
         print(f"{mem['what']}: ftrisk +{mem['ours_mb']:.0f} MB, baseline +{mem['baseline_mb']:.0f} MB, "
               f"ratio x{mem['ratio']:.2f}")
+    method = bench_hardening_method(spec)
+    if method is not None:
+        rows.append(method)
+        print(f"{method['what']}: LoRA {method['lora_s_per_step']:.2f}s/step +{method['lora_mb']:.0f} MB, "
+              f"full {method['full_s_per_step']:.2f}s/step +{method['full_mb']:.0f} MB, "
+              f"full/LoRA time x{method['time_ratio']:.2f}, memory x{method['memory_ratio']:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0
