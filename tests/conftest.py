@@ -93,6 +93,23 @@ def tiny_model_dir_other_weights(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir_big_vocab(tiny_model_dir, tmp_path_factory):
+    """``tiny_model_dir``'s tokenizer on a 128-wide model with a 50,000-row vocabulary (rows past the tokenizer's
+    512 are never produced by it): vocabulary logits and embedding gradients then dominate memory, as they do
+    for a real small model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dst = _copy_model_dir(tiny_model_dir, tmp_path_factory.mktemp("tiny_big_vocab") / "model")
+    cfg = LlamaConfig.from_pretrained(dst)
+    cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size = 50_000, 128, 256
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        LlamaForCausalLM(cfg).save_pretrained(dst, safe_serialization=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir_no_template(tiny_model_dir, tmp_path_factory):
     """``tiny_model_dir`` whose tokenizer has no chat template."""
     import json
