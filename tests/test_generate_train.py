@@ -377,6 +377,18 @@ def test_full_finetune_updates_every_weight(tiny_model_dir_tied, tmp_path):
     assert not trained.training
 
 
+def test_full_finetune_warns_on_16_bit_weights(tiny_model_dir, tmp_path, caplog):
+    model, tok = _fresh_model(tiny_model_dir)
+    with caplog.at_level("WARNING", logger="ftrisk.train"):
+        train.finetune(model, tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "a", meter=CostMeter())
+    assert not caplog.records  # float32: nothing to say
+    model, tok = _fresh_model(tiny_model_dir)
+    with caplog.at_level("WARNING", logger="ftrisk.train"):
+        train.finetune(model.to(torch.bfloat16), tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "b",
+                       meter=CostMeter())
+    assert any("bfloat16 weights" in r.getMessage() and "float32" in r.getMessage() for r in caplog.records)
+
+
 def test_full_finetune_refuses_quantized_weights(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     model.is_loaded_in_4bit = True  # what transformers sets on a bitsandbytes 4-bit model

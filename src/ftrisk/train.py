@@ -117,6 +117,10 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
             raise FtriskError("full fine-tuning needs unquantized weights: use LoRA (harden.method=lora) "
                               "or load the model without 4/8-bit quantization")
         model.requires_grad_(True)
+        low = {p.dtype for p in model.parameters()} & {torch.bfloat16, torch.float16}
+        if low:  # no fp32 master copy here: AdamW updates of ~lr x weight are rounded away in 16-bit weights
+            log.warning("full fine-tuning of %s weights: small updates are lost to rounding; "
+                        "load the model in float32 (model.dtype=float32) or use LoRA", str(low.pop()).split(".")[-1])
         if train_cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
     else:
