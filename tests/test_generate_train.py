@@ -234,7 +234,7 @@ def test_response_loss_equals_plain_cross_entropy(tiny_model_dir):
 
     model, tok = _fresh_model(tiny_model_dir)
     encs = [train.encode(tok, ex, 128) for ex in PAIRS[:4]]
-    ids, mask, labels = train.collate(encs, tok.pad_token_id)
+    ids, mask, labels = (t.to(model.device) for t in train.collate(encs, tok.pad_token_id))
 
     def plain(m):
         logits = m(input_ids=ids, attention_mask=mask).logits
@@ -496,3 +496,15 @@ def test_token_batches_respect_both_caps():
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1000
     assert batches[0] == [0] and batches[1] == [1]  # long prompts alone
     assert token_batches(items, lengths, batch_size=4, max_tokens=None) == [items[0:4], items[4:8], items[8:10]]
+
+
+def test_cost_meter_counts_gpu_peak_from_its_own_start(monkeypatch):
+    """On CUDA the peak is reset when the meter first starts (not inherited from earlier work in the process),
+    and only then: a resumed or paused run keeps its own peak."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda dev=None: calls.append(str(dev)))
+    m = CostMeter(device="cuda:0")
+    m.start(), m.stop(), m.start(), m.stop()
+    assert calls == ["cuda:0"]
+    CostMeter(device="cpu").start()
+    assert calls == ["cuda:0"]  # CPU: nothing to reset (the process's peak RSS is reported)

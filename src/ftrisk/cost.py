@@ -48,8 +48,16 @@ class CostMeter:
     steps: int = 0
     examples: int = 0
     _t0: float | None = field(default=None, repr=False)
+    _peak_reset: bool = field(default=False, repr=False)
 
     def start(self) -> None:
+        if not self._peak_reset and str(self.device).startswith("cuda"):
+            import torch
+
+            # the GPU peak counts from this run's first step (the loaded model included), not from whatever
+            # ran earlier in the process; on CPU the peak resident memory is the process's, and says so
+            torch.cuda.reset_peak_memory_stats(torch.device(self.device))
+        self._peak_reset = True
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
