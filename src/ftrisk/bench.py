@@ -74,6 +74,32 @@ def _status_kb(field: str) -> int:
     raise KeyError(field)
 
 
+def _extra_peak_mb(fn):
+    """Run ``fn``; returns (its result, the peak resident memory it added in MB). Linux only."""
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    result = fn()
+    return result, (_status_kb("VmHWM") - before) / 1024
+
+
+def _each_in_fresh_process(target, variants, *args, timeout: float) -> dict | None:
+    """``target(*args, variant, queue)`` once per variant, each in its own spawned process so that none
+    inherits another's allocator pool; {variant: what it put on the queue}. None off Linux (no clear_refs)."""
+    import multiprocessing as mp
+
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    ctx = mp.get_context("spawn")
+    out = {}
+    for variant in variants:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=target, args=(*args, variant, queue))
+        proc.start()
+        out[variant] = queue.get(timeout=timeout)
+        proc.join()
+    return out
+
+
 def _step_memory_child(spec: str, variant: str, queue) -> None:
     """In a fresh process: the peak resident memory one training step adds on top of the loaded model."""
     import torch
@@ -84,33 +110,19 @@ def _step_memory_child(spec: str, variant: str, queue) -> None:
     torch.set_num_threads(1)  # memory, not speed, is measured here
     model, tok = load(ModelConfig(spec=spec))
     ours, baseline, _ = _training_step(model, tok)
-    step = ours if variant == "ours" else baseline
-    before = _status_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    step()
-    queue.put((_status_kb("VmHWM") - before) / 1024)
+    queue.put(_extra_peak_mb(ours if variant == "ours" else baseline)[1])
 
 
 def bench_step_memory(spec: str) -> dict | None:
-    """Peak extra memory of one training step, each variant in its own process so neither inherits the
-    other's allocator pool. None where /proc/self/clear_refs is not available (not Linux)."""
-    import multiprocessing as mp
-
-    if not Path("/proc/self/clear_refs").exists():
+    """Peak extra memory of one training step, response-only vs full logits. None off Linux."""
+    out = _each_in_fresh_process(_step_memory_child, ("ours", "baseline"), spec, timeout=900)
+    if out is None:
         return None
-    ctx = mp.get_context("spawn")
-    out = {}
-    for variant in ("ours", "baseline"):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_step_memory_child, args=(spec, variant, queue))
-        proc.start()
-        out[variant] = queue.get(timeout=900)
-        proc.join()
     return {"what": "training-step peak memory, response-only logits vs full logits",
             "ours_mb": out["ours"], "baseline_mb": out["baseline"], "ratio": out["baseline"] / out["ours"]}
 
 
-def _method_child(spec: str, method: str, steps: int, queue) -> None:
+def _method_child(spec: str, steps: int, method: str, queue) -> None:
     """In a fresh process: ``steps`` optimizer steps of ftrisk's training loop; (seconds per step after
     the first, extra peak memory in MB)."""
     import tempfile
@@ -125,31 +137,19 @@ def _method_child(spec: str, method: str, steps: int, queue) -> None:
     items = benchmarks.load("advbench-train")[:8 * steps]
     examples = [Example(it.prompt, it.extra["target"]) for it in items]
     cfg = TrainConfig(lr=1e-5, batch_size=8, max_seq_len=128, max_steps=steps)
-    before = _status_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     with tempfile.TemporaryDirectory() as d:
-        finetune(model, tok, examples, LoraConfig(r=16, alpha=32) if method == "lora" else None, cfg, Path(d),
-                 meter=CostMeter())
+        lora = LoraConfig(r=16, alpha=32) if method == "lora" else None
+        _, extra_mb = _extra_peak_mb(lambda: finetune(model, tok, examples, lora, cfg, Path(d), meter=CostMeter()))
         rows = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
-    per_step = (rows[-1]["seconds"] - rows[0]["seconds"]) / (len(rows) - 1)
-    queue.put((per_step, (_status_kb("VmHWM") - before) / 1024))
+    queue.put(((rows[-1]["seconds"] - rows[0]["seconds"]) / (len(rows) - 1), extra_mb))
 
 
 def bench_hardening_method(spec: str, steps: int = 4) -> dict | None:
     """LoRA vs full fine-tuning in ftrisk's own loop: seconds per optimizer step and the extra peak memory
     of training (gradients, optimizer state, activations), each in its own process. None off Linux."""
-    import multiprocessing as mp
-
-    if not Path("/proc/self/clear_refs").exists():
+    out = _each_in_fresh_process(_method_child, ("lora", "full"), spec, steps, timeout=1800)
+    if out is None:
         return None
-    ctx = mp.get_context("spawn")
-    out = {}
-    for method in ("lora", "full"):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_method_child, args=(spec, method, steps, queue))
-        proc.start()
-        out[method] = queue.get(timeout=1800)
-        proc.join()
     (lora_s, lora_mb), (full_s, full_mb) = out["lora"], out["full"]
     return {"what": f"hardening method, LoRA r=16 vs full fine-tune ({steps} optimizer steps of 8 examples)",
             "lora_s_per_step": lora_s, "full_s_per_step": full_s, "time_ratio": full_s / lora_s,

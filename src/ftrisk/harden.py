@@ -4,8 +4,9 @@ Harmful prompts disjoint from the attack data and from every evaluation set (def
 StrongREJECT + HarmBench val) are paired with short refusals written for ftrisk; benign
 instructions (written for ftrisk, some merely *sounding* risky) are paired with the base
 model's own greedy answers (self-distillation keeps its benign behaviour). ``harden.method``:
-LoRA then merge (the default), or a full fine-tune of every weight. The hardened model is cached under ``$FTRISK_CACHE/hardened/<key>`` where key hashes the base
-model, the data and every hyper-parameter, so a second run reuses it.
+LoRA then merge (the default), or a full fine-tune of every weight. The hardened model is cached
+under ``$FTRISK_CACHE/hardened/<key>`` where key hashes the base model, the data and every
+hyper-parameter, so a second run reuses it.
 """
 
 from __future__ import annotations

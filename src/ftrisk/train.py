@@ -121,8 +121,6 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         if low:  # no fp32 master copy here: AdamW updates of ~lr x weight are rounded away in 16-bit weights
             log.warning("full fine-tuning of %s weights: small updates are lost to rounding; "
                         "load the model in float32 (model.dtype=float32) or use LoRA", str(low.pop()).split(".")[-1])
-        if train_cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
     else:
         peft_cfg = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                               target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
@@ -131,8 +129,9 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_cfg.gradient_checkpointing)
         model = get_peft_model(model, peft_cfg)
-        if train_cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+    if train_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if lora_cfg is not None:  # the frozen embedding's output must carry grad for checkpointed LoRA layers
             model.enable_input_require_grads()
     encoded = [encode(tok, ex, train_cfg.max_seq_len, system_prompt) for ex in examples]
     lengths = [len(e["input_ids"]) for e in encoded]
