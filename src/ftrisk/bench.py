@@ -104,11 +104,10 @@ def _step_memory_child(spec: str, variant: str, queue) -> None:
     """In a fresh process: the peak resident memory one training step adds on top of the loaded model."""
     import torch
 
-    from .config import ModelConfig
-    from .models import load
+    from .subject import load_spec
 
     torch.set_num_threads(1)  # memory, not speed, is measured here
-    model, tok = load(ModelConfig(spec=spec))
+    model, tok = load_spec(spec)
     ours, baseline, _ = _training_step(model, tok)
     queue.put(_extra_peak_mb(ours if variant == "ours" else baseline)[1])
 
@@ -128,12 +127,12 @@ def _method_child(spec: str, steps: int, method: str, queue) -> None:
     import tempfile
 
     from . import benchmarks
-    from .config import LoraConfig, ModelConfig, TrainConfig
+    from .config import LoraConfig, TrainConfig
     from .cost import CostMeter
-    from .models import load
+    from .subject import load_spec
     from .train import Example, finetune
 
-    model, tok = load(ModelConfig(spec=spec))
+    model, tok = load_spec(spec)
     items = benchmarks.load("advbench-train")[:8 * steps]
     examples = [Example(it.prompt, it.extra["target"]) for it in items]
     cfg = TrainConfig(lr=1e-5, batch_size=8, max_seq_len=128, max_steps=steps)
@@ -158,7 +157,8 @@ def bench_hardening_method(spec: str, steps: int = 4) -> dict | None:
 
 def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
     from . import benchmarks
-    from .generate import chat_text, generate_texts
+    from .backends.hf import generate_texts
+    from .chat import chat_text
 
     texts = [chat_text(tok, it.prompt) for it in benchmarks.load("xstest-safe")[:n]]
     texts.sort(key=len)
@@ -169,11 +169,11 @@ def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
 
 
 def main(args) -> int:
-    from .config import ModelConfig
-    from .models import DEFAULT_SPEC, load
+    from .models import DEFAULT_SPEC
+    from .subject import load_spec
 
     spec = args.model or DEFAULT_SPEC
-    model, tok = load(ModelConfig(spec=spec))
+    model, tok = load_spec(spec)
     rows = [bench_training(model, tok), bench_generation(model, tok)]
     for r in rows:
         print(f"{r['what']}: ftrisk {r['ours_s']:.3f}s, baseline {r['baseline_s']:.3f}s, ratio x{r['speedup']:.2f}")

@@ -16,7 +16,6 @@ Out folder of one stage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import capability_data as data
-from . import models, stats
+from . import keys, models, stats
 from .config import CapabilityConfig
 from .errors import FtriskError
 from .io import read_json, write_json_atomic, write_text_atomic
@@ -41,10 +40,6 @@ LABEL = {"mmlu": "MMLU", "hellaswag": "HellaSwag"}
 
 def _label(task: str) -> str:
     return LABEL.get(task) or f"MMLU {task[5:]}"
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _offline_lm_eval():
@@ -65,13 +60,19 @@ def _offline_lm_eval():
     return lm_eval, evaluator, HFLM, TaskManager
 
 
-def _load_lm(HFLM, model_path, adapter, device, dtype, batch_size, trust_remote_code):
+def _load_lm(HFLM, subject, batch_size, loaded=None):
+    """lm-eval's HFLM around the subject as ftrisk's one loader builds it (same dtype, device, quantization;
+    a PEFT adapter stays unmerged, as lm-eval's own ``peft=`` loading does)."""
+    model, tok = loaded if loaded is not None else models.load_subject(subject, merge=False)
+    lm_log = logging.getLogger("lm_eval.models.huggingface")
+    level = lm_log.level
+    lm_log.setLevel(logging.ERROR)  # it warns that a model object (not a name) was passed: that is the point
     try:
-        return HFLM(pretrained=str(model_path), peft=str(adapter) if adapter else None, device=device,
-                    dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
+        return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        what = f"adapter '{adapter}' on model '{model_path}'" if adapter else f"model '{model_path}'"
-        raise FtriskError(f"lm-eval could not load {what}: {str(e).splitlines()[0][:200]}") from None
+        raise FtriskError(f"lm-eval could not use model '{subject.spec}': {str(e).splitlines()[0][:200]}") from None
+    finally:
+        lm_log.setLevel(level)
 
 
 def _cache_entries(db: str | None) -> int:
@@ -116,7 +117,8 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
             correct[s["doc"]["ftrisk_id"]] = bool(s[metric])
             lines.append(json.dumps({"task": sub, **s}, default=handle_non_serializable, ensure_ascii=False))
     if sorted(correct) != sorted(ids):
-        raise RuntimeError(f"lm-eval scored {len(correct)} items of {task}, expected the {len(ids)} selected ones")
+        raise FtriskError(f"capability task '{task}': lm-eval scored {len(correct)} items, expected the {len(ids)} "
+                          "selected ones; the vendored task files may be damaged: reinstall ftrisk")
     write_text_atomic(out_dir / f"items_{task}.txt", "\n".join(ids) + "\n")
     write_text_atomic(out_dir / f"samples_{task}.jsonl", "\n".join(lines) + "\n")
     flags = [correct[i] for i in ids]
@@ -139,22 +141,20 @@ def _run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, see
     return entry
 
 
-def evaluate(model: str | Path, adapter: str | Path | None, cfg: CapabilityConfig, out_dir: Path, *,
-             seed: int = 0, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False) -> dict:
-    """Score ``model`` (+ ``adapter``) on ``cfg.tasks``; resumable per task. Returns ``{task: result}``."""
+def evaluate(subject, cfg: CapabilityConfig, out_dir: Path, *, seed: int = 0, loaded=None) -> dict:
+    """Score the :class:`ftrisk.subject.Subject` on ``cfg.tasks``; resumable per task. Returns ``{task: result}``.
+
+    ``loaded`` is the subject's (model, tokenizer) when a stage already holds it (no adapter merged into it).
+    """
     tasks = data.parse_tasks(cfg.tasks)
     if cfg.batch_size is None or cfg.batch_size <= 0:
         raise FtriskError(f"capability batch_size must be > 0 (got {cfg.batch_size})")
     fewshot = {t: data.task_fewshot(t, cfg.num_fewshot) for t in tasks}
     ids = {t: data.select_items(t, cfg.limit, seed) for t in tasks}  # also checks limit and the data files
-    model_path = models.resolve(str(model))
-    adapter_path = models.check_adapter(model_path, adapter) if adapter is not None else None
-    common = {
-        "format": FORMAT_VERSION, "model": models.fingerprint(model_path),
-        "adapter": models.adapter_fingerprint(adapter_path),
-        "dtype": dtype, "tasks_yaml": data.shipped_tasks_digest(),
-    }  # the selection (seed, limit) enters through the item ids
-    want = {t: _hash({**common, "task": t, "num_fewshot": fewshot[t], "items": data.ids_digest(ids[t])}) for t in tasks}
+    ident = {k: v for k, v in subject.identity().items() if k not in ("system_prompt", "chat_template")}
+    want = {t: keys.stage_key("capability", subject=ident, task=t, num_fewshot=fewshot[t], items=data.ids_digest(ids[t]),
+                              tasks_yaml=data.shipped_tasks_digest(), version=FORMAT_VERSION)
+            for t in tasks}  # the selection (seed, limit) enters through the item ids
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,16 +165,15 @@ def evaluate(model: str | Path, adapter: str | Path | None, cfg: CapabilityConfi
     if todo:
         _, evaluator, HFLM, TaskManager = _offline_lm_eval()
         t0 = time.perf_counter()
-        dev = models.pick_device(device)
-        lm = _load_lm(HFLM, model_path, adapter_path, dev, dtype, cfg.batch_size, trust_remote_code)
+        lm = _load_lm(HFLM, subject, cfg.batch_size, loaded)
         load_s = round(time.perf_counter() - t0, 2)
         cache_db = None
         if cfg.cache:  # one response database per exact model (+ adapter) and scoring settings
             import lm_eval
 
-            ident = _hash({"weights": models.weights_identity(model_path), "adapter": common["adapter"], "dtype": dtype,
-                           "device": dev, "batch_size": cfg.batch_size, "lm_eval": lm_eval.__version__})
-            cache_db = str(models.cache_dir() / "lm-eval" / ident / "responses")
+            db = keys.stage_key("lm-eval-cache", weights=models.weights_identity(subject.path), subject=ident,
+                                batch_size=cfg.batch_size, lm_eval=lm_eval.__version__)
+            cache_db = str(models.cache_dir() / "lm-eval" / db / "responses")
         for t in todo:
             log.info("capability: %s (%d items, %d-shot)", t, len(ids[t]), fewshot[t])
             entry = _run_task(lm, evaluator, TaskManager, t, ids[t], fewshot[t], seed, out_dir, cache_db)
@@ -208,48 +207,51 @@ def _fmt_acc(r: dict) -> str:
     return f"{r['acc']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
 
 
-def _delta_pair(names: list[str]) -> tuple[str, str] | None:
-    """The stages whose paired delta the report shows: attacked vs hardened (else vs base), else the last two."""
-    for ref in ("hardened", "base"):
-        if "attacked" in names and ref in names:
-            return ref, "attacked"
-    return (names[-2], names[-1]) if len(names) >= 2 else None
-
-
 def report_lines(stages: dict[str, dict]) -> list[str]:
-    """One line per task: each stage's accuracy with its CI, then the paired delta (attacked - hardened).
+    """One line per task: each stage's accuracy with its CI, then the stored paired delta of the last stage.
 
-    ``checkpoint-<step>`` stages are listed after the main stages, without CIs.
+    ``stages`` maps a stage name to its results.json entry (``capability`` and ``capability_delta``, the delta
+    computed once by the pipeline). Attack points (``step-N``) are listed after the main stages, without CIs.
     """
     tasks: list[str] = []
-    for caps in stages.values():
-        tasks += [t for t in (caps or {}) if t not in tasks]
+    for st in stages.values():
+        tasks += [t for t in (st.get("capability") or {}) if t not in tasks]
     lines = []
     for task in tasks:
-        have = {name: caps[task] for name, caps in stages.items() if caps and task in caps}
-        main = [n for n in have if not n.startswith("checkpoint-")] or list(have)
+        have = {name: st["capability"][task] for name, st in stages.items() if task in (st.get("capability") or {})}
+        main = [n for n in have if not stages[n].get("point") or n == "attacked"] or list(have)
         first = have[main[0]]
         metric = "" if first["metric"] == "acc" else f" {first['metric']}"
         line = f"{_label(task)} {first['num_fewshot']}-shot{metric} (n={first['n']}): "
         line += " → ".join(f"{n} {_fmt_acc(have[n])}" for n in main)
-        pair = _delta_pair(main)
-        if pair:
-            n0, n1 = pair
-            try:
-                d = compare({task: have[n0]}, {task: have[n1]})[task]
-                line += (f", Δ({n1}−{n0}) {d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                         f" (McNemar p={d['p_mcnemar']:.3g})")
-            except FtriskError:
-                line += f", no paired Δ ({n0} and {n1} were scored on different items)"
+        last = main[-1]
+        d = (stages[last].get("capability_delta") or {}).get(task)
+        if d and d.get("delta") is not None:
+            ref = stages[last]["capability_delta"]["vs"]
+            line += (f", Δ({last}−{ref}) {d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                     f" (McNemar p={d['p_mcnemar']:.3g})")
+        elif d and d.get("error"):
+            line += f", no paired Δ ({d['error']})"
         cached = [n for n in have if have[n].get("requests_from_cache")]
         if cached:  # say which scores were read back from lm-eval's response cache rather than recomputed
             line += "; from the response cache: " + ", ".join(
                 f"{n} {have[n]['requests_from_cache']}/{have[n]['requests']} requests" for n in cached)
-        ckpts = [n for n in have if n not in main]
-        if ckpts:
-            line += "; checkpoints: " + ", ".join(f"{n.removeprefix('checkpoint-')} {have[n]['acc']:.3f}" for n in ckpts)
+        points = [n for n in have if n not in main]
+        if points:
+            line += "; attack points: " + ", ".join(f"{n} {have[n]['acc']:.3f}" for n in points)
         lines.append(line)
     return lines
+
+
+def deltas(before: dict, after: dict) -> dict:
+    """:func:`compare` per task, with a task that cannot be paired recorded as an error instead of raised."""
+    out = {}
+    for task in [t for t in before if t in after]:
+        try:
+            out[task] = compare({task: before[task]}, {task: after[task]})[task]
+        except FtriskError as e:
+            out[task] = {"delta": None, "error": str(e)}
+    return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -269,15 +271,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="item-selection seed (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (default: %(default)s)")
+    parser.add_argument("--quantize", default=None, choices=["4bit", "8bit"], help="k-bit loading (CUDA, bitsandbytes)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow custom model code")
     parser.add_argument("--out", required=True, type=Path, help="output folder (capability.json, item ids, lm-eval logs)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from .config import ModelConfig
+    from .subject import Subject
+
     cfg = CapabilityConfig(enabled=True, tasks=data.parse_tasks(args.tasks), limit=args.limit,
                            num_fewshot=args.num_fewshot, batch_size=args.batch_size)
-    res = evaluate(args.model, args.adapter, cfg, args.out, seed=args.seed, device=args.device,
-                   dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    mcfg = ModelConfig(spec=args.model, dtype=args.dtype, device=args.device, quantize=args.quantize,
+                       trust_remote_code=args.trust_remote_code)
+    subject = Subject.from_config(mcfg).with_adapter(args.adapter)
+    res = evaluate(subject, cfg, args.out, seed=args.seed)
     for task, r in res.items():
         print(f"{_label(task)} {r['num_fewshot']}-shot {r['metric']}: {_fmt_acc(r)} n={r['n']} "
               f"({r['seconds']:.1f} s, {r['items_per_s']:.2f} items/s)")

@@ -44,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--max-new-tokens", type=int, default=64)
     r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--judge", default="gcg", help="pattern lists, comma-separated")
-    r.add_argument("--judge-mode", default="anywhere", choices=["anywhere", "start"])
+    r.add_argument("--judges", default="gcg", help="judge specs, comma-separated; the first is the headline")
+    r.add_argument("--backend", default="hf", help="generation backend (default: %(default)s)")
+    r.add_argument("--dtype", default="float32")
+    r.add_argument("--device", default="auto")
     r.add_argument("--system-prompt", default=None)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--overwrite", action="store_true", help="replace completions of another model left in --out")
@@ -73,11 +75,14 @@ def _run_stage(args) -> int:
     exp = pipeline.Experiment(cfg, overwrite=args.overwrite)
     subject = exp.harden()
     if args.cmd == "harden":
-        print(f"hardened model: {subject}")
+        print(f"hardened model: {subject.path}")
         return 0
-    rec = exp.attack(subject)
-    print(f"attack adapter: {rec['adapter']} ({rec['steps']} steps, stopped by {rec['stopped_by']}, "
-          f"{rec['cost']['wall_seconds'] / 60:.1f} min, ${rec['cost']['usd']:.4f})")
+    for seed in exp.seeds:
+        res = exp.attack(subject, seed)
+        where = res.subject.adapter or res.subject.path
+        print(f"attack (seed {seed}): {where} ({res.steps} steps, stopped by {res.stopped_by}, "
+              f"{res.cost['wall_seconds'] / 60:.1f} min, ${res.cost['usd']:.4f}; "
+              f"evaluable points at steps {', '.join(str(p.step) for p in res.points)})")
     return 0
 
 
@@ -85,44 +90,61 @@ def _eval_refusal(args) -> int:
     import shutil
     from pathlib import Path
 
-    from . import config, judges, models, refusal
-    from .io import read_json, write_json_atomic
+    from . import config, evaluate, keys
+    from .backends import open_backend
+    from .io import write_json_atomic
+    from .judges import split_specs
+    from .pipeline import build_judges
     from .provenance import record
+    from .subject import Subject
 
     if args.limit is not None and args.limit <= 0:
         raise FtriskError(f"--limit must be > 0 (got {args.limit})")
     if args.max_new_tokens <= 0 or args.batch_size <= 0:
         raise FtriskError("--max-new-tokens and --batch-size must be > 0")
-    judge = judges.PrefixJudge(args.judge.split(","), args.judge_mode)
     if args.bench:
         refs = [config.BenchmarkRef(n, args.limit) for n in args.bench.split(",") if n]
     else:
         refs = [config.BenchmarkRef(args.prompts, args.limit, args.prompt_column)]
-    benches = [refusal.select(ref, args.seed) for ref in refs]
+    cfg = config.from_dict({"eval": {"benchmarks": [vars(r) for r in refs], "judges": split_specs(args.judges)},
+                            "generation": {"backend": args.backend, "max_new_tokens": args.max_new_tokens,
+                                           "batch_size": args.batch_size},
+                            "model": {"spec": args.model, "system_prompt": args.system_prompt, "dtype": args.dtype,
+                                      "device": args.device}})
+    judges = build_judges(cfg)
+    benches = [evaluate.select(ref, args.seed) for ref in refs]
+    harmful = {name: evaluate.is_harmful(ref) for (name, _), ref in zip(benches, refs)}
+    subject = Subject.from_config(cfg.model).with_adapter(args.adapter)
     out = Path(args.out)
-    # completions in --out are reused only for the same model, adapter and decoding settings
-    key = {"model": models.fingerprint(models.resolve(args.model)),
-           "adapter": models.adapter_fingerprint(models.check_adapter(models.resolve(args.model), args.adapter))
-           if args.adapter else None,
-           "max_new_tokens": args.max_new_tokens, "system_prompt": args.system_prompt}
-    old = read_json(out / "eval_key.json")
-    if old is not None and old != key:
+    # completions in --out are reused only for the same subject, items and decoding settings
+    key = evaluate.generation_key(subject, benches, cfg.generation)
+    old = keys.stage_state(out)
+    if old is not None and old.get("key") != key:
         if not args.overwrite:
             raise FtriskError(f"output folder '{out}' holds completions of another model or settings: "
                               "pass --overwrite to replace them, or choose another --out")
         shutil.rmtree(out)
-    mcfg = config.ModelConfig(spec=args.model)
-    model, tok = models.load(mcfg, adapter=args.adapter)
-    gen = config.GenerationConfig(args.max_new_tokens, args.batch_size)
-    write_json_atomic(out / "eval_key.json", key)
-    res = refusal.evaluate(model, tok, benches, out, judge=judge, gen_cfg=gen, system_prompt=args.system_prompt)
+    if keys.open_stage(out, key) is None:
+        backend = open_backend(cfg.generation.backend, subject, cfg.generation)
+        evaluate.generate_all(backend, benches, out, cfg.generation, "eval")
+        backend.close()
+        keys.close_stage(out, key, {"generation": json_or_none(out / "generation.json")})
+    rows = evaluate.read_completions(benches, out)
+    res, agree = evaluate.run_judges(judges, benches, rows, out, harmful, "eval")
     write_json_atomic(out / "results.json", {
-        "model": args.model, "adapter": args.adapter, "benchmarks": res,
-        "provenance": record(repr(vars(args)), seed=args.seed, judge=judge.name)})
+        "model": args.model, "adapter": args.adapter, "subject": subject.to_json(out), "benchmarks": res,
+        "agreement": agree, "headline_judge": judges[0].name,
+        "provenance": record(repr(vars(args)), seed=args.seed, judge=judges[0].name)})
     for name, b in res.items():
-        print(f"{name}: refusal {b['refusal_rate']:.3f} {b['ci95']} n={b['n']}")
+        print(f"{name}: refusal {b['refusal_rate']:.3f} {b['ci95']} n={b['n']} ({judges[0].name})")
     print(f"results: {out / 'results.json'}")
     return 0
+
+
+def json_or_none(path):
+    from .io import read_json
+
+    return read_json(path)
 
 
 def main(argv: list[str] | None = None) -> int:

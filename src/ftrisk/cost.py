@@ -41,12 +41,14 @@ class CostMeter:
     """Accumulates what a training run consumed. ``seconds`` counts only time between start() and stop()."""
 
     device: str = "cpu"
-    usd_per_hour: float = 2.0
+    usd_per_hour: float = 2.0  # per device
+    devices: int = 1  # processes (GPUs) training together: each is paid for
     seconds: float = 0.0
     tokens: int = 0  # every non-padding token the model processed
     trained_tokens: int = 0  # tokens that carried loss (assistant tokens)
     steps: int = 0
-    examples: int = 0
+    examples: int = 0  # examples seen, repeats counted
+    seen: set = field(default_factory=set, repr=False)  # indices of the distinct examples seen
     _t0: float | None = field(default=None, repr=False)
     _peak_reset: bool = field(default=False, repr=False)
 
@@ -73,24 +75,30 @@ class CostMeter:
         self.trained_tokens += trained_tokens
         self.examples += examples
 
+    def see(self, indices) -> None:
+        self.seen.update(int(i) for i in indices)
+
     def summary(self) -> dict:
         s = self.elapsed()
         return {
             "wall_seconds": round(s, 2),
             "device": device_name(self.device),
+            "devices": self.devices,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
             "tokens_per_second": round(self.tokens / s, 1) if s else None,
             "steps": self.steps,
             "examples": self.examples,
+            "distinct_examples": len(self.seen),
             "peak_memory_mb": round(peak_memory_mb(self.device), 1),
             "usd_per_hour": self.usd_per_hour,
-            "usd": round(s / 3600 * self.usd_per_hour, 4),
+            "usd": round(s / 3600 * self.usd_per_hour * self.devices, 4),
         }
 
     def state(self) -> dict:
-        return {k: getattr(self, k) for k in ("seconds", "tokens", "trained_tokens", "steps", "examples")}
+        out = {k: getattr(self, k) for k in ("seconds", "tokens", "trained_tokens", "steps", "examples")}
+        return {**out, "seen": sorted(self.seen)}
 
     def restore(self, state: dict) -> None:
         for k, v in state.items():
-            setattr(self, k, v)
+            setattr(self, k, set(v) if k == "seen" else v)

@@ -11,20 +11,18 @@ hyper-parameter, so a second run reuses it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
+import shutil
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
-from . import benchmarks, models
-from .cost import CostMeter
+from . import benchmarks, keys, models, registry
 from .errors import FtriskError
 from .generate import generate
 from .io import read_json, write_json_atomic
-from .train import Example, finetune
+from .train import Example
 
 log = logging.getLogger(__name__)
 
@@ -67,65 +65,78 @@ def plan(cfg, protected: list[benchmarks.Item]) -> dict:
     return {"harmful": pairs, "benign": [(it.id, it.prompt, it.category) for it in benign], "n_excluded_overlap": excluded}
 
 
-def cache_key(cfg, base_fingerprint: str, data_plan: dict) -> str:
+def cache_key(cfg, subject, data_plan: dict, judge) -> str:
+    """Every input of the hardened model: the base subject as loaded (weights, dtype, quantization, chat
+    template, system prompt), the data, the method and its settings, the self-distillation decoding, and
+    the judge that filters the self-distilled answers."""
     h = cfg.harden
     full = h.method == "full"
-    blob = json.dumps({
-        "base": base_fingerprint, "plan": data_plan, "lora": None if full else asdict(h.lora), "train": asdict(h.train),
-        # "method" only for full fine-tuning, so the keys of LoRA-hardened models cached before it existed stay valid
-        **({"method": "full"} if full else {}),
-        "benign_max_new_tokens": h.benign_max_new_tokens, "seed": cfg.seed, "system_prompt": cfg.model.system_prompt,
-        "format": 2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
-    }, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    g = cfg.generation
+    return keys.stage_key(
+        "harden", subject=subject.identity(), plan=data_plan, method=h.method, lora=None if full else asdict(h.lora),
+        train=asdict(h.train), benign_max_new_tokens=h.benign_max_new_tokens, seed=cfg.seed, judge=judge.identity(),
+        distil={"backend": g.backend, "batch_size": g.batch_size, "max_batch_tokens": g.max_batch_tokens},
+        format=2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
+    )
 
 
-def run(cfg, work_dir: Path, data_plan: dict, judge) -> tuple[Path, dict]:
-    """Harden ``cfg.model.spec`` on ``data_plan`` (from :func:`plan`); returns (model dir, record for results.json)."""
-    base_path = models.resolve(cfg.model.spec)
-    key = cache_key(cfg, models.fingerprint(base_path), data_plan)
+def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
+    """Harden ``subject`` on ``data_plan`` (from :func:`plan`); returns (hardened Subject, record for results.json).
+
+    ``judge`` (the headline refusal judge) drops self-distilled benign answers that read as refusals.
+    """
+    from .backends import open_backend
+
+    if subject.quantize:
+        raise FtriskError("hardening needs unquantized weights (it merges into them): unset model.quantize, "
+                          "or set harden.enabled=false for a subject that is already safety-tuned")
+    key = cache_key(cfg, subject, data_plan, judge)
     final = models.cache_dir() / "hardened" / key
-    record_path = final / "hardening.json"
     if (final / ".complete").is_file():
-        record = read_json(record_path)
+        record = read_json(final / "hardening.json")
         record["reused_from_cache"] = True
         log.info("hardened model reused from cache %s", final)
-        return final, record
+        return subject.with_weights(final), record
 
-    model, tok = models.load(cfg.model)
     work_dir.mkdir(parents=True, exist_ok=True)
     benign = [benchmarks.Item(i, p, c) for i, p, c in data_plan["benign"]]
-    answers = generate(model, tok, benign, work_dir / "benign_answers.jsonl",
-                       max_new_tokens=cfg.harden.benign_max_new_tokens, batch_size=cfg.generation.batch_size,
-                       system_prompt=cfg.model.system_prompt, desc="self-distil benign",
-                       max_batch_tokens=cfg.generation.max_batch_tokens)
+    backend = open_backend(cfg.generation.backend, subject, cfg.generation)
+    answers = generate(backend, benign, work_dir / "benign_answers.jsonl", max_new_tokens=cfg.harden.benign_max_new_tokens,
+                       desc="self-distil benign")
+    loaded = backend.hf_model()
+    backend.close()
     # a benign answer the judge reads as a refusal would teach over-refusal: leave it out
-    kept = [it for it in benign if answers[it.id]["completion"].strip() and not judge(answers[it.id]["completion"]).refused]
+    texts = {it.id: answers[it.id]["completion"] for it in benign}
+    verdicts = judge.judge([(it.prompt, texts[it.id]) for it in benign]) if benign else []
+    kept = [it for it, v in zip(benign, verdicts) if texts[it.id].strip() and v.label != 1]
     examples = [Example(p, r) for _, p, r in data_plan["harmful"]]
-    examples += [Example(it.prompt, answers[it.id]["completion"].strip(), complete=bool(answers[it.id].get("finished", True)))
+    examples += [Example(it.prompt, texts[it.id].strip(), complete=bool(answers[it.id].get("finished", True)))
                  for it in kept]
     random.Random(cfg.seed).shuffle(examples)
     if not examples:
         raise FtriskError("hardening has no examples: check harden.harmful and harden.benign")
+    del loaded
 
-    meter = CostMeter(device=str(model.device), usd_per_hour=cfg.cost.usd_per_hour)
+    method = registry.lookup("attack", cfg.harden.method)(cfg.harden)  # the attack's training seam
+    result = method.run(subject, examples, work_dir / "train", seed=cfg.seed,
+                        eval_at=[], usd_per_hour=cfg.cost.usd_per_hour, desc="harden")
     full = cfg.harden.method == "full"
-    trained, summary = finetune(model, tok, examples, None if full else cfg.harden.lora, cfg.harden.train,
-                                work_dir / "train", seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter,
-                                desc="harden")
-    merged = trained if full else trained.merge_and_unload()
     record = {
-        "key": key, "base_model": cfg.model.spec, "n_harmful": len(data_plan["harmful"]),
+        "key": key, "base_model": subject.spec, "n_harmful": len(data_plan["harmful"]),
         "harmful_sources": cfg.harden.harmful, "n_benign": len(kept),
-        "n_benign_dropped_refused_by_base": len(benign) - len(kept),
-        "n_excluded_overlap": data_plan["n_excluded_overlap"], "training": summary,
+        "n_benign_dropped_refused_by_base": len(benign) - len(kept), "filter_judge": judge.name,
+        "n_excluded_overlap": data_plan["n_excluded_overlap"],
+        "training": {"steps": result.steps, "planned_steps": result.planned_steps, "stopped_by": result.stopped_by,
+                     "examples_in_data": len(examples), "cost": result.cost, "metrics": "metrics.jsonl"},
         "method": "full fine-tune" if full else "LoRA, merged into the weights",
     }
+    merged, tok = result.subject.load()  # LoRA: the adapter merged into the weights
 
     def build(tmp: Path) -> None:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json_atomic(tmp / "hardening.json", record)
+        shutil.copy(work_dir / "train" / "metrics.jsonl", tmp / "metrics.jsonl")
 
     models.atomic_dir(final, build)
-    return final, record
+    return subject.with_weights(final), record

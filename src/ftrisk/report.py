@@ -1,6 +1,10 @@
-"""Human-readable tables from results.json: statistics and labels only, never completion text."""
+"""``report.md`` from results.json: statistics and labels only, never completion text."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from .io import write_text_atomic
 
 
 def _pct(x) -> str:
@@ -11,20 +15,73 @@ def cell(b: dict | None) -> str:
     if not b:
         return "–"
     lo, hi = b["ci95"]
-    return f"{_pct(b['refusal_rate'])} [{_pct(lo)}, {_pct(hi)}] n={b['n']}"
+    extra = f", {b['n_unjudged']} unjudged" if b.get("n_unjudged") else ""
+    return f"{_pct(b['refusal_rate'])} [{_pct(lo)}, {_pct(hi)}] n={b['n']}{extra}"
 
 
-def refusal_table(results: dict) -> list[str]:
-    stages = list(results.get("stages", {}))
+def main_stages(results: dict) -> list[str]:
+    """The stages of the classic table: base, hardened, the final attacked point (not every attack point)."""
+    return [s for s, v in results.get("stages", {}).items() if not v.get("point") or s == "attacked"]
+
+
+def bench_names(results: dict, stages: list[str]) -> list[str]:
     names: list[str] = []
     for s in stages:
         names += [n for n in results["stages"][s]["benchmarks"] if n not in names]
-    head = "| benchmark | " + " | ".join(stages) + " |"
-    lines = [head, "|" + "---|" * (len(stages) + 1)]
-    for n in names:
-        first = next(results["stages"][s]["benchmarks"][n] for s in stages if n in results["stages"][s]["benchmarks"])
-        label = n if first.get("harmful", True) else f"{n} (over-refusal)"
-        lines.append(f"| {label} | " + " | ".join(cell(results["stages"][s]["benchmarks"].get(n)) for s in stages) + " |")
+    return names
+
+
+def _label(results: dict, name: str, stages: list[str]) -> str:
+    first = next(results["stages"][s]["benchmarks"][name] for s in stages if name in results["stages"][s]["benchmarks"])
+    return name if first.get("harmful", True) else f"{name} (over-refusal)"
+
+
+def refusal_table(results: dict, stages: list[str] | None = None) -> list[str]:
+    stages = stages or main_stages(results)
+    lines = ["| benchmark | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
+    for n in bench_names(results, stages):
+        lines.append(f"| {_label(results, n, stages)} | "
+                     + " | ".join(cell(results["stages"][s]["benchmarks"].get(n)) for s in stages) + " |")
+    return lines
+
+
+def judges_table(results: dict) -> list[str]:
+    """Every judge's rate per stage and benchmark, side by side, with Cohen's kappa for each pair."""
+    stages = main_stages(results)
+    judges = list(results.get("judges") or {})
+    if len(judges) < 2:
+        return []
+    lines = ["| stage | benchmark | " + " | ".join(judges) + " | agreement (κ) |", "|" + "---|" * (len(judges) + 3)]
+    for s in stages:
+        st = results["stages"][s]
+        for n, b in st["benchmarks"].items():
+            rates = [cell(b["judges"].get(j)) for j in judges]
+            pairs = (st.get("agreement") or {}).get(n, {})
+            agree = "; ".join(f"{_kappa(p)}" for p in pairs.values())
+            lines.append(f"| {s} | {n} | " + " | ".join(rates) + f" | {agree} |")
+    return lines
+
+
+def _kappa(p: dict) -> str:
+    k = p.get("kappa")
+    return f"{100 * p['agreement']:.0f}% (κ {'–' if k is None else f'{k:.2f}'}, n={p['n']})"
+
+
+def curve_table(results: dict) -> list[str]:
+    """Headline refusal rate at each evaluated point of the attack (first seed), with its cumulative cost."""
+    stages = results.get("stages", {})
+    pts = [(s, v) for s, v in stages.items() if v.get("point") and "/" not in s]
+    if len(pts) < 2:
+        return []
+    start = pts[0][1]["point"].get("subject_stage")
+    rows = ([(start, stages[start], 0, None)] if start in stages else []) + \
+        [(s, v, v["point"]["step"], v["point"]["cost"]) for s, v in pts]
+    names = bench_names(results, [r[0] for r in rows])
+    lines = ["| step | examples | minutes | $ | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 4)]
+    for s, v, step, c in rows:
+        cost = f"{c['examples']} | {c['wall_seconds'] / 60:.2f} | {c['usd']:.4f}" if c else "0 | 0 | 0"
+        lines.append(f"| {step} | {cost} | " + " | ".join(_pct(v['benchmarks'].get(n, {}).get('refusal_rate'))
+                                                          for n in names) + " |")
     return lines
 
 
@@ -33,27 +90,45 @@ def cost_lines(results: dict) -> list[str]:
     if not a:
         return []
     c = a["cost"]
-    return [
-        f"- stopped by: {a['stopped_by']} after {a['steps']} optimizer steps ({a['n_examples']} examples in the data)",
-        f"- wall time: {c['wall_seconds'] / 60:.1f} min on {c['device']}",
+    out = [
+        f"- method: {a['method']}; stopped by: {a['stopped_by']} after {a['steps']} optimizer steps "
+        f"({a['n_examples']} examples in the data)",
+        f"- training time: {c['wall_seconds'] / 60:.1f} min on {c['device']}"
+        + (f" × {c['devices']}" if c.get("devices", 1) > 1 else ""),
         f"- tokens processed: {c['tokens']} ({c['trained_tokens']} with loss), {c['tokens_per_second']} tokens/s",
-        f"- examples seen: {c['examples']}; peak memory: {c['peak_memory_mb']:.0f} MiB",
+        f"- examples seen: {c['examples']} ({c.get('distinct_examples', '?')} distinct); "
+        f"peak memory: {c['peak_memory_mb']:.0f} MiB",
         f"- cost: ${c['usd']:.4f} at ${c['usd_per_hour']}/hour (cost.usd_per_hour)",
     ]
+    if a["stopped_by"] == "max_minutes":
+        out.insert(0, "- **the attack was stopped by its time budget (attack.train.max_minutes), not by its step "
+                      "budget: its numbers depend on how fast this machine was**")
+    return out
 
 
 def render(results: dict, cfg) -> str:
     stages = results.get("stages", {})
-    judge = next((b["judge"] for s in stages.values() for b in s["benchmarks"].values()), "?")
-    out = [f"# ftrisk report: {cfg.name}", "",
-           f"Model: `{cfg.model.spec}`. Judge: `{judge}`. Refusal rate with Wilson 95% CI and n per stage.",
-           "Harmful benchmarks: lower after the attack means the safety training was undone. "
-           "Over-refusal rows are benign prompts: lower is better.", ""]
+    headline = results.get("headline_judge", "?")
+    out = [f"# ftrisk report: {cfg.name}", ""]
+    a = results.get("attack")
+    if a and a["stopped_by"] == "max_minutes":
+        out += [f"**Stopped by the time budget after {a['steps']} of {a['planned_steps']} steps.**", ""]
+    out += [f"Model: `{cfg.model.spec}`. Headline judge: `{headline}`. Refusal rate with Wilson 95% CI and n per stage.",
+            "Harmful benchmarks: lower after the attack means the safety training was undone. "
+            "Over-refusal rows are benign prompts: lower is better.", ""]
     out += refusal_table(results)
     excluded = {n: b.get("n_excluded_overlap", 0) for s in stages.values() for n, b in s["benchmarks"].items()}
     if any(excluded.values()):
         out += ["", "Items dropped from evaluation because they also occur in training data: "
                 + ", ".join(f"{n} {k}" for n, k in excluded.items() if k) + "."]
+    jt = judges_table(results)
+    if jt:
+        out += ["", "## Judges side by side", "", f"Headline judge: `{headline}`. −1 labels (could not judge) are "
+                "counted as unjudged and left out of the rate.", ""] + jt
+    ct = curve_table(results)
+    if ct:
+        out += ["", "## Refusal along the attack", "", f"Headline judge `{headline}`; cost is cumulative training "
+                "(evaluation excluded).", ""] + ct
     h = results.get("harden")
     if h:
         t = h["training"]
@@ -64,12 +139,15 @@ def render(results: dict, cfg) -> str:
                 + ", ".join(f"{k} {v}" for k, v in h["n_excluded_overlap"].items()),
                 f"- {t['steps']} steps, {t['cost']['wall_seconds'] / 60:.1f} min"
                 + (" (reused from cache)" if h.get("reused_from_cache") else "")]
-    if results.get("attack"):
+    if a:
         out += ["", "## Attack cost", ""] + cost_lines(results)
-    caps = {s: v["capability"] for s, v in stages.items() if v.get("capability")}
-    if caps:
+    if any(v.get("capability") for v in stages.values()):
         from .capability import report_lines
 
-        out += ["", "## Capability", ""] + [f"- {line}" for line in report_lines(caps)]
+        out += ["", "## Capability", ""] + [f"- {line}" for line in report_lines(stages)]
     out += ["", "Completions are stored only in the run folder (`eval/<stage>/*.completions.jsonl`) for audit.", ""]
     return "\n".join(out)
+
+
+def write(out: Path, results: dict, cfg) -> None:
+    write_text_atomic(Path(out) / "report.md", render(results, cfg))

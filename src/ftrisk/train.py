@@ -3,9 +3,9 @@
 Hand-written rather than transformers' Trainer / TRL's SFTTrainer because ftrisk needs three
 things those do not give directly: logits computed only at response positions (the vocabulary
 projection dominates a small model's compute: ~20% saved), a wall-clock budget that stops
-cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on.
-PEFT provides the adapters; this file is only the loop. With ``lora_cfg=None`` the same loop updates
-every weight (full fine-tuning: hardening can use it, the attack is always LoRA).
+cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on, with
+evaluable snapshots at chosen steps carrying the cost so far. PEFT provides the adapters; this
+file is only the loop. With ``lora_cfg=None`` the same loop updates every weight (full fine-tuning).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .cost import CostMeter
 from .errors import FtriskError
-from .generate import chat_text
+from .chat import chat_text
 from .io import append_jsonl, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,40 @@ def collate(encoded: list[dict], pad_id: int):
     return ids, mask, labels
 
 
-def response_loss(model, ids, mask, labels):
-    """Mean cross-entropy over response tokens, projecting to the vocabulary only where loss is taken."""
+def _response_loss_module():
+    import torch
     import torch.nn.functional as F
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    target = labels[:, 1:]
-    keep = target != IGNORE
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-    return F.cross_entropy(logits.float(), target[keep])
+    class ResponseLoss(torch.nn.Module):
+        """The model plus its loss as one module, so a DDP/FSDP wrapper around it sees the whole forward."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, mask, labels):
+            m = self.model
+            base = m.get_base_model() if hasattr(m, "get_base_model") else m
+            hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            target = labels[:, 1:]
+            keep = target != IGNORE
+            logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # vocabulary only where loss is taken
+            return F.cross_entropy(logits.float(), target[keep])
+
+    return ResponseLoss
+
+
+def response_loss(model, ids, mask, labels):
+    """Mean cross-entropy over response tokens, projecting to the vocabulary only where loss is taken."""
+    return _response_loss_module()(model)(ids, mask, labels)
+
+
+def plan_steps(n_examples: int, train_cfg) -> int:
+    """Optimizer steps a run of ``train_cfg`` takes on ``n_examples`` (epochs, batches, max_steps)."""
+    per_epoch = math.ceil(n_examples / train_cfg.batch_size)
+    total_micro = math.ceil(per_epoch * train_cfg.epochs)
+    steps = math.ceil(total_micro / train_cfg.grad_accum)
+    return min(steps, train_cfg.max_steps) if train_cfg.max_steps else steps
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:
@@ -98,11 +122,15 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
-             system_prompt: str | None = None, meter: CostMeter, desc: str = "train"):
+             system_prompt: str | None = None, meter: CostMeter, desc: str = "train", save_at=(),
+             evaluable=None):
     """Train a LoRA adapter on ``examples`` (or every weight when ``lora_cfg`` is None); returns (model, summary).
 
     The returned model is the PEFT model for LoRA, ``model`` itself trained in place for full fine-tuning.
-    Resumes from the last checkpoint in ``out_dir``.
+    ``checkpoint-<step>/`` folders are written every ``train_cfg.checkpoint_every`` steps and at each step
+    of ``save_at`` (before the last); each holds the cost so far and can be resumed from.
+    ``evaluable(model, folder)`` is called for the ``save_at`` checkpoints to make them loadable as a model
+    (a LoRA checkpoint already is a PEFT adapter folder). Resumes from the last checkpoint in ``out_dir``.
     """
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -114,7 +142,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     kbit = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if lora_cfg is None:
         if kbit:
-            raise FtriskError("full fine-tuning needs unquantized weights: use LoRA (harden.method=lora) "
+            raise FtriskError("full fine-tuning needs unquantized weights: use a LoRA method "
                               "or load the model without 4/8-bit quantization")
         model.requires_grad_(True)
         low = {p.dtype for p in model.parameters()} & {torch.bfloat16, torch.float16}
@@ -133,15 +161,14 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         model.gradient_checkpointing_enable()
         if lora_cfg is not None:  # the frozen embedding's output must carry grad for checkpointed LoRA layers
             model.enable_input_require_grads()
+    loss_fn = _response_loss_module()(model)
     encoded = [encode(tok, ex, train_cfg.max_seq_len, system_prompt) for ex in examples]
     lengths = [len(e["input_ids"]) for e in encoded]
-    per_epoch = math.ceil(len(encoded) / train_cfg.batch_size)
-    total_micro = math.ceil(per_epoch * train_cfg.epochs)
+    total_steps = plan_steps(len(encoded), train_cfg)
+    total_micro = math.ceil(math.ceil(len(encoded) / train_cfg.batch_size) * train_cfg.epochs)
     schedule = [b for ep in range(math.ceil(train_cfg.epochs)) for b in make_batches(lengths, train_cfg.batch_size, seed, ep)]
     schedule = schedule[:total_micro]
-    total_steps = math.ceil(total_micro / train_cfg.grad_accum)
-    if train_cfg.max_steps:
-        total_steps = min(total_steps, train_cfg.max_steps)
+    save_at = {s for s in save_at if 0 < s < total_steps}
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -156,8 +183,9 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         state = torch.load(cp / "optimizer.pt", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        step = json.loads((cp / "trainer_state.json").read_text())["step"]
-        meter.restore(json.loads((cp / "trainer_state.json").read_text())["meter"])
+        trainer_state = json.loads((cp / "trainer_state.json").read_text())
+        step = trainer_state["step"]
+        meter.restore(trainer_state["meter"])
         log.info("resuming %s from %s", desc, cp.name)
 
     model.train()
@@ -175,10 +203,11 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
             if micro >= len(schedule):
                 break
             batch = [encoded[i] for i in schedule[micro]]
+            meter.see(schedule[micro])
             micro += 1
             ids, mask, labels = collate(batch, tok.pad_token_id)
             ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-            loss = response_loss(model, ids, mask, labels)
+            loss = loss_fn(ids, mask, labels)
             (loss / train_cfg.grad_accum).backward()
             trained = int((labels[:, 1:] != IGNORE).sum())
             meter.add(int(mask.sum()), trained, len(batch))
@@ -194,9 +223,11 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
                                                    "seconds": round(meter.elapsed(), 2)}])
         bar.set_postfix(loss=f"{loss_sum / max(n_tok, 1):.3f}")
         bar.update(1)
-        if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < total_steps:
-            meter.stop()
-            _save_checkpoint(model, opt, sched, meter, out_dir / f"checkpoint-{step}", step)
+        every = train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0
+        if (every or step in save_at) and step < total_steps:
+            meter.stop()  # saving is not training time
+            _save_checkpoint(model, opt, sched, meter, out_dir / f"checkpoint-{step}", step,
+                             evaluable if step in save_at else None)
             meter.start()
     else:
         stopped_by = "max_steps" if train_cfg.max_steps and step >= train_cfg.max_steps and micro < len(schedule) else "data"
@@ -209,21 +240,23 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     return model, summary
 
 
-def _save_checkpoint(model, opt, sched, meter: CostMeter, path: Path, step: int) -> None:
-    import torch
+def _save_checkpoint(model, opt, sched, meter: CostMeter, path: Path, step: int, evaluable=None) -> None:
+    import shutil
 
+    import torch
     from safetensors.torch import save_model
 
     tmp = path.with_name(path.name + ".tmp")
-    if hasattr(model, "peft_config"):  # a LoRA checkpoint is a PEFT adapter folder (evaluated by eval_checkpoints)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "peft_config"):  # a LoRA checkpoint is a PEFT adapter folder
         model.save_pretrained(tmp, safe_serialization=True)
-    else:  # full fine-tuning: every weight, only to resume from
+    else:  # full fine-tuning: every weight, to resume from
         tmp.mkdir(parents=True, exist_ok=True)
         save_model(model, str(tmp / FULL_WEIGHTS))
+    if evaluable is not None:
+        evaluable(model, tmp)
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state()})
+    write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state(), "cost": meter.summary()})
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     tmp.rename(path)

@@ -1,4 +1,4 @@
-"""The attack: a cheap LoRA fine-tune that undoes refusal training (Lermen et al. 2023).
+"""Attack data: built-in sets (registry kind ``attack-data``) or the user's JSONL file.
 
 Built-in data is content-free: ``builtin:advbench-affirm`` pairs each ``advbench-train`` goal
 with its own AdvBench ``target`` string ("Sure, here is ..."). Any other attack data is the
@@ -7,28 +7,24 @@ user's own JSONL file of chat ``messages`` or ``prompt``/``response`` pairs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 from pathlib import Path
 
-from . import benchmarks, models
-from .cost import CostMeter
-from .errors import FtriskError
-from .io import write_json_atomic
-from .train import Example, finetune
+from .. import benchmarks, registry
+from ..errors import FtriskError
+from ..train import Example
 
-log = logging.getLogger(__name__)
-BUILTIN = {"builtin:advbench-affirm": "advbench-train"}
+
+def advbench_affirm() -> tuple[list[Example], list[benchmarks.Item]]:
+    """Each ``advbench-train`` goal with AdvBench's own content-free target ("Sure, here is ...")."""
+    items = benchmarks.load("advbench-train")
+    return [Example(it.prompt, it.extra["target"]) for it in items], items
 
 
 def load_data(spec: str) -> tuple[list[Example], list[benchmarks.Item]]:
     """Attack examples, and the same prompts as Items (for overlap checks against evaluation sets)."""
-    if spec in BUILTIN:
-        items = benchmarks.load(BUILTIN[spec])
-        return [Example(it.prompt, it.extra["target"]) for it in items], items
     if spec.startswith("builtin:"):
-        raise FtriskError(f"unknown attack data '{spec}' (built in: {', '.join(BUILTIN)}); or pass a JSONL file")
+        return registry.lookup("attack-data", spec.split(":", 1)[1])()
     path = Path(spec)
     if not path.is_file():
         raise FtriskError(f"attack data file '{spec}' not found: pass a JSONL file of messages or prompt/response pairs")
@@ -62,23 +58,3 @@ def _example(row, where: str) -> Example:
     if not isinstance(prompt, str) or not isinstance(response, str) or not prompt.strip() or not response.strip():
         raise FtriskError(f"{where}: prompt and response must be non-empty strings")
     return Example(prompt, response)
-
-
-def run(cfg, subject: Path | str, out_dir: Path) -> dict:
-    """Train the attack adapter on ``subject`` (a model dir); saves ``out_dir/adapter`` and checkpoints."""
-    examples, _ = load_data(cfg.attack.data)
-    model, tok = models.load(dataclasses.replace(cfg.model, spec=str(subject)))
-    meter = CostMeter(device=str(model.device), usd_per_hour=cfg.cost.usd_per_hour)
-    peft_model, summary = finetune(model, tok, examples, cfg.attack.lora, cfg.attack.train, out_dir,
-                                   seed=cfg.seed, system_prompt=cfg.model.system_prompt, meter=meter, desc="attack")
-    base_path = models.resolve(str(subject))
-    adapter = out_dir / "adapter"
-    peft_model.save_pretrained(adapter, safe_serialization=True)
-    for d in [adapter, *out_dir.glob("checkpoint-*")]:
-        models.write_adapter_meta(d, str(subject), base_path)
-    if summary["stopped_by"] in ("max_steps", "max_minutes"):
-        log.warning("attack stopped by its budget %s after %d steps", summary["stopped_by"], summary["steps"])
-    record = {"data": cfg.attack.data, "n_examples": len(examples), **summary,
-              "adapter": str(adapter), "checkpoints": sorted(p.name for p in out_dir.glob("checkpoint-*"))}
-    write_json_atomic(out_dir / "attack.json", record)
-    return record

@@ -1,0 +1,71 @@
+"""``lora`` (the paper's attack: a LoRA adapter on the frozen subject) and ``full`` (every weight)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..cost import CostMeter
+from ..io import write_json_atomic
+from ..train import finetune
+from .base import Attack, AttackResult, Point
+
+log = logging.getLogger(__name__)
+
+
+class _FinetuneAttack(Attack):
+    lora = True
+
+    def run(self, subject, examples, out_dir, *, seed, eval_at, usd_per_hour, desc=None):
+        model, tok = subject.load()
+        meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour)
+
+        def evaluable(m, folder: Path):  # a full checkpoint must load as a model folder
+            m.save_pretrained(folder, safe_serialization=True)
+            tok.save_pretrained(folder)
+
+        trained, summary = finetune(model, tok, examples, self.cfg.lora if self.lora else None, self.cfg.train, out_dir,
+                                    seed=seed, system_prompt=subject.system_prompt, meter=meter, desc=desc or f"attack (seed {seed})",
+                                    save_at=eval_at, evaluable=None if self.lora else evaluable)
+        final_dir = out_dir / ("adapter" if self.lora else "model")
+        if self.lora:
+            trained.save_pretrained(final_dir, safe_serialization=True)
+        else:
+            evaluable(trained, final_dir)
+        points = []
+        for step in [s for s in eval_at if 0 < s < summary["steps"]]:
+            folder = out_dir / f"checkpoint-{step}"
+            state = json.loads((folder / "trainer_state.json").read_text())
+            points.append(Point(step, state["cost"], self._point_subject(subject, folder)))
+        final = self._point_subject(subject, final_dir)
+        points.append(Point(summary["steps"], summary["cost"], final))
+        if summary["stopped_by"] in ("max_steps", "max_minutes"):
+            log.warning("attack stopped by its budget %s after %d steps", summary["stopped_by"], summary["steps"])
+        result = AttackResult(self.name, seed, final, summary["cost"], points, summary["steps"], summary["planned_steps"],
+                              summary["stopped_by"], {"n_examples": len(examples),
+                                                      "truncated_examples": summary["truncated_examples"],
+                                                      "metrics": "metrics.jsonl"})
+        write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
+        return result
+
+    def _point_subject(self, subject, folder: Path):
+        if self.lora:
+            from ..models import write_adapter_meta
+
+            write_adapter_meta(folder, subject.spec, subject.path)
+            return subject.with_adapter(folder)
+        return subject.with_weights(folder)
+
+
+class LoraAttack(_FinetuneAttack):
+    """LoRA on every target module of the frozen subject (QLoRA when the subject is loaded in 4/8 bit)."""
+
+    name = "lora"
+
+
+class FullAttack(_FinetuneAttack):
+    """Every weight trained (needs unquantized weights; ~16 bytes per parameter with AdamW)."""
+
+    name = "full"
+    lora = False

@@ -1,0 +1,40 @@
+"""The generation backend protocol."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+
+class Backend:
+    """Greedy decoding of chat prompts for one :class:`ftrisk.subject.Subject`.
+
+    ``generate`` yields lists of rows ``{id, completion, prompt_tokens, new_tokens, finished}`` as
+    batches finish (so the caller can store them); ``record`` says what was used, written next to
+    the completions by the caller.
+    """
+
+    name = ""
+
+    def __init__(self, subject, settings):
+        self.subject, self.settings = subject, settings
+
+    def record(self) -> dict:
+        raise NotImplementedError
+
+    def generate(self, items: list, *, max_new_tokens: int, desc: str = "generate") -> Iterator[list[dict]]:
+        raise NotImplementedError
+
+    def hf_model(self):
+        """(model, tokenizer) when this backend holds a transformers model (capability reuses it), else None."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def open_backend(name: str, subject, settings, loaded=None) -> Backend:
+    """The registered backend ``name`` for ``subject``; ``loaded`` = (model, tok) already in memory (hf only)."""
+    from .. import registry
+
+    cls = registry.lookup("backend", name)
+    return cls(subject, settings, loaded=loaded) if loaded is not None else cls(subject, settings)
