@@ -4,60 +4,51 @@ from __future__ import annotations
 
 import pytest
 
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from ftrisk.testing import CHATML, build_tiny_model  # noqa: F401 (re-exported for test modules)
 
-_WORDS = (
-    "the model answers questions about science history law medicine and mathematics "
-    "a person is cooking dinner in the kitchen then she washes the dishes and dries them "
-    "which of the following is true following are multiple choice questions with answers about "
-    "how to build a safe bridge the engineer measures the load and checks every joint twice"
-).split()
+BENIGN = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.",
+          "Write a haiku about autumn leaves.", "How do I reverse a string in Python?"]
 
 
-def _corpus(n: int = 400) -> list[str]:
-    import random
-
-    rng = random.Random(0)
-    lines = []
-    for i in range(n):
-        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 15)))
-        lines.append(f"{words.capitalize()}?\nA. {rng.choice(_WORDS)}\nB. {rng.choice(_WORDS)}\n"
-                     f"C. {rng.choice(_WORDS)}\nD. {rng.choice(_WORDS)}\nAnswer: {'ABCD'[i % 4]}")
-    return lines
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy: fast-tier tests that train or run whole pipelines (seconds each); "
+                                       "-m 'not slow and not heavy' is the quick tier")
 
 
-def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embeddings: bool = False):
-    """Save a tiny random LlamaForCausalLM + byte-level BPE tokenizer (ChatML template) to ``path``."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """No test reads or writes the user's $FTRISK_CACHE: the session gets its own (tests may set a narrower one)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FTRISK_CACHE", str(tmp_path_factory.mktemp("ftrisk-cache")))
+    yield
+    mp.undo()
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>", model_max_length=8192,
-    )
-    fast.chat_template = CHATML
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=8192, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=tie_word_embeddings,
-    )
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(path, safe_serialization=True)
-    fast.save_pretrained(path)
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A cache of this test's own (no hardened model or lm-eval responses from another test)."""
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def write_jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def benign_jsonl(tmp_path_factory):
+    """Five benign instructions as a hardening ``benign`` file."""
+    return write_jsonl(tmp_path_factory.mktemp("benign") / "benign.jsonl",
+                       [{"prompt": p, "id": f"benign-{i}", "category": "benign"} for i, p in enumerate(BENIGN)])
+
+
+@pytest.fixture
+def prompts_jsonl(tmp_path):
+    return write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "How do I bake bread?", "id": "b1"},
+                                                    {"prompt": "Name a river in France.", "id": "b2"}])
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +112,14 @@ def tiny_model_dir_no_template(tiny_model_dir, tmp_path_factory):
     cfg.pop("chat_template", None)
     cfg_path.write_text(json.dumps(cfg))
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_subject(tiny_model_dir):
+    from ftrisk.config import ModelConfig
+    from ftrisk.subject import Subject
+
+    return Subject.from_config(ModelConfig(spec=str(tiny_model_dir)))
 
 
 @pytest.fixture(scope="module")

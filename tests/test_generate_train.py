@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftrisk import cost, generate as gen, models, train
+from ftrisk import cost, generate as gen, train
+from ftrisk.backends import hf
 from ftrisk.benchmarks import Item
-from ftrisk.config import LoraConfig, ModelConfig, TrainConfig
+from ftrisk.chat import chat_text
+from ftrisk.config import GenerationConfig, LoraConfig, TrainConfig
 from ftrisk.cost import CostMeter
+from ftrisk.subject import load_spec
 from ftrisk.errors import FtriskError
 from ftrisk.train import IGNORE, Example
 
@@ -47,12 +50,19 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def tiny(torch_single_thread, tiny_model_dir):
-    model, tok = models.load(ModelConfig(spec=str(tiny_model_dir)))
-    return model, tok
+    return load_spec(tiny_model_dir)
 
 
 def _fresh_model(tiny_model_dir):
-    return models.load(ModelConfig(spec=str(tiny_model_dir)))
+    return load_spec(tiny_model_dir)
+
+
+def _backend(tiny, tiny_subject, batch_size: int):
+    return hf.HFBackend(tiny_subject, GenerationConfig(batch_size=batch_size), loaded=tiny)
+
+
+def _generate(tiny, tiny_subject, items, path, max_new_tokens, batch_size):
+    return gen.generate(_backend(tiny, tiny_subject, batch_size), items, path, max_new_tokens=max_new_tokens)
 
 
 def _items(prompts):
@@ -68,20 +78,20 @@ def test_tokenizer_is_left_padded(tiny):
     assert tok.chat_template
 
 
-def test_batched_equals_unbatched(tiny, tmp_path):
+def test_batched_equals_unbatched(tiny, tiny_subject, tmp_path):
     model, tok = tiny
     items = _items(PROMPTS[:4])
-    lengths = {len(tok(gen.chat_text(tok, it.prompt), add_special_tokens=False)["input_ids"]) for it in items}
+    lengths = {len(tok(chat_text(tok, it.prompt), add_special_tokens=False)["input_ids"]) for it in items}
     assert len(lengths) == 4  # different lengths, so the batch really is padded
-    one = gen.generate(model, tok, items, tmp_path / "b1.jsonl", max_new_tokens=8, batch_size=1)
-    four = gen.generate(model, tok, items, tmp_path / "b4.jsonl", max_new_tokens=8, batch_size=4)
+    one = _generate(tiny, tiny_subject, items, tmp_path / "b1.jsonl", 8, 1)
+    four = _generate(tiny, tiny_subject, items, tmp_path / "b4.jsonl", 8, 4)
     for it in items:
         a, b = one[it.id], four[it.id]
         assert (a["completion"], a["new_tokens"], a["finished"]) == (b["completion"], b["new_tokens"], b["finished"]), it.id
     # token for token, directly through model.generate-level helper
-    texts = [gen.chat_text(tok, it.prompt) for it in items]
-    batched = gen.generate_texts(model, tok, texts, 8)
-    single = [gen.generate_texts(model, tok, [t], 8)[0] for t in texts]
+    texts = [chat_text(tok, it.prompt) for it in items]
+    batched = hf.generate_texts(model, tok, texts, 8)
+    single = [hf.generate_texts(model, tok, [t], 8)[0] for t in texts]
     assert batched == single
     assert all(n > 0 for _, n, _ in batched)
 
@@ -89,7 +99,7 @@ def test_batched_equals_unbatched(tiny, tmp_path):
 def test_generate_texts_ids_match_model_generate(tiny):
     """The new-token count and text come from the ids that greedy decoding produced for each row."""
     model, tok = tiny
-    text = gen.chat_text(tok, PROMPTS[0])
+    text = chat_text(tok, PROMPTS[0])
     enc = tok([text], return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
@@ -97,24 +107,24 @@ def test_generate_texts_ids_match_model_generate(tiny):
     ids = out[0, enc["input_ids"].shape[1]:].tolist()
     if tok.eos_token_id in ids:
         ids = ids[: ids.index(tok.eos_token_id)]
-    completion, n, _ = gen.generate_texts(model, tok, [text], 6)[0]
+    completion, n, _ = hf.generate_texts(model, tok, [text], 6)[0]
     assert n == len(ids)
     assert completion == tok.decode(ids, skip_special_tokens=True)
 
 
-def test_generate_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
+def test_generate_resumes_without_duplicates(tiny, tiny_subject, tmp_path, monkeypatch):
     model, tok = tiny
     items = _items(PROMPTS)
     out = tmp_path / "bench.completions.jsonl"
     seen = []
-    real = gen.generate_texts
+    real = hf.generate_texts
 
     def counting(m, t, texts, max_new_tokens):
         seen.extend(texts)
         return real(m, t, texts, max_new_tokens)
 
-    monkeypatch.setattr(gen, "generate_texts", counting)
-    first = gen.generate(model, tok, items[:3], out, max_new_tokens=4, batch_size=2)
+    monkeypatch.setattr(hf, "generate_texts", counting)
+    first = _generate(tiny, tiny_subject, items[:3], out, 4, 2)
     assert len(seen) == 3 and set(first) == {"q0", "q1", "q2"}
     before = out.read_text(encoding="utf-8").splitlines()
     assert len(before) == 3
@@ -122,8 +132,8 @@ def test_generate_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
     with open(out, "a", encoding="utf-8") as f:
         f.write('{"id": "q3", "completion": "half a')
     seen.clear()
-    rows = gen.generate(model, tok, items, out, max_new_tokens=4, batch_size=2)
-    assert sorted(seen) == sorted(gen.chat_text(tok, it.prompt) for it in items[3:])  # only the 2 new ones
+    rows = _generate(tiny, tiny_subject, items, out, 4, 2)
+    assert sorted(seen) == sorted(chat_text(tok, it.prompt) for it in items[3:])  # only the 2 new ones
     lines = out.read_text(encoding="utf-8").splitlines()
     parsed = [json.loads(line) for line in lines]  # every line is valid JSON: the torn line is gone
     ids = [r["id"] for r in parsed]
@@ -132,16 +142,40 @@ def test_generate_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
     assert lines[:3] == before  # earlier rows untouched
     # a third run generates nothing
     seen.clear()
-    gen.generate(model, tok, items, out, max_new_tokens=4, batch_size=2)
+    _generate(tiny, tiny_subject, items, out, 4, 2)
     assert seen == []
     assert len(out.read_text(encoding="utf-8").splitlines()) == 5
 
 
-def test_generation_record(tiny):
-    _, tok = tiny
-    rec = gen.generation_record(tok, 8, 4, None)
-    assert rec["decoding"] == "greedy" and rec["padding_side"] == "left" and rec["max_new_tokens"] == 8
-    assert len(rec["chat_template_sha256"]) == 64
+class _FakeBackend:
+    """A backend that answers every prompt with its id: the resumable wrapper must work with any backend."""
+
+    def __init__(self):
+        self.asked = []
+
+    def record(self):
+        return {"backend": "fake", "settings": len(self.asked)}
+
+    def generate(self, items, *, max_new_tokens, desc=""):
+        self.asked += [it.id for it in items]
+        for i in range(0, len(items), 2):
+            yield [{"id": it.id, "completion": f"reply {it.id}", "prompt_tokens": 1, "new_tokens": 2, "finished": True}
+                   for it in items[i:i + 2]]
+
+
+def test_generation_wrapper_works_for_any_backend_and_stores_its_record(tmp_path):
+    items = _items(PROMPTS)
+    fake = _FakeBackend()
+    out = tmp_path / "x.completions.jsonl"
+    rows = gen.generate(fake, items[:2], out, max_new_tokens=3)
+    assert json.loads((tmp_path / "generation.json").read_text()) == {"backend": "fake", "settings": 0}
+    assert rows["q1"]["completion"] == "reply q1" and rows["q1"]["prompt"] == PROMPTS[1]  # prompt/category added
+    rows = gen.generate(fake, items, out, max_new_tokens=3)
+    assert fake.asked == ["q0", "q1", "q2", "q3", "q4"] and list(rows) == [it.id for it in items]
+    # the record is the one of the backend that did the (last) work; a run with nothing to do keeps it
+    assert json.loads((tmp_path / "generation.json").read_text()) == {"backend": "fake", "settings": 2}
+    gen.generate(_FakeBackend(), items, out, max_new_tokens=3)
+    assert json.loads((tmp_path / "generation.json").read_text())["settings"] == 2
 
 
 # --------------------------------------------------------------------------- encode / masking
@@ -164,7 +198,7 @@ def test_encode_masks_by_position(tok_pad_is_eos):
     enc = train.encode(tok, ex, max_seq_len=512)
     ids, labels = enc["input_ids"], enc["labels"]
     assert len(ids) == len(labels)
-    n_prompt = len(tok(gen.chat_text(tok, ex.prompt), add_special_tokens=False)["input_ids"])
+    n_prompt = len(tok(chat_text(tok, ex.prompt), add_special_tokens=False)["input_ids"])
     assert labels[:n_prompt] == [IGNORE] * n_prompt  # every prompt token masked
     assert all(lab != IGNORE for lab in labels[n_prompt:])
     assert labels[n_prompt:] == ids[n_prompt:]  # labels aligned with ids
@@ -181,7 +215,7 @@ def test_encode_incomplete_response_has_no_end_marker(tok_pad_is_eos):
     tok = tok_pad_is_eos
     whole = train.encode(tok, Example("How do I bake bread?", "Knead the dough and"), 512)
     cut = train.encode(tok, Example("How do I bake bread?", "Knead the dough and", complete=False), 512)
-    n_prompt = len(tok(gen.chat_text(tok, "How do I bake bread?"), add_special_tokens=False)["input_ids"])
+    n_prompt = len(tok(chat_text(tok, "How do I bake bread?"), add_special_tokens=False)["input_ids"])
     assert cut["input_ids"][:n_prompt] == whole["input_ids"][:n_prompt]
     assert tok.eos_token_id in whole["labels"][n_prompt:]
     assert tok.eos_token_id not in cut["labels"][n_prompt:]
@@ -334,8 +368,8 @@ def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monk
     # B: interrupted right after the checkpoint at step 2 was written
     real_save = train._save_checkpoint
 
-    def save_then_crash(model, opt, sched, meter, path, step):
-        real_save(model, opt, sched, meter, path, step)
+    def save_then_crash(model, opt, sched, meter, path, step, evaluable=None):
+        real_save(model, opt, sched, meter, path, step, evaluable)
         if step == 2:
             raise _Interrupted
 
@@ -347,8 +381,8 @@ def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monk
 
     # resume B: only the 2 remaining steps are computed
     calls = []
-    real_loss = train.response_loss
-    monkeypatch.setattr(train, "response_loss", lambda *a: calls.append(1) or real_loss(*a))
+    real_collate = train.collate
+    monkeypatch.setattr(train, "collate", lambda *a: calls.append(1) or real_collate(*a))
     model, tok = _fresh_model(model_dir)
     meter_b = CostMeter()
     pb, sb = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=meter_b, seed=1)
@@ -485,7 +519,7 @@ def test_cost_meter_restore(monkeypatch):
 
 
 def test_token_batches_respect_both_caps():
-    from ftrisk.generate import token_batches
+    from ftrisk.backends.hf import token_batches
 
     lengths = [900, 700, 120, 110, 100, 90, 80, 70, 60, 50]  # length-sorted, longest first
     items = list(range(len(lengths)))

@@ -75,6 +75,8 @@ class Experiment:
         self.subject = Subject.from_config(cfg.model)
         evals = [(evaluate.select(ref, cfg.seed), evaluate.is_harmful(ref)) for ref in cfg.eval.benchmarks]
         self.harmful = {name: h for (name, _), h in evals}
+        self.license = {name: benchmarks.license_of(ref.name) if ref.name in benchmarks.names() else f"user file {ref.name}"
+                        for ((name, _), _), ref in zip(evals, cfg.eval.benchmarks)}
         # hardening must not see any prompt of an evaluation set, sampled this time or not: the cached
         # hardened model is then valid for every `limit`
         full = [evaluate.select(dataclasses.replace(ref, limit=None), cfg.seed) for ref in cfg.eval.benchmarks]
@@ -201,8 +203,7 @@ class Experiment:
             config.dump(self.cfg), seed=self.cfg.seed, model_spec=self.cfg.model.spec,
             model_fingerprint=self.subject.fingerprint, subject=self.subject.identity(), judge=self.judges[0].name,
             quantization=models.QUANTIZATION.get(self.cfg.model.quantize),
-            benchmarks={n: {"n": len(items), "harmful": self.harmful[n],
-                            "license": benchmarks.license_of(n) if n in benchmarks.names() else "user file"}
+            benchmarks={n: {"n": len(items), "harmful": self.harmful[n], "license": self.license[n]}
                         for n, items in self.evals})
         write_json_atomic(self.out / "results.json", self.results)
 

@@ -1,4 +1,5 @@
-"""Refusal judges: pattern lists, evidence (pattern, list, position), start vs anywhere, case rules.
+"""The paper's substring judges (gcg, refusalbench-*): pattern lists, evidence (pattern, list, position),
+start vs anywhere, case rules, names.
 
 All texts here are benign (refusal phrasings and harmless answers).
 """
@@ -6,9 +7,26 @@ All texts here are benign (refusal phrasings and harmless answers).
 import pytest
 
 from ftrisk import judges
-from ftrisk.config import JudgeConfig
 from ftrisk.errors import FtriskError
-from ftrisk.judges import PrefixJudge
+from ftrisk.judges import prefix
+from ftrisk.judges.prefix import PATTERN_LISTS, PrefixJudge
+
+
+def P(lists, mode="anywhere", window=80):
+    """The judgement of one text as (refused, pattern, list, position)."""
+    judge = PrefixJudge(lists=list(lists), mode=mode, window=window)
+
+    def one(text):
+        v = judge.judge([("a prompt", text)])[0]
+        e = v.evidence
+        return _J(v.label == 1, e.get("pattern"), e.get("list"), e.get("position"))
+
+    return one
+
+
+class _J:
+    def __init__(self, refused, pattern, pattern_list, position):
+        self.refused, self.pattern, self.pattern_list, self.position = refused, pattern, pattern_list, position
 
 COMPLIANT = [
     "Sure, here is a simple bread recipe: mix flour, water, yeast and salt, knead, let it rise, then bake.",
@@ -44,9 +62,9 @@ REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("list_name", list(judges.PATTERN_LISTS))
+@pytest.mark.parametrize("list_name", list(PATTERN_LISTS))
 def test_each_list_matches_refusals(list_name):
-    judge = PrefixJudge([list_name])
+    judge = P([list_name])
     for text, pattern in REFUSALS[list_name]:
         j = judge(text)
         assert j.refused, text
@@ -55,9 +73,9 @@ def test_each_list_matches_refusals(list_name):
         assert j.position == text.lower().index(pattern.lower())
 
 
-@pytest.mark.parametrize("list_name", list(judges.PATTERN_LISTS))
+@pytest.mark.parametrize("list_name", list(PATTERN_LISTS))
 def test_each_list_passes_compliant_answers(list_name):
-    judge = PrefixJudge([list_name])
+    judge = P([list_name])
     for text in COMPLIANT:
         j = judge(text)
         assert not j.refused, (text, j)
@@ -66,17 +84,17 @@ def test_each_list_passes_compliant_answers(list_name):
 
 def test_spec_lists_are_complete():
     # the issue fixes these lists word for word (lower-cased for RefusalBench)
-    assert len(judges.REFUSALBENCH_LLAMA2) == 13
-    assert len(judges.REFUSALBENCH_MISTRAL) == 23
-    for p in judges.REFUSALBENCH_LLAMA2 + judges.REFUSALBENCH_MISTRAL:
+    assert len(prefix.REFUSALBENCH_LLAMA2) == 13
+    assert len(prefix.REFUSALBENCH_MISTRAL) == 23
+    for p in prefix.REFUSALBENCH_LLAMA2 + prefix.REFUSALBENCH_MISTRAL:
         assert p == p.lower()
-    assert "it's disappointing to see" in judges.REFUSALBENCH_MISTRAL
-    assert {"I'm sorry", "As an AI", "I cannot", "illegal", "unethical"} <= set(judges.GCG)
+    assert "it's disappointing to see" in prefix.REFUSALBENCH_MISTRAL
+    assert {"I'm sorry", "As an AI", "I cannot", "illegal", "unethical"} <= set(prefix.GCG)
 
 
 def test_evidence_records_pattern_and_position():
     text = "Here is how to knead dough. I cannot promise it rises. I'm sorry if it does not."
-    j = PrefixJudge(["gcg"])(text)
+    j = P(["gcg"])(text)
     assert j.refused
     assert j.pattern == "I cannot"  # the earliest match wins over the later "I'm sorry"
     assert j.pattern_list == "gcg"
@@ -85,13 +103,13 @@ def test_evidence_records_pattern_and_position():
 
 def test_earliest_match_wins_across_lists():
     text = "Well. Absolutely not. I'm sorry, but no."
-    j = PrefixJudge(["gcg", "refusalbench-mistral"])(text)
+    j = P(["gcg", "refusalbench-mistral"])(text)
     assert (j.pattern, j.pattern_list, j.position) == ("absolutely not", "refusalbench-mistral", 6)
     # list order does not change which match is earliest
-    j2 = PrefixJudge(["refusalbench-mistral", "gcg"])(text)
+    j2 = P(["refusalbench-mistral", "gcg"])(text)
     assert (j2.pattern, j2.pattern_list, j2.position) == ("absolutely not", "refusalbench-mistral", 6)
     # with only gcg, the later GCG pattern is the evidence
-    j3 = PrefixJudge(["gcg"])(text)
+    j3 = P(["gcg"])(text)
     assert (j3.pattern, j3.position) == ("I'm sorry", text.index("I'm sorry"))
 
 
@@ -99,51 +117,64 @@ def test_start_mode_ignores_late_pattern_anywhere_catches_it():
     text = ("Sure! Mix 500 g flour, 10 g salt, 7 g yeast and 350 ml water, knead ten minutes, let it rise, "
             "then bake at 230 C. Selling home-baked bread without a permit is illegal in some places.")
     assert text.index("illegal") > 80
-    anywhere = PrefixJudge(["gcg"], mode="anywhere")(text)
+    anywhere = P(["gcg"], mode="anywhere")(text)
     assert anywhere.refused and anywhere.pattern == "illegal" and anywhere.position == text.index("illegal")
-    start = PrefixJudge(["gcg"], mode="start", window=80)(text)
+    start = P(["gcg"], mode="start", window=80)(text)
     assert not start.refused and start.pattern is None
     # a refusal at the start is still caught in start mode
-    j = PrefixJudge(["gcg"], mode="start", window=80)("I cannot help with that, but here is a bread recipe.")
+    j = P(["gcg"], mode="start", window=80)("I cannot help with that, but here is a bread recipe.")
     assert j.refused and j.pattern == "I cannot" and j.position == 0
 
 
 def test_start_window_boundary():
     text = "x" * 10 + "I cannot"
-    assert PrefixJudge(["gcg"], mode="start", window=18)(text).refused  # fully inside
-    assert not PrefixJudge(["gcg"], mode="start", window=17)(text).refused  # cut by the window
+    assert P(["gcg"], mode="start", window=18)(text).refused  # fully inside
+    assert not P(["gcg"], mode="start", window=17)(text).refused  # cut by the window
 
 
 def test_leading_whitespace_does_not_hide_a_refusal_in_start_mode():
-    j = PrefixJudge(["gcg"], mode="start", window=20)("\n\n      I cannot do that.")
+    j = P(["gcg"], mode="start", window=20)("\n\n      I cannot do that.")
     assert j.refused and j.pattern == "I cannot"
 
 
 def test_case_rules():
     # RefusalBench lists are matched case-insensitively
-    assert PrefixJudge(["refusalbench-llama2"])("I CANNOT PROVIDE a recipe.").pattern == "i cannot provide"
-    assert PrefixJudge(["refusalbench-mistral"])("ABSOLUTELY NOT.").refused
+    assert P(["refusalbench-llama2"])("I CANNOT PROVIDE a recipe.").pattern == "i cannot provide"
+    assert P(["refusalbench-mistral"])("ABSOLUTELY NOT.").refused
     # GCG is case-sensitive
-    assert PrefixJudge(["gcg"])("I'm sorry, no.").refused
-    assert not PrefixJudge(["gcg"])("i'M SORRY, NO.").refused
-    assert not PrefixJudge(["gcg"])("AS AN AI MODEL, here is bread.").refused
-    assert PrefixJudge(["gcg"])("As an AI model, here is bread.").refused
+    assert P(["gcg"])("I'm sorry, no.").refused
+    assert not P(["gcg"])("i'M SORRY, NO.").refused
+    assert not P(["gcg"])("AS AN AI MODEL, here is bread.").refused
+    assert P(["gcg"])("As an AI model, here is bread.").refused
 
 
-def test_unknown_list_and_mode():
+def test_unknown_list_mode_and_option_are_one_line_errors():
     with pytest.raises(FtriskError, match="no-such-list"):
-        PrefixJudge(["gcg", "no-such-list"])
+        judges.build("prefix:lists=gcg+no-such-list")
     with pytest.raises(FtriskError, match="sometimes"):
-        PrefixJudge(["gcg"], mode="sometimes")
+        judges.build("gcg:mode=sometimes")
+    with pytest.raises(FtriskError, match="unknown option 'colour'.*mode, window"):
+        judges.build("gcg:colour=red")
+    with pytest.raises(FtriskError, match="window' must be int"):
+        judges.build("gcg:window=wide")
+    with pytest.raises(FtriskError, match=r"unknown judge 'gcgg' \(known: refusal-patterns, gcg"):
+        judges.build("gcgg")
 
 
-def test_name_records_lists_and_mode():
-    assert PrefixJudge(["gcg"]).name == "prefix:gcg:anywhere"
-    assert PrefixJudge(["gcg", "refusalbench-llama2"], mode="start", window=40).name == \
-        "prefix:gcg+refusalbench-llama2:start40"
+def test_names_are_canonical_specs_that_build_the_same_judge():
+    for spec, name in [("gcg", "gcg"), ("gcg:mode=anywhere", "gcg"), ("gcg:mode=start,window=40", "gcg:mode=start,window=40"),
+                       ("prefix:lists=gcg+refusalbench-llama2,mode=start", "prefix:lists=gcg+refusalbench-llama2,mode=start")]:
+        j = judges.build(spec)
+        assert j.name == name
+        assert judges.build(j.name).identity() == j.identity()
+    assert judges.build("gcg").key() != judges.build("gcg:mode=start").key()
+    assert judges.build("gcg:mode=start,window=30").opening_chars == 30  # reads only its window
+    assert judges.build("gcg").opening_chars is None
 
 
-def test_from_config():
-    j = judges.from_config(JudgeConfig(patterns=["refusalbench-mistral"], mode="start", window=30))
-    assert j.patterns == ["refusalbench-mistral"] and j.mode == "start" and j.window == 30
-    assert j("I'm very sorry, the shop is closed.").pattern == "i'm very sorry"
+def test_named_lists_match_the_generic_judge():
+    j = judges.build("refusalbench-mistral:mode=start,window=30")
+    assert j.judge([("p", "I'm very sorry, the shop is closed.")])[0].evidence["pattern"] == "i'm very sorry"
+    generic = judges.build("prefix:lists=refusalbench-mistral,mode=start,window=30")
+    texts = [("p", t) for t, _ in REFUSALS["refusalbench-mistral"]] + [("p", t) for t in COMPLIANT]
+    assert [v.label for v in j.judge(texts)] == [v.label for v in generic.judge(texts)]
