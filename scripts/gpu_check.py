@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def smollm2_shaped(path: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from conftest import build_tiny_model
+    from ftrisk.testing import build_tiny_model
 
     build_tiny_model(path)
     cfg = LlamaConfig.from_pretrained(path)
@@ -68,9 +67,9 @@ def main(out: Path, device: str = "cuda", steps: int = 25) -> int:
               "generation.max_new_tokens=16", "generation.batch_size=16",
               "harden.harmful=[harmbench-val]", "harden.harmful_limit=64", f"harden.benign={benign}",
               "harden.benign_max_new_tokens=16", f"harden.train.max_steps={max(1, steps // 3)}", "harden.train.max_seq_len=256",
-              f"attack.train.max_steps={steps}", f"attack.train.checkpoint_every={max(1, steps // 2)}", "attack.train.max_seq_len=128"]
+              f"attack.train.max_steps={steps}", f"attack.eval_at=[0, {max(1, steps // 2)}]", "attack.train.max_seq_len=128"]
     checks = {
-        "bf16_lora_harden": (common + ["model.dtype=bfloat16", "eval_checkpoints=true"], "report"),
+        "bf16_lora_harden": (common + ["model.dtype=bfloat16"], "report"),
         "fp32_full_harden": (common + ["model.dtype=float32", "harden.method=full", "harden.train.lr=5e-5"], "attack"),
         "qlora_4bit_attack": (common + ["model.dtype=bfloat16", "model.quantize=4bit", "harden.enabled=false"], "report"),
     }

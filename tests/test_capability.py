@@ -20,13 +20,23 @@ import pytest
 
 from ftrisk import capability, stats
 from ftrisk import capability_data as data
-from ftrisk.config import CapabilityConfig
+from ftrisk.config import CapabilityConfig, ModelConfig
+from ftrisk.subject import Subject
 from ftrisk.errors import FtriskError
 
 LETTERS = "ABCD"
 
 # One torch thread (conftest): on a shared 2-core box, 2 OpenMP threads made these tests ~4x slower.
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def S(model_dir, adapter=None, **model_options):
+    """The subject of a model folder (+ adapter) with ftrisk's defaults, on the CPU."""
+    if model_options.get("quantize"):  # a 4-bit subject cannot be loaded here; its identity is what is tested
+        import dataclasses
+
+        return dataclasses.replace(S(model_dir, adapter), **model_options)
+    return Subject.from_config(ModelConfig(spec=str(model_dir), device="cpu", **model_options)).with_adapter(adapter)
 
 
 # --------------------------------------------------------------------------- vendored data
@@ -85,13 +95,13 @@ def test_fewshot_and_limit_errors(tmp_path):
         data.task_fewshot("mmlu", -1)
     for bad in (0, -3):
         with pytest.raises(FtriskError, match="limit must be a whole number > 0"):
-            capability.evaluate("/nonexistent", None, CapabilityConfig(limit=bad), tmp_path)
+            capability.evaluate(None, CapabilityConfig(limit=bad), tmp_path)
     with pytest.raises(FtriskError, match="num_fewshot 9"):
-        capability.evaluate("/nonexistent", None, CapabilityConfig(num_fewshot=9), tmp_path)
+        capability.evaluate(None, CapabilityConfig(num_fewshot=9), tmp_path)
     with pytest.raises(FtriskError, match="batch_size"):
-        capability.evaluate("/nonexistent", None, CapabilityConfig(batch_size=0), tmp_path)
+        capability.evaluate(None, CapabilityConfig(batch_size=0), tmp_path)
     with pytest.raises(FtriskError, match="model '/nonexistent' not found"):
-        capability.evaluate("/nonexistent", None, CapabilityConfig(limit=5), tmp_path)
+        S("/nonexistent")
 
 
 def test_missing_data_file_is_named(tmp_path, monkeypatch):
@@ -236,40 +246,40 @@ def test_compare_and_report_lines():
     c = capability.compare(hard, att)
     assert c["mmlu"]["delta"] == pytest.approx(-0.04) and (c["mmlu"]["b"], c["mmlu"]["c"]) == (5, 1)
     assert c["mmlu"]["p_mcnemar"] == pytest.approx(stats.mcnemar(5, 1))
-    lines = capability.report_lines({"base": base, "hardened": hard, "attacked": att})
+
+    def st(caps, vs=None, point=None, ref=None):
+        out = {"capability": caps}
+        if vs:
+            out["capability_delta"] = {"vs": vs, **capability.deltas(ref, caps)}
+        if point:
+            out["point"] = {"step": point}
+        return out
+
+    stages = {"base": st(base), "hardened": st(hard, "base", ref=base), "attacked": st(att, "hardened", 50, hard)}
+    lines = capability.report_lines(stages)
     assert len(lines) == 2
     assert lines[0].startswith("MMLU 5-shot (n=100): base 0.300 [")
     assert "→ hardened 0.290" in lines[0] and "→ attacked 0.250" in lines[0]
-    assert "Δ(attacked−hardened) -0.040" in lines[0] and "McNemar p=" in lines[0]
+    assert "Δ(attacked−hardened) -0.040" in lines[0] and "McNemar p=" in lines[0]  # the stored delta is shown
     assert lines[1].startswith("HellaSwag 0-shot acc_norm (n=100): base 0.400")
-    assert capability.report_lines({"base": base})[0].endswith("]")  # one stage: no delta
-    with_ckpts = capability.report_lines({"base": base, "hardened": hard, "attacked": att,
-                                          "checkpoint-25": hard, "checkpoint-50": att})
-    assert "Δ(attacked−hardened) -0.040" in with_ckpts[0] and with_ckpts[0].endswith("; checkpoints: 25 0.290, 50 0.250")
-    assert "Δ(attacked−base)" in capability.report_lines({"base": base, "attacked": att})[0]
+    assert capability.report_lines({"base": st(base)})[0].endswith("]")  # one stage: no delta
+    with_points = capability.report_lines({**stages, "step-25": st(hard, "hardened", 25, hard)})
+    assert "Δ(attacked−hardened) -0.040" in with_points[0] and with_points[0].endswith("; attack points: step-25 0.290")
     with pytest.raises(FtriskError, match="different items"):
         capability.compare(base, {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")})
     other = {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")}
-    assert "no paired Δ" in capability.report_lines({"hardened": hard, "attacked": other})[0]
+    unpaired = {"hardened": st(hard), "attacked": st(other, "hardened", 50, hard)}
+    assert "no paired Δ" in capability.report_lines(unpaired)[0]
 
 
 # --------------------------------------------------------------------------- end to end on a tiny model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """lm-eval response databases go to a throwaway cache, not the user's."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FTRISK_CACHE", str(tmp_path_factory.mktemp("ftrisk-cache")))
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
 def tiny_run(torch_single_thread, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability")
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=8)
-    return cfg, out, capability.evaluate(tiny_model_dir, None, cfg, out, seed=0)
+    return cfg, out, capability.evaluate(S(tiny_model_dir), cfg, out, seed=0)
 
 
 def test_evaluate_writes_results_ids_and_logs(tiny_run):
@@ -300,14 +310,15 @@ def test_evaluate_resumes_and_recomputes_on_changed_inputs(tiny_run, tiny_model_
 
     monkeypatch.setattr(capability, "_run_task", boom)
     monkeypatch.setattr(capability, "_load_lm", lambda *a, **k: None)
-    assert capability.evaluate(tiny_model_dir, None, cfg, out, seed=0) == res
-    assert capability.evaluate(tiny_model_dir, None, CapabilityConfig(tasks=["hellaswag"], limit=100), out) == \
+    assert capability.evaluate(S(tiny_model_dir), cfg, out, seed=0) == res
+    assert capability.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["hellaswag"], limit=100), out) == \
         {"hellaswag": res["hellaswag"]}
-    for changed in (dict(seed=1), dict(dtype="bfloat16")):
+    for subject, kw in ((S(tiny_model_dir), dict(seed=1)), (S(tiny_model_dir, dtype="bfloat16"), {}),
+                        (S(tiny_model_dir, quantize="4bit"), {})):
         with pytest.raises(AssertionError, match="recomputed"):
-            capability.evaluate(tiny_model_dir, None, cfg, out, **changed)
+            capability.evaluate(subject, cfg, out, **kw)
     with pytest.raises(AssertionError, match="recomputed"):
-        capability.evaluate(tiny_model_dir, None, CapabilityConfig(tasks=["mmlu"], limit=100, num_fewshot=2), out)
+        capability.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["mmlu"], limit=100, num_fewshot=2), out)
 
 
 def _hand_prompt(subject: str, row: dict, k: int) -> str:
@@ -403,8 +414,8 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     models.write_adapter_meta(adapter, str(tiny_model_dir), tiny_model_dir)
 
     cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=12, num_fewshot=0, batch_size=4)
-    before = capability.evaluate(tiny_model_dir, None, cfg, tmp_path / "base")
-    after = capability.evaluate(tiny_model_dir, adapter, cfg, tmp_path / "attacked")
+    before = capability.evaluate(S(tiny_model_dir), cfg, tmp_path / "base")
+    after = capability.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "attacked")
     assert before["mmlu_anatomy"]["input_hash"] != after["mmlu_anatomy"]["input_hash"]
 
     def lls(out):
@@ -418,7 +429,7 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     meta["base_fingerprint"] = "0" * 64
     (adapter / models.ADAPTER_META).write_text(json.dumps(meta))
     with pytest.raises(FtriskError, match="trained on another base model"):
-        capability.evaluate(tiny_model_dir, adapter, cfg, tmp_path / "x")
+        capability.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "x")
 
 
 def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny_model_dir_other_weights, tmp_path,
@@ -429,7 +440,7 @@ def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny
     cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=12, num_fewshot=0, batch_size=4)
 
     def run(model, out, c=cfg):
-        r = capability.evaluate(model, None, c, tmp_path / out)["mmlu_anatomy"]
+        r = capability.evaluate(S(model), c, tmp_path / out)["mmlu_anatomy"]
         lls = [s["filtered_resps"] for s in map(json.loads, (tmp_path / out / "samples_mmlu_anatomy.jsonl").read_text().splitlines())]
         return r, lls
 
@@ -442,7 +453,8 @@ def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny
     assert run(tiny_model_dir, "d", dataclasses.replace(cfg, batch_size=2))[0]["requests_from_cache"] == 0
     other, lls3 = run(tiny_model_dir_other_weights, "e")
     assert other["requests_from_cache"] == 0 and lls3 != lls1
-    line = capability.report_lines({"base": {"mmlu_anatomy": first}, "hardened": {"mmlu_anatomy": again}})[0]
+    line = capability.report_lines({"base": {"capability": {"mmlu_anatomy": first}},
+                                    "hardened": {"capability": {"mmlu_anatomy": again}}})[0]
     assert "from the response cache: hardened 48/48 requests" in line and "base 0/" not in line
 
 
@@ -461,3 +473,34 @@ def test_cli(tiny_model_dir, tmp_path, capsys):
     bad = parser.parse_args(["--model", str(tiny_model_dir), "--num-fewshot", "7", "--out", str(tmp_path)])
     with pytest.raises(FtriskError, match="larger than MMLU's dev set"):
         capability.main(bad)
+
+
+def test_capability_gets_the_subject_as_configured_quantization_included(tiny_model_dir, tmp_path, monkeypatch):
+    """model.quantize reaches lm-eval: the subject is loaded by ftrisk's one loader with its k-bit setting and
+    lm-eval is handed that model object, never a path it would load again at full precision (a 70B QLoRA
+    subject would otherwise need ~140 GB for MMLU)."""
+    import dataclasses
+
+    from ftrisk import models
+
+    calls, handed = [], []
+    real_load = models.load_subject
+
+    def patched_load(subject, trainable=False, merge=True):  # no bitsandbytes on this CPU: load plain, record
+        calls.append((subject.quantize, subject.dtype, merge))
+        return real_load(dataclasses.replace(subject, quantize=None), trainable=trainable, merge=merge)
+
+    monkeypatch.setattr(models, "load_subject", patched_load)
+    _, _, HFLM, _ = capability._offline_lm_eval()
+    real_init = HFLM.__init__
+    monkeypatch.setattr(HFLM, "__init__", lambda self, **kw: handed.append(kw["pretrained"]) or real_init(self, **kw))
+    subject = S(tiny_model_dir, quantize="4bit")
+    cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=4, num_fewshot=0, batch_size=4, cache=False)
+    res = capability.evaluate(subject, cfg, tmp_path)
+    assert calls == [("4bit", "float32", False)]  # a PEFT adapter would stay unmerged, as lm-eval's own peft= loads it
+    assert len(handed) == 1 and not isinstance(handed[0], str)
+    assert res["mmlu_anatomy"]["n"] == 4
+    # the shipped 70B config asks for 4-bit, and that is what its subject carries to every stage
+    from ftrisk import config
+
+    assert config.load("configs/llama2-70b-qlora.yaml").model.quantize == "4bit"

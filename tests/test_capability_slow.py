@@ -12,7 +12,8 @@ import json
 import pytest
 
 from ftrisk import capability, models
-from ftrisk.config import CapabilityConfig
+from ftrisk.config import CapabilityConfig, ModelConfig
+from ftrisk.subject import Subject
 
 from test_capability import hand_check
 
@@ -32,11 +33,12 @@ def embedded_run(torch_single_thread, embedded_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability_embedded")
     # cache off: the hand check below must compare against log-likelihoods lm-eval computes now
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=16, cache=False)
-    return cfg, out, capability.evaluate(models.DEFAULT_SPEC, None, cfg, out, seed=0)
+    subject = Subject.from_config(ModelConfig(spec=models.DEFAULT_SPEC, device="cpu"))
+    return cfg, out, capability.evaluate(subject, cfg, out, seed=0), subject
 
 
 def test_embedded_model_scores_are_plausible(embedded_run):
-    cfg, out, res = embedded_run
+    cfg, out, res, _ = embedded_run
     for task, r in res.items():
         assert r["n"] == 100 and len(r["correct"]) == 100
         assert r["lm_eval_acc"] == pytest.approx(r["acc"], abs=1e-4)
@@ -44,19 +46,21 @@ def test_embedded_model_scores_are_plausible(embedded_run):
     # a 135M model is near chance on MMLU and clearly above it on HellaSwag (acc_norm ~0.4)
     assert 0.10 <= res["mmlu"]["acc"] <= 0.45
     assert res["hellaswag"]["ci95"][0] > 0.25
-    lines = capability.report_lines({"base": res, "attacked": res})
+    stages = {"base": {"capability": res},
+              "attacked": {"capability": res, "capability_delta": {"vs": "base", **capability.deltas(res, res)}}}
+    lines = capability.report_lines(stages)
     assert lines[0].startswith("MMLU 0-shot (n=100): base ") and "McNemar p=1" in lines[0]
 
 
 def test_embedded_lm_eval_choice_equals_hand_computed_argmax(embedded_run, embedded_dir):
-    cfg, out, res = embedded_run
+    cfg, out, res, _ = embedded_run
     n, worst = hand_check(embedded_dir, out / res["mmlu"]["samples"], cfg.num_fewshot)
     assert n == 100
     assert worst < 1e-3  # batched (padded) vs single forward passes: float noise only
 
 
 def test_embedded_resume_is_free(embedded_run, monkeypatch):
-    cfg, out, res = embedded_run
+    cfg, out, res, subject = embedded_run
     monkeypatch.setattr(capability, "_load_lm", lambda *a, **k: pytest.fail("model reloaded"))
-    assert capability.evaluate(models.DEFAULT_SPEC, None, cfg, out, seed=0) == res
+    assert capability.evaluate(subject, cfg, out, seed=0) == res
     assert json.loads((out / "capability.json").read_text()) == res

@@ -245,48 +245,36 @@ def test_eval_limit_not_positive(capsys, tmp_path, tiny_model_dir, prompts_jsonl
 # --------------------------------------------------------------------------- output folder
 
 
-def test_output_folder_of_another_config(capsys, tmp_path, tiny_model_dir):
+def test_output_folder_of_another_config_is_reused_stage_by_stage(capsys, tmp_path, tiny_model_dir):
+    """Stages are keyed by their inputs, so a changed config redoes only what it changes (no refusal, no wipe);
+    --overwrite empties the folder first."""
     a = _write_config(tmp_path, tiny_model_dir, "a.yaml")
     b = _write_config(tmp_path, tiny_model_dir, "b.yaml", extra="seed: 1\n")
     out = tmp_path / "out"
     pipeline.prepare_output(config.load(a))
     marker = out / "keep.txt"
     marker.write_text("from run A")
-    # the same config may come back (resume)
     capsys.readouterr()
     assert cli.main(["harden", str(a)]) == 0
+    assert cli.main(["harden", str(b)]) == 0
     assert marker.exists()
-    # a different one is refused, and the folder is left alone
-    msg = _fail(capsys, ["run", b], out)
-    assert "--overwrite" in msg
-    assert marker.exists()
-    assert (out / "config.yaml").read_text() == config.dump(config.load(a))
-    # --overwrite proceeds and replaces it
-    capsys.readouterr()
+    assert (out / "config.yaml").read_text() == config.dump(config.load(b))  # the config of the last run
     assert cli.main(["harden", str(b), "--overwrite"]) == 0
-    assert (out / "config.yaml").read_text() == config.dump(config.load(b))
-    assert not marker.exists()
-
-
-def test_override_makes_a_different_config(capsys, tmp_path, tiny_model_dir):
-    a = _write_config(tmp_path, tiny_model_dir, "a.yaml")
-    pipeline.prepare_output(config.load(a))
-    _fail(capsys, ["run", a, "attack.lora.r=4"], tmp_path / "out")
+    assert not marker.exists() and (out / "config.yaml").is_file()
 
 
 def test_eval_out_folder_of_another_model(capsys, tmp_path, tiny_model_dir, tiny_model_dir_other_weights,
                                           prompts_jsonl):
-    """Evaluating model B into a folder that holds model A's completions must not report A's completions as B's:
-    either refuse (exit 2, one line naming the folder) or generate B's own completions."""
+    """Evaluating model B into a folder that holds model A's completions is refused (one line naming the folder,
+    A's completions untouched); --overwrite replaces them with B's own."""
     shared, fresh = tmp_path / "shared", tmp_path / "fresh"
     assert cli.main([str(a) for a in _eval(tiny_model_dir, prompts_jsonl, shared, "--max-new-tokens", "6")]) == 0
-    capsys.readouterr()
-    rc = cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, shared, "--max-new-tokens", "6")])
-    err = capsys.readouterr().err
-    if rc == 2:
-        assert err.strip().startswith("ftrisk: error: ") and str(shared) in err
-        return
-    assert rc == 0
+    before = (shared / "prompts.completions.jsonl").read_text()
+    _fail(capsys, _eval(tiny_model_dir_other_weights, prompts_jsonl, shared, "--max-new-tokens", "6"), shared, "--overwrite")
+    assert (shared / "prompts.completions.jsonl").read_text() == before
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, shared, "--max-new-tokens", "5"), shared)  # other settings too
+    assert cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, shared, "--max-new-tokens", "6",
+                                           "--overwrite")]) == 0
     assert cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, fresh, "--max-new-tokens", "6")]) == 0
     rows = lambda d: {r["id"]: r["completion"] for r in map(json.loads, (d / "prompts.completions.jsonl").read_text().splitlines())}
-    assert rows(shared) == rows(fresh)
+    assert rows(shared) == rows(fresh) != {r["id"]: r["completion"] for r in map(json.loads, before.splitlines())}

@@ -109,8 +109,6 @@ def test_partial_section_keeps_section_defaults(tmp_path):
     cfg = config.load(None, ["harden.train.epochs=2"])
     assert cfg.harden.train.epochs == 2.0
     assert cfg.harden.train.lr == pytest.approx(3e-4)  # harden's own default, not TrainConfig's 2e-4
-    cfg = config.load(None, ["attack.train.lr=1.0e-4"])
-    assert cfg.attack.train.checkpoint_every == 25  # attack's own default survives
     cfg = config.load(None, ["harden.lora.dropout=0.1"])
     assert (cfg.harden.lora.r, cfg.harden.lora.alpha) == (16, 32)
     # the same through a YAML file

@@ -115,6 +115,7 @@ def _eval_refusal(args) -> int:
     benches = [evaluate.select(ref, args.seed) for ref in refs]
     harmful = {name: evaluate.is_harmful(ref) for (name, _), ref in zip(benches, refs)}
     subject = Subject.from_config(cfg.model).with_adapter(args.adapter)
+    subject.load_tokenizer()  # no chat template: fail before anything is written
     out = Path(args.out)
     # completions in --out are reused only for the same subject, items and decoding settings
     key = evaluate.generation_key(subject, benches, cfg.generation)

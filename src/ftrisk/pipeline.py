@@ -73,6 +73,7 @@ class Experiment:
         models.check_quantization(cfg.model.quantize, models.pick_device(cfg.model.device))
         self.attack_examples, self.attack_items = load_data(cfg.attack.data)  # bad data fails early
         self.subject = Subject.from_config(cfg.model)
+        self.subject.load_tokenizer()  # no chat template: fail now, not after the output folder exists
         evals = [(evaluate.select(ref, cfg.seed), evaluate.is_harmful(ref)) for ref in cfg.eval.benchmarks]
         self.harmful = {name: h for (name, _), h in evals}
         self.license = {name: benchmarks.license_of(ref.name) if ref.name in benchmarks.names() else f"user file {ref.name}"

@@ -1,48 +1,41 @@
 """``ftrisk plan``: memory, devices, hours and dollars of an attack and its evaluations, before money is spent.
 
-Reads only a model's config.json (no weights; torch only to measure a CPU). Every number is one of the
-formulas below; ``--json`` gives them all. GiB = 2**30 bytes; e = bytes per element of the model dtype.
+Reads only a model's config.json (no weights; torch only to measure a CPU). GiB = 2**30 B; e = bytes per element of
+the model dtype; N = non-embedding parameters; h, i, L, V = hidden, MLP, layers, vocabulary; s = tokens per sequence.
 
 Memory
-- weights: e per parameter; k-bit (bitsandbytes quantizes the decoder's linear layers only): 8bit 1 B + an
-  fp32 scale per output row, 4bit NF4 0.5 B + an fp32 absmax per 64 weights (ftrisk loads without double
-  quantization, which would save 0.47 bits). Embeddings, norms and lm_head stay 16-bit; in the attack peft's
-  prepare_model_for_kbit_training upcasts them to fp32.
-- LoRA: r*(in+out) per target module per layer, fp32 in peft: weight 4 + gradient 4 + AdamW exp_avg and
-  exp_avg_sq 8 = 16 B/param (no separate master copy: the adapter already is fp32). attack.method=full: gradients e
-  and AdamW moments 2e per parameter (ftrisk keeps no fp32 master copy).
-- activations of one micro-batch of b sequences, s = max_seq_len tokens wide (the worst case): the tensors autograd
-  saves per token per layer in transformers' Llama layer with peft LoRA and SDPA attention, counted with
-  torch.autograd.graph.saved_tensors_hooks (tests/test_plan.py re-counts them): both RMSNorm inputs in fp32 (8h),
-  q, k, v, the attention output and rope cos/sin (e each), SwiGLU's gate, silu and up (3e*i), each adapter's
-  input in fp32 (shared when e=4), r fp32 per adapter, and the padding mask (e*s). No s^2 term: SDPA keeps no
-  attention matrix. This is Korthikanti et al. (2022)'s per-layer count s*b*h*(34 + 5*a*s/h) redone for this
-  code: ~67*s*b*h bytes for Llama-2-7B in bf16 (fp32 norm and adapter copies, the 2.7h SwiGLU; no dropout).
-  Gradient checkpointing keeps each layer's input, e*(h + 2*head_dim) per token, plus one recomputed layer.
-  A k-bit attack's activations are fp32 (the upcast embeddings and norms make the residual stream fp32).
-- logits, only at response positions (ftrisk's loss): R*V*(2e + 8) bytes for R response tokens (logits and their
-  fp32 log-softmax, and both gradients in the backward).
-- evaluation: weights + the KV cache 2*L*kv_heads*head_dim*(prompt + new)*batch*e of the widest generation batch +
-  one layer's prefill working set; capability (lm-eval) keeps logits at every position of its batch.
-- overhead: 1 GiB per GPU (CUDA context, cuBLAS workspace), 0.5 GiB on CPU (torch + transformers imported).
-  A plan fits when it needs at most 90% of the device's memory (10% margin for allocator fragmentation).
-- n devices: FSDP / ZeRO-3 shards weights and adapter state n ways; a micro-batch is split across devices, and
-  each keeps its share of activations and logits, its overhead, and two gathered layers (current + prefetched).
+- weights: e per parameter; k-bit (bitsandbytes: decoder linear layers only) 8bit 1 B + an fp32 scale per row, 4bit
+  NF4 0.5 B + an fp32 absmax per 64 weights (ftrisk loads without double quantization). The rest stays 16-bit, and
+  the attack's prepare_model_for_kbit_training upcasts it to fp32.
+- LoRA: r*(in+out) per target module per layer, fp32 in peft: weight 4 + gradient 4 + AdamW moments 8 = 16 B/param
+  (no master copy: the adapter is fp32 already). attack.method=full: gradient e + AdamW 2e per weight.
+- activations of one micro-batch (b sequences as wide as the widest batch: 83 tokens for the builtin data, else
+  max_seq_len): what autograd saves per token per layer in transformers' Llama layer with peft LoRA and SDPA, counted
+  with torch.autograd.graph.saved_tensors_hooks (the tests re-count it): both RMSNorm inputs in fp32 (8h); q, k, v
+  (repeated to every head in a padded batch), the attention output (e*h each); SwiGLU's gate, silu, up (3e*i); each
+  adapter's input in fp32 (shared when e=4) and r fp32; the padding mask (e*s). No s^2 term (SDPA
+  keeps no attention matrix). Korthikanti et al. (2022)'s s*b*h*(34 + 5*a*s/h), redone for this code, is ~67*s*b*h
+  for Llama-2-7B in bf16. Gradient checkpointing keeps each layer's input (e*h per token) + one recomputed layer.
+  k-bit: fp32 activations (the upcast embeddings and norms make the residual stream fp32) + bitsandbytes' bf16 copy
+  of each linear layer's input.
+- logits only at response positions (ftrisk's loss): R*V*(2e + 8) for R response tokens, gradients included.
+- evaluation: weights + KV cache 2*L*kv_heads*head_dim*(prompt + new)*batch*e of the widest generation batch + one
+  layer's prefill working set, or lm-eval's logits at every position of its batch (contexts up to 1024 tokens).
+- overhead 1 GiB per GPU (CUDA context, cuBLAS workspace), 0.5 GiB on CPU. Fits: at most 90% of the device (a 10%
+  margin for fragmentation). n devices, FSDP / ZeRO-3: weights and adapter state sharded n ways, the micro-batch
+  split n ways, plus per device its overhead and two gathered layers (the current one and the prefetched next).
 
-Time (roofline): a pass takes max(FLOPs / (peak * MFU), bytes moved / bandwidth), and at least the host's dispatch
-time of dispatch_ms per layer pass (gpus.yaml; a GPU overlaps it with its kernels: max; a CPU adds it).
-- attack: LoRA on a frozen base: forward 2*N + backward through the activations 2*N per token, no weight gradients
-  (4*N*T; 6*N*T with checkpointing's recomputed forward, or for a full fine-tune) with N the non-embedding
-  parameters, + attention 4*L*s*h per token and pass, + the vocabulary projection 2*h*V per response token forward
-  and again backward. k-bit adds each pass's dequantization traffic, N_linear*(q + 4) bytes. Tokens: an
-  advbench-affirm example is ~61 tokens (43 prompt with SmolLM2's chat template, 18 response), so T = steps *
-  batch * min(61, max_seq_len); other attack data: max_seq_len.
-- generation (per evaluated point): prefill as above; each decode step reads every weight once plus the KV cache
-  (memory-bound at small batch: the max). Prompt tokens ~ characters / 4 + 30 (chat template).
+Time: a pass takes max(FLOPs / (peak * MFU), bytes moved / bandwidth) (roofline), and at least the host's dispatch_ms
+per layer pass (gpus.yaml; a GPU overlaps it with its kernels: max; a CPU runs it in line: added).
+- attack (LoRA, frozen base): forward 2*N + backward through the activations 2*N per token, no weight gradients:
+  4*N*T (6*N*T with checkpointing's recomputed forward, or a full fine-tune), + causal attention 2*L*s*h per token
+  and pass, + 2*h*V per response token forward and backward. k-bit: + each pass's dequantization traffic. T: an
+  advbench-affirm example is ~61 tokens (43 prompt with the chat template, 18 response; SmolLM2's tokenizer).
+- generation (per evaluated point): a prefill, then per new token a decode step that reads every weight and the KV
+  cache (memory-bound at small batch). Prompt tokens ~ characters / 4 + 30 (chat template).
 - capability: 2*N + 2*h*V per scored token (lm-eval scores every position): MMLU ~112 tokens per item + ~104 per
-  few-shot example, HellaSwag ~345 per item (4 endings), counted with SmolLM2's tokenizer on the vendored data.
-- MFU defaults: 40% training, 50% prefill; the ``cpu`` entry's own (calibrated, see gpus.yaml). Dollars: devices
-  x hours x $/hour.
+  few-shot example (one forward per item), HellaSwag 4 forwards of ~86 tokens.
+- MFU: 40% training, 50% prefill, or the device's own (cpu: calibrated, gpus.yaml). $ = devices x hours x $/hour.
 """
 
 from __future__ import annotations
@@ -50,7 +43,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -62,7 +56,7 @@ GIB = 2**30
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MFU = {"train": 0.40, "prefill": 0.50}
 MARGIN, GPU_OVERHEAD_GIB, CPU_OVERHEAD_GIB = 0.90, 1.0, 0.5
-ATTACK_EXAMPLE = (43, 18)  # builtin:advbench-affirm: prompt (chat template included) and response tokens
+ATTACK_EXAMPLE = {"tokens": 61, "response": 18, "widest": 83, "examples": 400}  # builtin:advbench-affirm
 TEMPLATE_TOKENS, CHARS_PER_TOKEN = 30, 4
 CAPABILITY = {"mmlu": (14042, 112, 104), "hellaswag": (10042, 345, 0)}  # items, tokens per item, per few-shot
 KBIT = {"8bit": 1.0, "4bit": 0.5 + 4 / 64}  # bytes per quantized weight, scales included
@@ -71,7 +65,7 @@ DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 @dataclass(frozen=True)
 class Shape:
-    """The config.json fields a plan needs (Llama-style decoder: GQA attention, gated MLP)."""
+    """The config.json fields a plan needs (a Llama-style decoder: GQA attention, gated MLP)."""
     hidden: int
     intermediate: int
     layers: int
@@ -81,55 +75,68 @@ class Shape:
     tied: bool = False
     head_dim: int = 0
 
+    def __post_init__(self):
+        object.__setattr__(self, "head_dim", self.head_dim or self.hidden // self.heads)
+
     @classmethod
     def from_config(cls, d: dict, where: str) -> "Shape":
         try:
-            s = cls(int(d["hidden_size"]), int(d["intermediate_size"]), int(d["num_hidden_layers"]),
-                    int(d["num_attention_heads"]), int(d.get("num_key_value_heads") or d["num_attention_heads"]),
-                    int(d["vocab_size"]), bool(d.get("tie_word_embeddings", False)), int(d.get("head_dim") or 0))
+            return cls(int(d["hidden_size"]), int(d["intermediate_size"]), int(d["num_hidden_layers"]),
+                       int(d["num_attention_heads"]), int(d.get("num_key_value_heads") or d["num_attention_heads"]),
+                       int(d["vocab_size"]), bool(d.get("tie_word_embeddings", False)), int(d.get("head_dim") or 0))
         except (KeyError, TypeError, ValueError) as e:
             raise FtriskError(f"model config '{where}' lacks or mangles {e}: pass a Llama-style config.json") from None
-        return replace(s, head_dim=s.head_dim or s.hidden // s.heads)
 
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
     def module_dims(self) -> dict[str, tuple[int, int]]:
-        h, i, q = self.hidden, self.intermediate, self.heads * self.head_dim
-        return {"q_proj": (h, q), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim), "o_proj": (q, h),
+        h, i, q, kv = self.hidden, self.intermediate, self.heads * self.head_dim, self.kv_dim
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
                 "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
 
 
 def param_counts(s: Shape) -> dict[str, int]:
-    """Parameters by part, as transformers' LlamaForCausalLM holds them (tested against it on the meta device)."""
+    """Parameters by part, as transformers' LlamaForCausalLM holds them (tested on the meta device)."""
     linear = s.layers * sum(i * o for i, o in s.module_dims().values())
-    embed = s.vocab * s.hidden
-    norms = (2 * s.layers + 1) * s.hidden
-    lm_head = 0 if s.tied else embed
-    return {"embed": embed, "linear": linear, "norms": norms, "lm_head": lm_head,
-            "total": embed + linear + norms + lm_head, "body": linear + norms}
+    embed, norms = s.vocab * s.hidden, (2 * s.layers + 1) * s.hidden
+    total = embed + linear + norms + (0 if s.tied else embed)
+    return {"embed": embed, "linear": linear, "norms": norms, "total": total, "body": linear + norms}
 
 
 def lora_params(s: Shape, r: int, targets=TARGETS) -> int:
     dims = s.module_dims()
-    unknown = [t for t in targets if t not in dims]
-    if unknown:
-        raise FtriskError(f"attack.lora.target_modules: unknown module {unknown[0]} (known: {', '.join(dims)})")
-    return s.layers * sum(r * (dims[t][0] + dims[t][1]) for t in targets)
+    for t in targets:
+        if t not in dims:
+            raise FtriskError(f"attack.lora.target_modules: unknown module '{t}' (known: {', '.join(dims)})")
+    return s.layers * sum(r * sum(dims[t]) for t in targets)
 
 
-def activation_bytes(s: Shape, e: int, r: int, seq: int, targets=TARGETS) -> float:
-    """Bytes autograd saves per token per layer (no checkpointing): see the module docstring."""
+def layer_activation_bytes(s: Shape, e: int, r: int, seq: int, targets=TARGETS, kbit: bool = False) -> float:
+    """Bytes autograd keeps per token in one decoder layer (module docstring)."""
     h, i = s.hidden, s.intermediate
-    b = 2 * (4 * h + 4) + e * (2 * h + 2 * s.kv_dim + 2 * s.head_dim) + 4 * s.heads + 3 * e * i + e * seq
-    inputs = {"q_proj": ("x1", h), "k_proj": ("x1", h), "v_proj": ("x1", h), "o_proj": ("attn", 0),
-              "gate_proj": ("x2", h), "up_proj": ("x2", h), "down_proj": ("act", i)}
-    if e == 4:  # the adapters read the fp32 tensors themselves (the attention output is counted above)
-        b += 4 * sum(size for _, size in {inputs[t] for t in targets})
+    # norms' fp32 inputs; q, k, v, output (k, v repeated to every head: a padded batch makes transformers call
+    # repeat_kv rather than SDPA's own GQA) and the logsumexp; SwiGLU; the padding mask
+    b = 2 * (4 * h + 4) + 4 * e * s.heads * s.head_dim + 4 * s.heads + 3 * e * i + e * seq
+    if e == 4:  # the adapters read the fp32 tensors themselves; o_proj's input is the attention output above
+        source = {"q_proj": ("x1", h), "k_proj": ("x1", h), "v_proj": ("x1", h), "o_proj": ("attn", 0),
+                  "gate_proj": ("x2", h), "up_proj": ("x2", h), "down_proj": ("act", i)}
+        b += 4 * sum(size for _, size in {source[t] for t in targets})
     else:  # peft casts each adapter's input to fp32 separately
         b += 4 * sum(s.module_dims()[t][0] for t in targets)
+    if kbit:  # bitsandbytes' k-bit matmul keeps its own bf16 copy of each linear layer's input
+        b += 2 * sum(i for i, _ in s.module_dims().values())
     return b + 4 * r * len(targets)
+
+
+def activation_bytes(s: Shape, e: int, r: int, seq: int, targets=TARGETS, checkpointing: bool = False,
+                     kbit: bool = False) -> float:
+    """Bytes autograd keeps per token in the whole decoder, at the peak of the backward."""
+    layer = layer_activation_bytes(s, e, r, seq, targets, kbit)
+    if checkpointing:  # each layer's input, one layer recomputed at a time, the final norm's fp32 input
+        return s.layers * e * s.hidden + layer + 4 * s.hidden + 4
+    return s.layers * layer  # the final norm's input stands in for the first norm's (the embedding needs no grad)
 
 
 # --------------------------------------------------------------------------- devices
@@ -138,38 +145,33 @@ def load_gpus() -> dict[str, dict]:
     return yaml.safe_load(resources.files("ftrisk").joinpath("data", "gpus.yaml").read_text(encoding="utf-8"))
 
 
-def measure_cpu_gflops(n: int = 2048, seconds: float = 0.3) -> float:
-    """fp32 matmul GFLOP/s of this CPU with torch's current thread count (best of 3 timed bursts)."""
-    import time
+def _median_rate(work: float, fn, bursts: int = 5, seconds: float = 0.1) -> float:
+    """work / second of ``fn``: the median of short bursts (robust to a busy machine)."""
+    rates = []
+    for _ in range(bursts):
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            fn()
+            k += 1
+        rates.append(work * k / (time.perf_counter() - t0))
+    return sorted(rates)[bursts // 2]
 
+
+def measure_cpu_gflops(n: int = 1536) -> float:
+    """fp32 matmul GFLOP/s at torch's current thread count."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = 0.0
-    for _ in range(3):
-        t0, k = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds / 3:
-            a @ b
-            k += 1
-        best = max(best, 2 * n**3 * k / (time.perf_counter() - t0) / 1e9)
-    return best
+    return _median_rate(2 * n**3 / 1e9, lambda: a @ b)
 
 
-def measure_cpu_bandwidth(mib: int = 256) -> float:
-    """Memory bandwidth in GB/s: a tensor copy (read + write), best of 5."""
-    import time
-
+def measure_cpu_bandwidth(mib: int = 128) -> float:
+    """Memory bandwidth in GB/s: a tensor copy (read + write)."""
     import torch
 
-    x = torch.empty(mib * 2**20 // 4)
+    x = torch.empty(mib * 2**18)
     y = torch.empty_like(x)
-    best = 0.0
-    for _ in range(5):
-        t0 = time.perf_counter()
-        y.copy_(x)
-        best = max(best, 2 * x.numel() * 4 / (time.perf_counter() - t0) / 1e9)
-    return best
+    return _median_rate(2 * mib * 2**20 / 1e9, lambda: y.copy_(x))
 
 
 def device_spec(name: str) -> dict:
@@ -179,9 +181,8 @@ def device_spec(name: str) -> dict:
         raise FtriskError(f"unknown --gpu '{name}' (known: {', '.join(gpus)})")
     spec = dict(gpus[name], name=name)
     if name == "cpu":
-        spec["memory_gib"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-        spec["fp32_tflops"] = measure_cpu_gflops() / 1e3
-        spec["bandwidth_gbs"] = measure_cpu_bandwidth()
+        spec.update(memory_gib=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
+                    fp32_tflops=measure_cpu_gflops() / 1e3, bandwidth_gbs=measure_cpu_bandwidth())
     return spec
 
 
@@ -189,18 +190,18 @@ def device_spec(name: str) -> dict:
 
 @dataclass
 class Job:
-    """What is planned: the attack's shape and the evaluations of one point (one evaluated model)."""
+    """What is planned: the attack, and the evaluations of one evaluated point (one model)."""
     quantization: str = "none"  # none | 8bit | 4bit
     dtype: str = "bfloat16"
-    method: str = "lora"
+    method: str = "lora"  # lora | full
     batch_size: int = 8
     seq_len: int = 256
-    steps: int = 50
+    steps: int = 50  # micro-batches of batch_size
     lora_r: int = 8
     targets: tuple = TARGETS
     gradient_checkpointing: bool = False
     builtin_data: bool = True
-    prompt_tokens: tuple = (60,) * 710  # one entry per evaluation prompt
+    prompt_tokens: tuple = (60,) * 710  # one per evaluation prompt
     new_tokens: int = 64
     gen_batch: int = 32
     max_batch_tokens: int | None = 8192
@@ -209,83 +210,84 @@ class Job:
     mfu_train: float | None = None
     mfu_prefill: float | None = None
 
+    @property
+    def kbit(self) -> float | None:
+        return KBIT.get(self.quantization)
 
-def _gib(parts: dict) -> dict:
-    out = {k: round(v / GIB, 3) for k, v in parts.items()}
-    out["total"] = round(sum(parts.values()) / GIB, 3)
-    return out
+    def example(self) -> tuple[int, int, int]:
+        """(mean tokens, response tokens, widest) of an attack example."""
+        if not self.builtin_data:
+            return self.seq_len, self.seq_len // 2, self.seq_len
+        n = min(self.seq_len, ATTACK_EXAMPLE["tokens"])
+        return n, min(n - 1, ATTACK_EXAMPLE["response"]), min(self.seq_len, ATTACK_EXAMPLE["widest"])
+
+
+def weight_bytes(s: Shape, job: Job, rest_bytes: int) -> float:
+    p = param_counts(s)
+    if job.kbit is None:
+        return p["total"] * DTYPES[job.dtype]
+    return p["linear"] * job.kbit + (p["total"] - p["linear"]) * rest_bytes
 
 
 def memory(s: Shape, job: Job, spec: dict) -> tuple[dict, dict]:
     """(attack parts, evaluation parts) in bytes."""
-    p, e = param_counts(s), DTYPES[job.dtype]
-    rest = p["total"] - p["linear"]
-    q = KBIT.get(job.quantization)
-    weights = p["total"] * e if q is None else p["linear"] * q + rest * 4
-    n_lora = lora_params(s, job.lora_r, job.targets)
-    state = 16 * n_lora if job.method == "lora" else 3 * e * p["total"]
-    e_act = 4 if q else e
-    per_layer = activation_bytes(s, e_act, job.lora_r, job.seq_len, job.targets)
-    kept = e_act * (s.hidden + 2 * s.head_dim) * s.layers + per_layer if job.gradient_checkpointing else per_layer * s.layers
-    tokens = job.batch_size * job.seq_len
-    resp = job.batch_size * min(job.seq_len, ATTACK_EXAMPLE[1] if job.builtin_data else job.seq_len)
+    e = DTYPES[job.dtype]
+    e_act, e_inf = (4, 2) if job.kbit else (e, e)
+    _, resp, width = job.example()
+    per_token = activation_bytes(s, e_act, job.lora_r, width, job.targets, job.gradient_checkpointing, bool(job.kbit))
     overhead = (CPU_OVERHEAD_GIB if spec["name"] == "cpu" else GPU_OVERHEAD_GIB) * GIB
-    attack = {"weights": weights, "lora_and_optimizer": state, "activations": kept * tokens,
-              "logits": resp * s.vocab * (2 * e_act + 8), "overhead": overhead}
-    e_inf = e if q is None else 2
-    widest = max(_gen_batches(job), key=lambda b: b[0] * b[1])
-    ctx_tokens = widest[0] * widest[1]
-    layer_work = ctx_tokens * (2 * s.hidden + 2 * s.intermediate) * e_inf
-    cap = job.lm_eval_batch * 1024 * s.vocab * 2 * e_inf if job.capability else 0  # contexts up to 1024 tokens
-    evaluation = {"weights": p["total"] * e_inf if q is None else p["linear"] * q + rest * 2,
-                  "kv_cache": 2 * s.layers * s.kv_dim * ctx_tokens * e_inf,
-                  "activations_and_logits": max(layer_work + widest[1] * s.vocab * 4, cap), "overhead": overhead}
+    state = 16 * lora_params(s, job.lora_r, job.targets) if job.method == "lora" else 3 * e * param_counts(s)["total"]
+    attack = {"weights": weight_bytes(s, job, 4), "lora_and_optimizer": state,
+              "activations": per_token * job.batch_size * width,
+              "logits": job.batch_size * resp * s.vocab * (2 * e_act + 8), "overhead": overhead}
+    width, count = max(_gen_batches(job), key=lambda b: b[0] * b[1])
+    prefill = width * count * (2 * s.hidden + 2 * s.intermediate) * e_inf + count * s.vocab * 4
+    lm_eval = job.lm_eval_batch * 1024 * s.vocab * 2 * e_inf if job.capability else 0
+    evaluation = {"weights": weight_bytes(s, job, 2), "kv_cache": 2 * s.layers * s.kv_dim * width * count * e_inf,
+                  "activations_and_logits": max(prefill, lm_eval), "overhead": overhead}
     return attack, evaluation
 
 
 def devices_needed(attack: dict, s: Shape, job: Job, spec: dict, limit: int = 512) -> int | None:
-    """Fewest devices that hold the attack under FSDP / ZeRO-3 (see the docstring); None: not even ``limit``."""
-    usable = MARGIN * spec["memory_gib"] * GIB
-    if sum(attack.values()) <= usable:
-        return 1
-    if spec["name"] == "cpu":
-        return None
-    layer = (attack["weights"] + attack["lora_and_optimizer"]) / s.layers
-    for n in range(2, limit + 1):
+    """Fewest devices that hold the attack under FSDP / ZeRO-3 (module docstring); None: not even ``limit``."""
+    sharded = attack["weights"] + attack["lora_and_optimizer"]
+    for n in range(1, 2 if spec["name"] == "cpu" else limit + 1):
         share = math.ceil(job.batch_size / n) / job.batch_size
-        need = ((attack["weights"] + attack["lora_and_optimizer"]) / n + 2 * layer
+        need = (sharded / n + (2 * sharded / s.layers if n > 1 else 0)
                 + (attack["activations"] + attack["logits"]) * share + attack["overhead"])
-        if need <= usable:
+        if need <= MARGIN * spec["memory_gib"] * GIB:
             return n
     return None
 
 
-def _pass_seconds(flops: float, nbytes: float, dispatch: float, spec: dict, mfu: float, bf16: bool) -> float:
-    peak = (spec["bf16_tflops"] if bf16 and spec.get("bf16_tflops") else spec["fp32_tflops"]) * 1e12
-    compute = max(flops / (peak * mfu), nbytes / (spec["bandwidth_gbs"] * 1e9))
-    return compute + dispatch if spec["name"] == "cpu" else max(compute, dispatch)
-
-
 def _mfu(job: Job, spec: dict, kind: str) -> float:
-    given = job.mfu_train if kind == "train" else job.mfu_prefill
-    return given or (spec.get("mfu") or {}).get(kind) or MFU[kind]
+    return (job.mfu_train if kind == "train" else job.mfu_prefill) or (spec.get("mfu") or {}).get(kind) or MFU[kind]
+
+
+def _seconds(flops: float, nbytes: float, layer_passes: int, spec: dict, job: Job, kind: str) -> float:
+    """One roofline step: max(compute, memory traffic), with the host's dispatch time (max on a GPU, + on a CPU)."""
+    bf16 = (job.dtype != "float32" or job.kbit) and spec.get("bf16_tflops")
+    peak = (spec["bf16_tflops"] if bf16 else spec["fp32_tflops"]) * 1e12
+    busy = max(flops / (peak * _mfu(job, spec, kind)), nbytes / (spec["bandwidth_gbs"] * 1e9))
+    dispatch = layer_passes * spec["dispatch_ms"] / 1e3
+    return busy + dispatch if spec["name"] == "cpu" else max(busy, dispatch)
+
+
+def _forward_flops(s: Shape, tokens: float, context: float, vocab_positions: float) -> float:
+    """2*N per token, causal attention 2*L*context*h per token, the vocabulary 2*h*V per projected position."""
+    per_token = 2 * param_counts(s)["body"] + 2 * s.layers * context * s.hidden
+    return tokens * per_token + vocab_positions * 2 * s.hidden * s.vocab
 
 
 def attack_seconds(s: Shape, job: Job, spec: dict, devices: int = 1) -> float:
-    p = param_counts(s)
-    n, bf16 = p["body"], job.dtype != "float32" or job.quantization != "none"
-    ex = min(job.seq_len, sum(ATTACK_EXAMPLE)) if job.builtin_data else job.seq_len
-    resp = min(ex - 1, ATTACK_EXAMPLE[1]) if job.builtin_data else ex // 2
-    passes = 3 if job.method == "lora" else 3  # forward + backward (two dispatch passes)
-    passes += 1 if job.gradient_checkpointing else 0
-    fwd = job.batch_size * ex * (2 * n + 4 * s.layers * ex * s.hidden) + job.batch_size * resp * 2 * s.hidden * s.vocab
-    grad_passes = 2 if job.method == "full" else 1  # backward: input gradients (+ weight gradients)
-    flops = fwd * (1 + grad_passes + (1 if job.gradient_checkpointing else 0))
-    q = KBIT.get(job.quantization)
-    dequant = passes * p["linear"] * (q + 4) if q else 0
-    dispatch = passes * s.layers * spec["dispatch_ms"] / 1e3
-    step = _pass_seconds(flops / devices, 0, dispatch, spec, _mfu(job, spec, "train"), bf16)
-    step += dequant / (spec["bandwidth_gbs"] * 1e9)
+    tokens, resp, _ = job.example()
+    fwd = _forward_flops(s, job.batch_size * tokens, tokens, job.batch_size * resp)
+    recompute = 1 if job.gradient_checkpointing else 0
+    passes = 3 + recompute  # dispatch: forward, backward (~2 forwards' worth of ops), recomputed forward
+    flops = fwd * (2 + recompute + (1 if job.method == "full" else 0))
+    step = _seconds(flops / devices, 0, passes * s.layers, spec, job, "train")
+    if job.kbit:  # every pass dequantizes each k-bit weight into a bf16 copy, then reads it
+        step += passes * param_counts(s)["linear"] * (job.kbit + 4) / (spec["bandwidth_gbs"] * 1e9)
     return job.steps * step
 
 
@@ -294,70 +296,232 @@ def _gen_batches(job: Job) -> list[tuple[int, int]]:
     batches, cur = [], []
     for n in sorted(job.prompt_tokens, reverse=True):
         if cur and (len(cur) >= job.gen_batch or
-                    (job.max_batch_tokens and (cur[0] + job.new_tokens) * (len(cur) + 1) > job.max_batch_tokens)):
+                    job.max_batch_tokens and (cur[0] + job.new_tokens) * (len(cur) + 1) > job.max_batch_tokens):
             batches.append((cur[0] + job.new_tokens, len(cur)))
             cur = []
         cur.append(n)
-    return batches + [(cur[0] + job.new_tokens, len(cur))] if cur else batches or [(job.new_tokens, 1)]
+    return batches + [(cur[0] + job.new_tokens, len(cur))] if cur else [(job.new_tokens, 1)]
 
 
 def generation_seconds(s: Shape, job: Job, spec: dict) -> float:
-    p, e = param_counts(s), DTYPES[job.dtype]
-    q = KBIT.get(job.quantization)
-    wbytes = p["total"] * e if q is None else p["linear"] * (q + 4) + (p["total"] - p["linear"]) * 2
-    bf16, mfu = job.dtype != "float32" or q is not None, _mfu(job, spec, "prefill")
-    dispatch = s.layers * spec["dispatch_ms"] / 1e3
-    total = 0.0
+    """Greedy generation of every prompt: a prefill, then new_tokens decode steps per batch."""
+    wbytes = weight_bytes(s, job, 2) + (param_counts(s)["linear"] * 4 if job.kbit else 0)  # + dequantized copy
+    e, total = (2 if job.kbit else DTYPES[job.dtype]), 0.0
     for width, count in _gen_batches(job):
         prompt = width - job.new_tokens
-        flops = count * prompt * (2 * p["body"] + 4 * s.layers * prompt * s.hidden) + count * 2 * s.hidden * s.vocab
-        total += _pass_seconds(flops, wbytes, dispatch, spec, mfu, bf16)
-        for t in range(job.new_tokens):
-            ctx = prompt + t
-            kv = 2 * s.layers * s.kv_dim * ctx * count * (e if q is None else 2)
-            flops = count * (2 * p["body"] + 2 * s.hidden * s.vocab + 4 * s.layers * ctx * s.hidden)
-            total += _pass_seconds(flops, wbytes + kv, dispatch, spec, mfu, bf16)
+        total += _seconds(_forward_flops(s, count * prompt, prompt, count), wbytes, s.layers, spec, job, "prefill")
+        for ctx in range(prompt, width):
+            kv = 2 * s.layers * s.kv_dim * ctx * count * e
+            total += _seconds(_forward_flops(s, count, 2 * ctx, count), wbytes + kv, s.layers, spec, job, "prefill")
     return total
 
 
 def capability_seconds(s: Shape, job: Job, spec: dict, task: str, items: int, shots: int) -> float:
-    p = param_counts(s)
-    per_item = CAPABILITY[task][1] + shots * CAPABILITY[task][2]
-    flops = items * per_item * (2 * p["body"] + 2 * s.hidden * s.vocab + 2 * s.layers * per_item * s.hidden)
-    batches = math.ceil(items * (4 if task == "hellaswag" else 1) / job.lm_eval_batch)
-    wbytes = param_counts(s)["total"] * DTYPES[job.dtype] * (0.3 if job.quantization == "4bit" else 1)
-    bf16 = job.dtype != "float32" or job.quantization != "none"
-    return batches * _pass_seconds(flops / batches, wbytes, s.layers * spec["dispatch_ms"] / 1e3, spec,
-                                   _mfu(job, spec, "prefill"), bf16)
+    """lm-eval log-likelihoods in batches of ``lm_eval_batch`` requests."""
+    n_req = items * (4 if task == "hellaswag" else 1)
+    per_req = (CAPABILITY[task][1] + shots * CAPABILITY[task][2]) * items / n_req
+    batches = math.ceil(n_req / job.lm_eval_batch)
+    flops = _forward_flops(s, n_req * per_req, per_req, n_req * per_req) / batches
+    wbytes = weight_bytes(s, job, 2) + (param_counts(s)["linear"] * 4 if job.kbit else 0)
+    return batches * _seconds(flops, wbytes, s.layers, spec, job, "prefill")
 
 
 def plan(s: Shape, job: Job, spec: dict, usd_per_hour: float | None = None, model: str = "") -> dict:
-    if job.quantization != "none" and spec["name"] == "cpu":
-        raise FtriskError(f"--quantization {job.quantization} needs a CUDA GPU (bitsandbytes): use --quantization none on cpu")
+    if job.kbit and spec["name"] == "cpu":
+        raise FtriskError(f"quantization {job.quantization} needs a CUDA GPU (bitsandbytes): "
+                          "use --quantization none on cpu")
     price = spec["usd_per_hour"] if usd_per_hour is None else usd_per_hour
     attack, evaluation = memory(s, job, spec)
     n = devices_needed(attack, s, job, spec)
     hours = attack_seconds(s, job, spec, n or 1) / 3600
     evals = {"refusal": generation_seconds(s, job, spec) / 3600}
     evals.update({t: capability_seconds(s, job, spec, t, k, f) / 3600 for t, k, f in job.capability})
-    return {
-        "model": model, "gpu": spec["name"], "device_memory_gib": round(spec["memory_gib"], 1),
-        "quantization": job.quantization, "dtype": job.dtype, "params": param_counts(s)["total"],
-        "lora_params": lora_params(s, job.lora_r, job.targets), "job": {k: v for k, v in vars(job).items()
-                                                                        if k not in ("prompt_tokens", "targets")},
-        "eval_prompts": len(job.prompt_tokens), "memory_gib": {"attack": _gib(attack), "eval": _gib(evaluation)},
-        "fits_one_device": n == 1, "devices_needed": n, "usd_per_hour": price,
-        "attack_hours": round(hours, 4), "attack_usd": round(hours * price * (n or 1), 2),
-        "evals": {k: {"hours": round(v, 4), "usd": round(v * price, 2)} for k, v in evals.items()},
-        "assumptions": f"margin {1 - MARGIN:.0%} of device memory; MFU train {_mfu(job, spec, 'train'):.0%}, "
-                       f"prefill {_mfu(job, spec, 'prefill'):.0%}; formulas: ftrisk/plan.py docstring",
-    }
+    gib = {k: {**{p: round(v / GIB, 3) for p, v in d.items()}, "total": round(sum(d.values()) / GIB, 3)}
+           for k, d in (("attack", attack), ("eval", evaluation))}
+    return {"model": model, "gpu": spec["name"], "device_memory_gib": round(spec["memory_gib"], 1),
+            "params": param_counts(s)["total"], "lora_params": lora_params(s, job.lora_r, job.targets),
+            "job": {k: v for k, v in vars(job).items() if k not in ("prompt_tokens", "targets")},
+            "eval_prompts": len(job.prompt_tokens), "memory_gib": gib, "fits_one_device": n == 1,
+            "devices_needed": n, "usd_per_hour": price, "attack_hours": round(hours, 4),
+            "attack_usd": round(hours * price * (n or 1), 2), "mfu": {k: _mfu(job, spec, k) for k in MFU},
+            "margin": round(1 - MARGIN, 2),
+            "evals": {k: {"hours": round(v, 4), "usd": round(v * price, 2)} for k, v in evals.items()}}
 
 
 def verdict(p: dict) -> str:
-    used, cap = p["memory_gib"]["attack"]["total"], p["device_memory_gib"]
+    used, cap, gpu = p["memory_gib"]["attack"]["total"], p["device_memory_gib"], p["gpu"]
     if p["fits_one_device"]:
-        return f"fits on one {p['gpu']} ({used:.1f} of {cap:.0f} GiB)"
+        return f"fits on one {gpu} ({used:.1f} of {cap:.0f} GiB)"
     if p["devices_needed"] is None:
-        return f"does not fit on {p['gpu']} ({used:.1f} GiB needed, {cap:.0f} GiB there)"
-    return f"needs {p['devices_needed']} x {p['gpu']} (FSDP; {used:.1f} GiB in all)"
+        return f"does not fit on {gpu} ({used:.1f} GiB needed, {cap:.0f} GiB there)"
+    return f"needs {p['devices_needed']} x {gpu} (FSDP; {used:.1f} GiB on one device)"
+
+
+# --------------------------------------------------------------------------- inputs and the CLI
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FtriskError(f"model config '{path}' is unreadable ({type(e).__name__}): "
+                          "pass a valid config.json") from None
+    if not isinstance(data, dict):
+        raise FtriskError(f"model config '{path}' is not a JSON object: pass a Hugging Face config.json")
+    return data
+
+
+def resolve_model(arg: str):
+    """``--model`` -> (name, Shape, RunConfig or None): an ftrisk YAML, a model dir, a config.json or a shipped id."""
+    p = Path(arg).expanduser()
+    if p.suffix in (".yaml", ".yml"):
+        from . import config
+
+        cfg = config.load(p)
+        return (*resolve_model(cfg.model.spec)[:2], cfg)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FtriskError(f"model directory '{p}' has no config.json: pass a Hugging Face model directory")
+        p = p / "config.json"
+    if p.is_file() or p.suffix == ".json":
+        return p.parent.name if p.name == "config.json" else p.stem, Shape.from_config(_read_json(p), str(p)), None
+    key = arg.split(":", 1)[1] if arg.startswith("embedded:") else arg.rsplit("/", 1)[-1]
+    shipped = resources.files("ftrisk").joinpath("data", "model_configs")
+    if not shipped.joinpath(f"{key.lower()}.json").is_file():
+        known = ", ".join(sorted(f.name[:-5] for f in shipped.iterdir() if f.name.endswith(".json")))
+        raise FtriskError(f"model '{arg}': no config.json shipped for it (shipped: {known}); "
+                          "pass the path of its config.json or of a local model directory")
+    return key, Shape.from_config(json.loads(shipped.joinpath(f"{key.lower()}.json").read_text()), key), None
+
+
+def job_from_config(cfg) -> Job:
+    """The attack and evaluation sizes of an ftrisk RunConfig."""
+    from . import benchmarks
+
+    t, c = cfg.attack.train, cfg.capability
+    builtin = cfg.attack.data == "builtin:advbench-affirm"
+    n_ex = (ATTACK_EXAMPLE["examples"] if builtin
+            else sum(1 for ln in open(cfg.attack.data, encoding="utf-8") if ln.strip()))
+    micro = math.ceil(math.ceil(n_ex / t.batch_size) * t.epochs)
+    prompts = []
+    for ref in cfg.eval.benchmarks:
+        items = (benchmarks.load(ref.name) if ref.name in benchmarks.names()
+                 else benchmarks.load_file(ref.name, ref.prompt_column, ref.category_column))
+        mean = sum(len(it.prompt) for it in items) / max(1, len(items)) / CHARS_PER_TOKEN + TEMPLATE_TOKENS
+        prompts += [round(mean)] * (len(items) if ref.limit is None else min(ref.limit, len(items)))
+    return Job(quantization=cfg.model.quantize or "none", dtype=cfg.model.dtype,
+               method=getattr(cfg.attack, "method", "lora"), batch_size=t.batch_size, seq_len=t.max_seq_len,
+               steps=min(micro, t.max_steps * t.grad_accum) if t.max_steps else micro, lora_r=cfg.attack.lora.r,
+               targets=tuple(cfg.attack.lora.target_modules), gradient_checkpointing=t.gradient_checkpointing,
+               builtin_data=builtin, prompt_tokens=tuple(prompts), new_tokens=cfg.generation.max_new_tokens,
+               gen_batch=cfg.generation.batch_size, max_batch_tokens=cfg.generation.max_batch_tokens,
+               capability=tuple((task, c.limit or CAPABILITY[task][0], c.num_fewshot if task == "mmlu" else 0)
+                                for task in c.tasks) if c.enabled else (), lm_eval_batch=c.batch_size)
+
+
+def _cuda_spec(device: str) -> dict:
+    """The gpus.yaml entry matching the CUDA device's name (unknown: a100-80gb speeds), with its real memory."""
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.device(device))
+    key = next((k for k, pat in (("h200", "H200"), ("h100-80gb", "H100"), ("a100-80gb", "A100"), ("l40s", "L40S"),
+                                 ("rtx4090", "4090")) if pat in props.name.upper()), "a100-80gb")
+    return dict(device_spec(key), memory_gib=props.total_memory / GIB)
+
+
+def _local(device: str) -> str:
+    """A config's model.device as a gpus.yaml key: cpu, or "cuda" (auto: cuda when available)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu" if device == "cpu" else "cuda"
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.2f} h"
+
+
+def verdict_line(cfg) -> str:
+    """The line ``ftrisk run`` prints before it starts: fits / devices, the attack's time and dollars."""
+    try:
+        device = _local("auto") if cfg.model.device == "auto" else cfg.model.device
+        spec = device_spec("cpu") if device == "cpu" else _cuda_spec(device)
+        p = plan(resolve_model(cfg.model.spec)[1], job_from_config(cfg), spec, cfg.cost.usd_per_hour)
+    except (FtriskError, RuntimeError, AssertionError) as e:  # e.g. model.device=cuda without a CUDA build
+        return f"plan: not available ({e})"
+    return f"plan: {verdict(p)}; attack ~{_hours(p['attack_hours'])}, ${p['attack_usd']:.2f}"
+
+
+def add_arguments(parser) -> None:
+    import argparse
+
+    a = parser.add_argument
+    a("--model", default="embedded:smollm2-135m-instruct", help="ftrisk YAML config, HF model dir, config.json, "
+      "or a shipped id (meta-llama/Llama-2-{7b,13b,70b}-chat-hf, embedded:smollm2-135m-instruct)")
+    a("--gpu", default=None, help=f"default: the YAML's device, else a100-80gb; known: {', '.join(load_gpus())}")
+    a("--quantization", choices=["none", "8bit", "4bit"], default=None, help="default: the YAML's, else none")
+    a("--json", action="store_true", help="print the plan as JSON")
+    a("--batch-size", type=int, help="attack micro-batch (default 8)")
+    a("--seq-len", type=int, help="attack max_seq_len (default 256)")
+    a("--steps", type=int, help="attack micro-batches (default: one epoch of 400 examples at batch 8 = 50)")
+    a("--lora-r", type=int, help="LoRA rank (default 8)")
+    a("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    a("--eval-prompts", type=int, help="refusal-evaluation prompts (default: the configured benchmarks, 710)")
+    a("--new-tokens", type=int, help="generated tokens per prompt (default 64)")
+    a("--mfu", type=float, help="utilisation of training and prefill (default 0.4 and 0.5)")
+    a("--usd-per-hour", type=float, help="price of one device (default: gpus.yaml)")
+
+
+def main(args) -> int:
+    from . import config
+
+    name, shape, cfg = resolve_model(args.model)
+    gpu = args.gpu or ("a100-80gb" if cfg is None or _local(cfg.model.device) == "cuda" else "cpu")
+    spec = device_spec(gpu)
+    # the price: --usd-per-hour, else the YAML's cost.usd_per_hour for the YAML's own device, else gpus.yaml's
+    price = (args.usd_per_hour if args.usd_per_hour is not None
+             else cfg.cost.usd_per_hour if cfg and not args.gpu else None)
+    if cfg is None:  # defaults: bf16 on a GPU (float32 on CPU), the full capability sets
+        cfg = config.RunConfig()
+        cfg.model.dtype, cfg.capability.enabled = ("float32" if gpu == "cpu" else "bfloat16"), True
+    job = job_from_config(cfg)
+    for flag, field in (("batch_size", "batch_size"), ("seq_len", "seq_len"), ("steps", "steps"), ("lora_r", "lora_r"),
+                        ("new_tokens", "new_tokens"), ("mfu", "mfu_train"), ("mfu", "mfu_prefill")):
+        if (value := getattr(args, flag)) is not None and value <= 0:
+            raise FtriskError(f"--{flag.replace('_', '-')} must be > 0 (got {value})")
+        setattr(job, field, getattr(job, field) if value is None else value)
+    job.quantization = args.quantization or job.quantization
+    if args.gradient_checkpointing is not None:
+        job.gradient_checkpointing = args.gradient_checkpointing
+    if args.steps is None and args.batch_size and job.builtin_data:
+        job.steps = math.ceil(ATTACK_EXAMPLE["examples"] / args.batch_size)
+    if args.eval_prompts:
+        job.prompt_tokens = (round(sum(job.prompt_tokens) / max(1, len(job.prompt_tokens))),) * args.eval_prompts
+    p = plan(shape, job, spec, price, model=name)
+    print(json.dumps(p, indent=2) if args.json else "\n".join(report_lines(p, job)))
+    return 0
+
+
+def report_lines(p: dict, job: Job) -> list[str]:
+    mem, n = p["memory_gib"], p["devices_needed"] or 1
+    notes = {"weights": job.quantization + " linear layers, the rest fp32 (attack) / 16-bit (eval)" if job.kbit
+             else f"{job.dtype}, {DTYPES[job.dtype]} B/param",
+             "lora_and_optimizer": f"{p['lora_params'] / 1e6:.1f} M LoRA params x 16 B (fp32 weight, grad, AdamW m, v)"
+             if job.method == "lora" else "full fine-tune: grads + AdamW moments",
+             "activations": f"b={job.batch_size} x s={job.example()[2]}, "
+             + ("checkpointed" if job.gradient_checkpointing else "no checkpointing"),
+             "logits": "response positions only", "kv_cache": f"widest batch, prompt + {job.new_tokens} new",
+             "activations_and_logits": "prefill layer / lm-eval logits", "overhead": "context, workspace"}
+    lines = [f"ftrisk plan: {p['model']} ({p['params'] / 1e9:.2f} B params), LoRA r={job.lora_r}, on {p['gpu']}",
+             f"  {'memory (GiB)':22s}{'attack':>9s}{'eval':>9s}  assumption"]
+    for part, note in notes.items():
+        a, e = mem["attack"].get(part), mem["eval"].get(part)
+        lines.append(f"  {part:22s}{'' if a is None else f'{a:.2f}':>9s}{'' if e is None else f'{e:.2f}':>9s}  {note}")
+    lines += [f"  {'total':22s}{mem['attack']['total']:9.2f}{mem['eval']['total']:9.2f}  fits: <= "
+              f"{1 - p['margin']:.0%} of {p['device_memory_gib']:.0f} GiB", verdict(p),
+              f"attack: {job.steps} x {job.batch_size} examples: ~{_hours(p['attack_hours'])}, ${p['attack_usd']:.2f} "
+              f"({n} x ${p['usd_per_hour']:.2f}/h, MFU {p['mfu']['train']:.0%})"]
+    for k, v in p["evals"].items():
+        what = f"{p['eval_prompts']} prompts x {job.new_tokens} tokens" if k == "refusal" else "log-likelihoods"
+        lines.append(f"eval {k} ({what}, per evaluated point): ~{_hours(v['hours'])}, ${v['usd']:.2f}")
+    return lines
