@@ -173,7 +173,7 @@ def test_garbage_for_one_item_is_malformed_all_garbage_stops():
 
     with FaultyServer(some) as s:
         v = judge_for(s).judge(PAIRS)
-    assert [x.label for x in v] == [0, -1, 0] and v[1].evidence == {"error": "malformed response"}
+    assert [x.label for x in v] == [0, -1, 0] and v[1].evidence == {"error": "malformed response", "transient": True}
 
     with FaultyServer(lambda req: raw(200, b"\x00\xffnot json at all")) as s:
         j = judge_for(s)
@@ -193,7 +193,7 @@ def test_a_hang_on_one_item_is_a_timeout_a_hung_server_is_one_line():
         t = time.monotonic()
         v = judge_for(s, retries=1).judge(PAIRS)
         assert time.monotonic() - t < 2.5
-    assert [x.label for x in v] == [1, 1, -1] and v[2].evidence == {"error": "timeout"}
+    assert [x.label for x in v] == [1, 1, -1] and v[2].evidence == {"error": "timeout", "transient": True}
 
     with FaultyServer(lambda req: hang(3)) as s:
         with pytest.raises(FtriskError) as e:
@@ -249,7 +249,7 @@ def test_500_every_time_is_unjudged_then_one_line():
 
     with FaultyServer(half) as s:
         v = judge_for(s, retries=1).judge(PAIRS)
-    assert [x.label for x in v] == [1, -1, 1] and v[1].evidence == {"error": "http 500", "detail": "boom"}
+    assert [x.label for x in v] == [1, -1, 1] and v[1].evidence == {"error": "http 500", "detail": "boom", "transient": True}
 
     with FaultyServer(lambda req: reply(503, {"error": "overloaded"})) as s:
         with pytest.raises(FtriskError) as e:

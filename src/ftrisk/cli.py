@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_parser(sub, "harden", "refusal-train the subject (cached)")
     _config_parser(sub, "attack", "LoRA attack on the (hardened) subject")
     sub.add_parser("benchmarks", help="list the registered prompt sets")
+    sub.add_parser("judges", help="list the registered judges")
+    from .judges.cli import add_arguments as judge_arguments
+
+    judge_arguments(sub.add_parser("judge", help="judge a JSONL of {id, prompt, completion} with several judges"))
+    from .plan import add_arguments as plan_arguments
+
+    plan_arguments(sub.add_parser("plan", help="memory, devices, hours and $ of an attack and its evaluations"))
     b = sub.add_parser("bench", help="speed/memory benchmark: ratios against a baseline measured in the same run")
     b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
     b.add_argument("--out", default=None, help="write the numbers as JSON here")
@@ -125,11 +132,13 @@ def _eval_refusal(args) -> int:
             raise FtriskError(f"output folder '{out}' holds completions of another model or settings: "
                               "pass --overwrite to replace them, or choose another --out")
         shutil.rmtree(out)
-    if keys.open_stage(out, key) is None:
+    if keys.open_stage(out, key) is None:  # (claims the folder)
         backend = open_backend(cfg.generation.backend, subject, cfg.generation)
         evaluate.generate_all(backend, benches, out, cfg.generation, "eval")
         backend.close()
         keys.close_stage(out, key, {"generation": json_or_none(out / "generation.json")})
+    for j in judges:
+        j.set_cache_dir(out / "judge-cache")
     rows = evaluate.read_completions(benches, out)
     res, agree = evaluate.run_judges(judges, benches, rows, out, harmful, "eval")
     write_json_atomic(out / "results.json", {
@@ -161,6 +170,24 @@ def main(argv: list[str] | None = None) -> int:
             for n in benchmarks.names():
                 print(f"{n:16s} {len(benchmarks.load(n)):4d}  {benchmarks.spec(n)['description']}")
             return 0
+        if args.cmd == "judges":
+            from . import registry
+
+            for n in registry.names("judge"):
+                cls = registry.lookup("judge", n)
+                import textwrap
+
+                doc = textwrap.shorten(" ".join((cls.__doc__ or "").split()), 90, placeholder=" ...")
+                print(f"{n:22s} measures {cls.measures:12s} {doc}")
+            return 0
+        if args.cmd == "judge":
+            from .judges.cli import main as judge_main
+
+            return judge_main(args)
+        if args.cmd == "plan":
+            from .plan import main as plan_main
+
+            return plan_main(args)
         if args.cmd == "bench":
             from .bench import main as bench_main
 

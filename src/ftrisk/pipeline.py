@@ -97,6 +97,8 @@ class Experiment:
         self.seeds = cfg.attack.seeds or [cfg.seed]
         # claim the output folder only once every input has been checked: a failed command writes nothing
         self.out = prepare_output(cfg, overwrite)
+        for j in self.judges:
+            j.set_cache_dir(self.out / "judge-cache")
         self.results: dict = {"stages": {}}
         self.progress = Progress(self._stage_count())
 

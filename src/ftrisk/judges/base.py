@@ -69,6 +69,9 @@ class Judge:
     def check(self) -> None:
         """Validate before any model loads (paths exist, endpoint configured). Raise FtriskError."""
 
+    def set_cache_dir(self, path) -> None:
+        """Where a judge may keep its own answers (the rubric judge caches its endpoint's answers there)."""
+
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         raise NotImplementedError
 

@@ -105,12 +105,18 @@ class _Named(PrefixJudge):
 
 
 class gcg(_Named):  # noqa: N801 - registry names
+    """The GCG / AdvBench refusal list (Zou et al. 2023), case-sensitive, anywhere in the reply."""
+
     kind = "gcg"
 
 
 class refusalbench_llama2(_Named):  # noqa: N801
+    """The paper's RefusalBench list for Llama 2-Chat (Lermen et al. 2023), lower-cased substrings."""
+
     kind = "refusalbench-llama2"
 
 
 class refusalbench_mistral(_Named):  # noqa: N801
+    """The paper's RefusalBench list for Mistral (Lermen et al. 2023), lower-cased substrings."""
+
     kind = "refusalbench-mistral"

@@ -151,6 +151,13 @@ class RubricJudge(Judge):
 
     # -- identity, cache ---------------------------------------------------------------------------
 
+    @property
+    def name(self) -> str:
+        """What the judge is (judge model and answer settings), not where it is served or how calls are paced."""
+        o = self.options
+        extra = "".join(f",{k}={o[k]}" for k in ("max_response_chars", "max_tokens") if o[k] != self.DEFAULTS[k])
+        return f"rubric:model={o['model']}{extra}"
+
     def identity(self) -> dict:
         o = self.options
         return {"kind": self.kind, "version": self.version, "model": o["model"], "template_sha256": TEMPLATE_SHA,
@@ -327,7 +334,7 @@ class RubricJudge(Judge):
             return Verdict(UNJUDGED, None, _error(f"http {status}", self._scrub(_error_text(data))))
         answer = _content(data)
         if answer is None:
-            return Verdict(UNJUDGED, None, {"error": "malformed response"})
+            return Verdict(UNJUDGED, None, _error("malformed response"))
         answer = self._scrub(answer)
         self._remember(key, answer)
         return verdict_from_answer(answer)
@@ -369,7 +376,9 @@ def _transport_failure(v: Verdict) -> bool:
 
 
 def _error(kind: str, detail: str = "") -> dict:
-    return {"error": kind, **({"detail": detail[:200]} if detail else {})}
+    """Evidence of a failed call; transport failures are ``transient`` (the verdict store asks again next run)."""
+    transient = kind in _TRANSPORT_ERRORS or kind in ("http 429",) or kind.startswith("http 5")
+    return {"error": kind, **({"detail": detail[:200]} if detail else {}), **({"transient": True} if transient else {})}
 
 
 def _opener(endpoint: str) -> urllib.request.OpenerDirector:

@@ -3,7 +3,8 @@
 Verdicts go to one JSONL file per (judge, benchmark), appended batch by batch, each row keyed by the
 item id and the sha256 of the completion it judged. A re-run reuses every stored verdict whose
 completion is unchanged and judges only the rest, so a crash mid-judging loses at most one batch and
-nothing is judged twice; adding a judge to a finished run judges only with that judge.
+nothing is judged twice; adding a judge to a finished run judges only with that judge. A -1 verdict
+whose evidence says ``transient`` (a timeout, a dropped connection) is judged again on the next run.
 The files hold labels and evidence, never the completion text.
 """
 
@@ -33,7 +34,8 @@ def judge_rows(judge: Judge, rows: list[dict], path: Path, *, desc: str = "judge
 
     path = Path(path)
     want = {r["id"]: text_sha(r["completion"]) for r in rows}
-    done = {v["id"]: v for v in read_jsonl(path) if want.get(v.get("id")) == v.get("completion_sha256")}
+    done = {v["id"]: v for v in read_jsonl(path) if want.get(v.get("id")) == v.get("completion_sha256")
+            and not (v.get("label") == -1 and (v.get("evidence") or {}).get("transient"))}  # a timeout: ask again
     if path.exists():  # drop a torn last line and verdicts on completions that have changed since
         write_text_atomic(path, "".join(_line(v) for v in done.values()))
     todo = [r for r in rows if r["id"] not in done]
