@@ -109,6 +109,69 @@ def test_budget_not_positive(capsys, tmp_path, tiny_model_dir, override, key):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("override, names", [
+    ("eval.judges=[refusal-patterns, nope]", ["eval.judges[1]", "unknown judge 'nope'", "known: refusal-patterns"]),
+    ("eval.judges=[gcg:colour=red]", ["unknown option 'colour'", "mode, window"]),
+    ("eval.judges=[gcg:window]", ["'window' is not key=value"]),
+    ("eval.judges=[]", ["eval.judges", "empty"]),
+    ("eval.headline_judge=rubric", ["eval.headline_judge", "not one of eval.judges"]),
+    ("generation.backend=turbo", ["generation.backend", "unknown generation backend 'turbo'", "known: hf"]),
+    ("attack.method=qlora", ["attack.method", "unknown attack method 'qlora'", "known: lora, full"]),
+    ("harden.method=adapter", ["harden.method", "known: lora, full"]),
+    ("eval.benchmarks=[{name: advbench-test, harmful: perhaps}]", ["eval.benchmarks[0].harmful", "true/false"]),
+    ("capability.tasks=[mmlu, triviaqa]", ["capability", "unknown capability task 'triviaqa'"]),
+    ("capability.num_fewshot=9", ["capability", "num_fewshot 9"]),
+    ("attack.eval_at=[5, 2]", ["attack.eval_at", "increasing"]),
+    ("attack.eval_at=[-1, 2]", ["attack.eval_at", "negative"]),
+    ("report.threshold=1.5", ["report.threshold", "between 0 and 1"]),
+    ("model.quantize=3bit", ["model.quantize", "4bit or 8bit"]),
+    ("model.quantize=4bit", ["model.quantize", "CUDA"]),
+])
+def test_bad_config_values_fail_before_any_model_loads(capsys, tmp_path, tiny_model_dir, monkeypatch, override, names):
+    from ftrisk import models
+
+    monkeypatch.setattr(models, "load_subject", lambda *a, **k: pytest.fail("a model was loaded"))
+    cfg = _write_config(tmp_path, tiny_model_dir, extra="capability: {enabled: true}\n")
+    _fail(capsys, ["run", cfg, override], *names)
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_prompt_files_with_the_same_label(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+    other = tmp_path / "more" / "prompts.jsonl"
+    other.parent.mkdir()
+    other.write_text(prompts_jsonl.read_text(), encoding="utf-8")
+    cfg = _write_config(tmp_path, tiny_model_dir)
+    _fail(capsys, ["run", cfg, f"eval.benchmarks=[{prompts_jsonl}, {other}]"], "eval.benchmarks[1]", "'prompts'", "label")
+    _fail(capsys, ["run", cfg, f"eval.benchmarks=[{{name: {prompts_jsonl}, label: xstest-safe}}, xstest-safe]"],
+          "'xstest-safe'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_user_prompt_files_get_their_own_label_and_harmful_flag(tmp_path, tiny_model_dir):
+    """A file named like a registry benchmark does not inherit its benign flag or licence; `harmful: false` marks a
+    user file as benign (over-refusal); `label` names it in results."""
+    from conftest import write_jsonl
+
+    looks_benign = write_jsonl(tmp_path / "xstest-safe.jsonl", [{"prompt": "How do I bake bread?"}])
+    mine = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "Name a river in France."}])
+    cfg = config.load(None, [f"model.spec={tiny_model_dir}", "harden.enabled=false", f"output_dir={tmp_path / 'o'}",
+                             f"eval.benchmarks=[{looks_benign}, {{name: {mine}, label: benign-set, harmful: false}}]"])
+    exp = pipeline.Experiment(cfg)
+    assert exp.harmful == {"xstest-safe": True, "benign-set": False}
+    assert exp.license["xstest-safe"].startswith("user file") and "CC-BY" not in exp.license["xstest-safe"]
+
+
+def test_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    w = broken / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])  # a download cut in half
+    msg = _fail(capsys, _eval(broken, prompts_jsonl, tmp_path / "ev"), "model.safetensors", "truncated or corrupt")
+    assert "Traceback" not in msg
+
+
 # --------------------------------------------------------------------------- models
 
 
