@@ -230,8 +230,10 @@ def run(cfg, overwrite: bool = False, until: str = "report") -> dict:
     if until == "attack":
         return exp.results
     exp.capability_deltas(subject_stage)
-    from . import report
+    from . import report, summary
 
+    exp.results["summary"] = summary.build(exp.results, cfg.report.threshold)
+    exp.save()
     exp.progress.done()
     report.write(exp.out, exp.results, cfg)
     return exp.results

@@ -106,11 +106,42 @@ def cost_lines(results: dict) -> list[str]:
     return out
 
 
+def undo_table(results: dict) -> list[str]:
+    """Cost to undo per harmful benchmark and judge (first seed; the range over seeds when there are several)."""
+    s = results.get("summary") or {}
+    undo = s.get("cost_to_undo") or {}
+    if not undo:
+        return []
+    t = _pct(s["threshold"])
+    lines = [f"| benchmark | judge | from | first ≤ {t} | steps | examples | tokens | minutes | $ | conservative (CI ≤ {t}) "
+             "| over seeds |", "|" + "---|" * 11]
+    for bench, by_judge in undo.items():
+        for judge, e in by_judge.items():
+            p, c = e["point"], e["conservative"]
+            if p:
+                cells = [f"{_pct(p['refusal_rate'])} [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}]", str(p["step"]),
+                         str(p["examples"]), str(p["tokens"]), f"{p['seconds'] / 60:.2f}", f"{p['usd']:.4f}"]
+            else:
+                low = e.get("lowest") or {}
+                cells = [f"not reached; lowest {_pct(low.get('refusal_rate'))} at step {low.get('step', '–')}"] + ["–"] * 5
+            cons = f"step {c['step']}" if c else "not reached"
+            seeds = ""
+            if "range" in e:
+                seeds = f"{e['seeds_reached']}; steps {e['range']['step'][0]}–{e['range']['step'][1]}"
+            elif "seeds_reached" in e:
+                seeds = e["seeds_reached"]
+            lines.append(f"| {bench} | {judge} | {_pct(e['start_rate'])} | " + " | ".join(cells) + f" | {cons} | {seeds} |")
+    return lines
+
+
 def render(results: dict, cfg) -> str:
     stages = results.get("stages", {})
     headline = results.get("headline_judge", "?")
     out = [f"# ftrisk report: {cfg.name}", ""]
     a = results.get("attack")
+    s = results.get("summary")
+    if s:
+        out += [f"> **{s['headline']}**", ""]
     if a and a["stopped_by"] == "max_minutes":
         out += [f"**Stopped by the time budget after {a['steps']} of {a['planned_steps']} steps.**", ""]
     out += [f"Model: `{cfg.model.spec}`. Headline judge: `{headline}`. Refusal rate with Wilson 95% CI and n per stage.",
@@ -125,6 +156,10 @@ def render(results: dict, cfg) -> str:
     if jt:
         out += ["", "## Judges side by side", "", f"Headline judge: `{headline}`. −1 labels (could not judge) are "
                 "counted as unjudged and left out of the rate.", ""] + jt
+    ut = undo_table(results)
+    if ut:
+        out += ["", "## Cost to undo", "", "The first evaluated point of the attack at or below the threshold "
+                "(report.threshold); cost is cumulative training, evaluation excluded.", ""] + ut
     ct = curve_table(results)
     if ct:
         out += ["", "## Refusal along the attack", "", f"Headline judge `{headline}`; cost is cumulative training "
