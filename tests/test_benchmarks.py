@@ -34,7 +34,8 @@ SHA256 = {
 
 COUNTS = {
     "advbench": 520, "advbench-train": 400, "advbench-test": 120,
-    "harmbench": 240, "harmbench-val": 60, "jailbreakbench": 100,
+    "harmbench": 240, "harmbench-val": 60, "harmbench-copyright": 80, "harmbench-val-copyright": 20,
+    "jailbreakbench": 100,
     "strongreject": 313, "xstest-safe": 250, "xstest-unsafe": 200,
 }
 

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             from . import benchmarks
 
             for n in benchmarks.names():
-                print(f"{n:16s} {len(benchmarks.load(n)):4d}  {benchmarks.spec(n)['description']}")
+                print(f"{n:24s} {len(benchmarks.load(n)):4d}  {benchmarks.spec(n)['description']}")
             return 0
         if args.cmd == "judges":
             from . import registry

@@ -120,7 +120,7 @@ class EvalConfig:
                                  BenchmarkRef("jailbreakbench"), BenchmarkRef("xstest-safe")]
     )
     """Benchmarks scored at every stage."""
-    judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("gcg")])
+    judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("refusal-patterns")])
     """Judges of every completion (``ftrisk judges`` lists them); the first is the headline unless headline_judge says."""
     headline_judge: Optional[str] = None
     """Which judge of ``judges`` gives the headline numbers (default: the first)."""
@@ -132,7 +132,8 @@ class EvalConfig:
 class HardenConfig:
     enabled: bool = True
     """Harden the model before the attack (for subjects that refuse little as shipped)."""
-    harmful: list[str] = field(default_factory=lambda: ["strongreject", "harmbench-val"])
+    harmful: list[str] = field(default_factory=lambda: ["strongreject", "harmbench-val", "harmbench-val-copyright",
+                                                        "harmbench-copyright"])
     """Benchmarks whose prompts are paired with refusals (disjoint from attack and evaluation data)."""
     harmful_limit: Optional[int] = None
     """Use a seeded sample of this many harmful prompts (after overlap removal)."""
