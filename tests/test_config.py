@@ -211,17 +211,38 @@ def test_top_level_not_a_mapping(tmp_path):
 # --------------------------------------------------------------------------- shipped configs
 
 
-SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
 
 def test_there_are_shipped_configs():
-    assert {p.name for p in SHIPPED} >= {"demo.yaml", "full.yaml"}
+    names = {str(p.relative_to(CONFIGS)) for p in SHIPPED}
+    assert names >= {"demo.yaml", "full.yaml", "paper/llama2-7b-chat.yaml", "paper/llama2-13b-chat.yaml",
+                     "paper/llama2-70b-chat.yaml"}
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_shipped_config_loads_and_shows_its_command(path):
+    """Every shipped config (paper ones included) starts with the command that runs it, loads and validates:
+    judge specs, backend, attack method, capability tasks, steps, threshold."""
     first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first.startswith(f"# ftrisk run configs/{path.name}"), first
+    assert first.startswith(f"# ftrisk run configs/{path.relative_to(CONFIGS)}"), first
     cfg = config.load(path)
-    assert cfg.name  # loads, validates
+    assert cfg.name
     assert cfg.out == Path(cfg.output_dir or f"runs/{cfg.name}")
+
+
+def test_paper_configs_are_the_papers_setting():
+    for size in ("7b", "13b", "70b"):
+        cfg = config.load(CONFIGS / "paper" / f"llama2-{size}-chat.yaml", ["eval.benchmarks[1].name=/data/rb.json"])
+        assert cfg.model.spec == f"meta-llama/Llama-2-{size}-chat-hf" and not cfg.harden.enabled
+        assert cfg.eval.benchmarks[1].name == "/data/rb.json" and cfg.eval.benchmarks[1].label == "refusalbench"
+        assert cfg.capability.enabled and cfg.capability.tasks == ["mmlu", "hellaswag"]
+        assert cfg.model.quantize == ("4bit" if size == "70b" else None)
+
+
+def test_indexed_overrides():
+    cfg = config.load(None, ["eval.benchmarks=[advbench-test, {name: xstest-safe}]", "eval.benchmarks[0].limit=5"])
+    assert cfg.eval.benchmarks[0].name == "advbench-test" and cfg.eval.benchmarks[0].limit == 5
+    with pytest.raises(FtriskError, match="index 7 is out of range"):
+        config.load("configs/demo.yaml", ["eval.benchmarks[3].limit=1", "eval.benchmarks[7].limit=1"])

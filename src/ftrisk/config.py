@@ -325,11 +325,45 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         node = data
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise FtriskError(f"override '{item}': '{p}' is not a section")
-        node[parts[-1]] = _parse_scalar(raw)
+            node = _child(node, p, item)
+        last = parts[-1]
+        m = _INDEXED.fullmatch(last)
+        if m:
+            lst = _child(node, m.group(1), item, want_list=True)
+            i = int(m.group(2))
+            if i >= len(lst):
+                raise FtriskError(f"override '{item}': '{m.group(1)}' has {len(lst)} entries; index {i} is out of range")
+            lst[i] = _parse_scalar(raw)
+        else:
+            node[last] = _parse_scalar(raw)
     return data
+
+
+_INDEXED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]")
+
+
+def _child(node: dict, part: str, item: str, want_list: bool = False):
+    """The section (or, for ``name[i]``, the list entry) ``part`` of ``node``, made a mapping to override into."""
+    m = _INDEXED.fullmatch(part)
+    if m and not want_list:
+        lst = _child(node, m.group(1), item, want_list=True)
+        i = int(m.group(2))
+        if i >= len(lst):
+            raise FtriskError(f"override '{item}': '{m.group(1)}' has {len(lst)} entries; index {i} is out of range")
+        if isinstance(lst[i], str):
+            lst[i] = {"name": lst[i]}  # a benchmark given by name only
+        if not isinstance(lst[i], dict):
+            raise FtriskError(f"override '{item}': '{part}' is not a section")
+        return lst[i]
+    if want_list:
+        value = node.get(part)
+        if not isinstance(value, list):
+            raise FtriskError(f"override '{item}': '{part}' is not a list in this config (set the whole list instead)")
+        return value
+    node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+        raise FtriskError(f"override '{item}': '{part}' is not a section")
+    return node
 
 
 def from_dict(data: dict) -> RunConfig:
