@@ -40,6 +40,7 @@ def _overrides(model_dir, benign: Path, out: Path) -> list[str]:
         "generation.max_new_tokens=4",
         "generation.batch_size=8",
         "capability.enabled=false",
+        "eval.judges=[gcg]",
     ]
 
 

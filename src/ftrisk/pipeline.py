@@ -230,10 +230,11 @@ def run(cfg, overwrite: bool = False, until: str = "report") -> dict:
     if until == "attack":
         return exp.results
     exp.capability_deltas(subject_stage)
-    from . import report, summary
+    from . import summary
+    from .report_html import write_reports
 
     exp.results["summary"] = summary.build(exp.results, cfg.report.threshold)
     exp.save()
     exp.progress.done()
-    report.write(exp.out, exp.results, cfg)
+    write_reports(exp.out, exp.results, cfg)
     return exp.results

@@ -106,15 +106,17 @@ def cost_lines(results: dict) -> list[str]:
     return out
 
 
-def undo_table(results: dict) -> list[str]:
-    """Cost to undo per harmful benchmark and judge (first seed; the range over seeds when there are several)."""
+def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Cost to undo per harmful benchmark and judge as (header, rows) (first seed; the range over seeds when there
+    are several); shared by report.md and report.html."""
     s = results.get("summary") or {}
     undo = s.get("cost_to_undo") or {}
     if not undo:
-        return []
+        return [], []
     t = _pct(s["threshold"])
-    lines = [f"| benchmark | judge | from | first ≤ {t} | steps | examples | tokens | minutes | $ | conservative (CI ≤ {t}) "
-             "| over seeds |", "|" + "---|" * 11]
+    head = ["benchmark", "judge", "from", f"first ≤ {t}", "steps", "examples", "tokens", "minutes", "$",
+            f"conservative (CI ≤ {t})", "over seeds"]
+    rows = []
     for bench, by_judge in undo.items():
         for judge, e in by_judge.items():
             p, c = e["point"], e["conservative"]
@@ -130,21 +132,45 @@ def undo_table(results: dict) -> list[str]:
                 seeds = f"{e['seeds_reached']}; steps {e['range']['step'][0]}–{e['range']['step'][1]}"
             elif "seeds_reached" in e:
                 seeds = e["seeds_reached"]
-            lines.append(f"| {bench} | {judge} | {_pct(e['start_rate'])} | " + " | ".join(cells) + f" | {cons} | {seeds} |")
-    return lines
+            rows.append([bench, judge, _pct(e["start_rate"])] + cells + [cons, seeds])
+    return head, rows
 
 
-def render(results: dict, cfg) -> str:
+def undo_table(results: dict) -> list[str]:
+    """Cost to undo per harmful benchmark and judge (first seed; the range over seeds when there are several)."""
+    head, rows = undo_rows(results)
+    if not rows:
+        return []
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def run_name(run_dir: str | Path) -> str:
+    """A run's name as its config recorded it (``RUN_DIR/config.yaml``), else the folder's name."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else Path(run_dir).resolve().name
+
+
+def render(results: dict, cfg=None, name: str | None = None) -> str:
+    """report.md. Without a config (``ftrisk report`` on a finished run) the name is ``name`` (see :func:`run_name`)
+    and the model is the one results.json's provenance records."""
     stages = results.get("stages", {})
     headline = results.get("headline_judge", "?")
-    out = [f"# ftrisk report: {cfg.name}", ""]
+    title = cfg.name if cfg is not None else (name or "run")
+    model = cfg.model.spec if cfg is not None else (results.get("provenance") or {}).get("model_spec", "?")
+    out = [f"# ftrisk report: {title}", ""]
     a = results.get("attack")
     s = results.get("summary")
     if s:
         out += [f"> **{s['headline']}**", ""]
     if a and a["stopped_by"] == "max_minutes":
         out += [f"**Stopped by the time budget after {a['steps']} of {a['planned_steps']} steps.**", ""]
-    out += [f"Model: `{cfg.model.spec}`. Headline judge: `{headline}`. Refusal rate with Wilson 95% CI and n per stage.",
+    out += [f"Model: `{model}`. Headline judge: `{headline}`. Refusal rate with Wilson 95% CI and n per stage.",
             "Harmful benchmarks: lower after the attack means the safety training was undone. "
             "Over-refusal rows are benign prompts: lower is better.", ""]
     out += refusal_table(results)
@@ -184,5 +210,5 @@ def render(results: dict, cfg) -> str:
     return "\n".join(out)
 
 
-def write(out: Path, results: dict, cfg) -> None:
-    write_text_atomic(Path(out) / "report.md", render(results, cfg))
+def write(out: Path, results: dict, cfg=None) -> None:
+    write_text_atomic(Path(out) / "report.md", render(results, cfg, run_name(out)))
