@@ -68,12 +68,13 @@ class Experiment:
         self.judges = build_judges(cfg)
         refusal_judges = [j for j in self.judges if j.measures == "refusal"]
         self.filter_judge = refusal_judges[0] if refusal_judges else registry.lookup("judge", "refusal-patterns")()
-        registry.lookup("backend", cfg.generation.backend)  # an optional engine that is missing fails here
+        backend_cls = registry.lookup("backend", cfg.generation.backend)  # a missing optional engine fails here
         registry.lookup("attack", cfg.attack.method)
         models.check_quantization(cfg.model.quantize, models.pick_device(cfg.model.device))
         self.attack_examples, self.attack_items = load_data(cfg.attack.data)  # bad data fails early
         self.subject = Subject.from_config(cfg.model)
         self.subject.load_tokenizer()  # no chat template: fail now, not after the output folder exists
+        backend_cls.check(self.subject, cfg.generation)
         evals = [(evaluate.select(ref, cfg.seed), evaluate.is_harmful(ref)) for ref in cfg.eval.benchmarks]
         self.harmful = {name: h for (name, _), h in evals}
         self.license = {name: benchmarks.license_of(ref.name) if ref.name in benchmarks.names() else f"user file {ref.name}"
@@ -133,6 +134,9 @@ class Experiment:
             from . import capability as cap
 
             reuse = backend.hf_model() if backend and (subject.adapter is None or subject.quantize) else None
+            if backend is not None and reuse is None:  # an engine (vLLM) holding GPU memory: free it first
+                backend.close()
+                backend = None
             result["capability"] = cap.evaluate(subject, cfg.capability, self.out / "capability" / stage,
                                                 seed=cfg.seed, loaded=reuse)
         if backend is not None:

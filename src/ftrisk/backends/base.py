@@ -18,6 +18,10 @@ class Backend:
     def __init__(self, subject, settings):
         self.subject, self.settings = subject, settings
 
+    @classmethod
+    def check(cls, subject, settings) -> None:
+        """Fail with one line, before any work, when this backend cannot run ``subject`` (device, quantization)."""
+
     def record(self) -> dict:
         raise NotImplementedError
 
