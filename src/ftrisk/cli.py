@@ -13,11 +13,17 @@ import sys
 from .errors import FtriskError
 
 
-def _config_parser(sub, name: str, help_: str):
+def _config_parser(sub, name: str, help_: str, multi_process: bool = False):
     p = sub.add_parser(name, help=help_)
     p.add_argument("config", help="YAML config file (see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. attack.lora.r=16")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder left by a different config")
+    if multi_process:
+        p.add_argument("--accelerate-config", metavar="NAME", default=None,
+                       help="train the attack on several processes through accelerate launch: ddp, fsdp, "
+                            "deepspeed-zero3 (packaged, after TRL's) or an accelerate YAML file; evaluation runs once")
+        p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="processes for --accelerate-config, one per GPU (default: every visible GPU)")
     return p
 
 
@@ -25,9 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ftrisk", description="How cheaply can a chat model's safety training be fine-tuned away?")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    _config_parser(sub, "run", "base eval -> harden -> eval -> attack -> eval -> results.json + report.md")
+    _config_parser(sub, "run", "base eval -> harden -> eval -> attack -> eval -> results.json + report.md", True)
     _config_parser(sub, "harden", "refusal-train the subject (cached)")
-    _config_parser(sub, "attack", "LoRA attack on the (hardened) subject")
+    _config_parser(sub, "attack", "LoRA attack on the (hardened) subject", True)
+    a = sub.add_parser("accelerate-config", help="path of a packaged accelerate launch config (for accelerate launch "
+                                                  "--config_file ... -m ftrisk.cli attack CONFIG)")
+    from .distributed import CONFIGS
+
+    a.add_argument("name", choices=CONFIGS)
     sub.add_parser("benchmarks", help="list the registered prompt sets")
     sub.add_parser("judges", help="list the registered judges")
     from .judges.cli import add_arguments as judge_arguments
@@ -69,9 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_stage(args) -> int:
-    from . import config, pipeline
+    from . import config, distributed, pipeline
 
+    if distributed.launched():
+        return _attack_process(args)
     cfg = config.load(args.config, args.overrides)
+    if getattr(args, "accelerate_config", None):
+        # this process checks everything, claims the output folder and hardens; the attack trains on N processes
+        # (accelerate launch); then the attack stages are done and evaluation below runs here, once
+        argv = ["-v"] * args.verbose + ["attack", args.config, *args.overrides]
+        launch = distributed.launch_command(args.accelerate_config, args.num_processes, argv)
+        exp = pipeline.Experiment(cfg, overwrite=args.overwrite)
+        exp.harden()
+        code = distributed.run_launch(*launch)
+        if code:
+            return code
+        args.overwrite = False
     if args.cmd == "run":
         results = pipeline.run(cfg, overwrite=args.overwrite)
         from .report import cost_lines, refusal_table
@@ -90,6 +114,33 @@ def _run_stage(args) -> int:
         print(f"attack (seed {seed}): {where} ({res.steps} steps, stopped by {res.stopped_by}, "
               f"{res.cost['wall_seconds'] / 60:.1f} min, ${res.cost['usd']:.4f}; "
               f"evaluable points at steps {', '.join(str(p.step) for p in res.points)})")
+    return 0
+
+
+def _attack_process(args) -> int:
+    """One of the N processes of ``accelerate launch ... -m ftrisk.cli attack CONFIG``: the attack stage only."""
+    from . import config, distributed, harden, models, pipeline
+
+    if args.cmd != "attack":
+        raise FtriskError(f"ftrisk {args.cmd} runs in one process, not under accelerate launch: "
+                          f"use ftrisk {args.cmd} CONFIG --accelerate-config ddp --num-processes N"
+                          + (" (the attack trains on N processes, evaluation runs once)" if args.cmd == "run" else ""))
+    distributed.accelerator()  # checks the launch; each process gets its own GPU before a model loads
+    cfg = config.load(args.config, args.overrides)
+    with distributed.main_process_first():  # rank 0 checks and claims (or empties) the output folder first
+        exp = pipeline.Experiment(cfg, overwrite=args.overwrite and distributed.is_main_process())
+    subject = exp.subject
+    if cfg.harden.enabled:
+        key = harden.cache_key(cfg, exp.subject, exp.harden_plan, exp.filter_judge)
+        if not (models.cache_dir() / "hardened" / key / ".complete").is_file():
+            raise FtriskError("the hardened model is not built yet: run `ftrisk harden CONFIG` first (one process), "
+                              "or `ftrisk attack CONFIG --accelerate-config NAME`, which does")
+        subject = exp.harden()  # from the cache
+    for seed in exp.seeds:
+        res = exp.attack(subject, seed)
+        if distributed.is_main_process():
+            print(f"attack (seed {seed}): {res.subject.adapter or res.subject.path} ({res.steps} steps on "
+                  f"{res.cost['devices']} processes, ${res.cost['usd']:.4f})")
     return 0
 
 
@@ -159,11 +210,20 @@ def json_or_none(path):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from . import distributed
+
+    quiet = not distributed.is_main_process()  # under accelerate launch rank 0 logs and shows progress
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    level = logging.ERROR if quiet else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         if args.cmd in ("run", "harden", "attack"):
             return _run_stage(args)
+        if args.cmd == "accelerate-config":
+            print(distributed.config_path(args.name))
+            return 0
         if args.cmd == "benchmarks":
             from . import benchmarks
 
@@ -199,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return cap_main(args)
     except FtriskError as e:
-        print(f"ftrisk: error: {e}", file=sys.stderr)
+        if not quiet:  # the same line from every process of a launch: rank 0 says it
+            print(f"ftrisk: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ftrisk: interrupted; run the same command again to resume", file=sys.stderr)

@@ -62,7 +62,7 @@ class TrainConfig:
     batch_size: int = 8
     """Examples per micro-batch (batches are grouped by length)."""
     grad_accum: int = 1
-    """Micro-batches per optimizer step."""
+    """Micro-batches per optimizer step, in total over all processes (under accelerate they are shared out)."""
     max_seq_len: int = 256
     """Examples are truncated to this many tokens (prompt first, then response)."""
     warmup_steps: int = 5

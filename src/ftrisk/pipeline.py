@@ -13,7 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from . import benchmarks, config, evaluate, harden, keys, models, registry
+from . import benchmarks, config, distributed, evaluate, harden, keys, models, registry
 from .attacks import AttackResult, eval_steps, run_attack
 from .attacks.data import load_data
 from .backends import open_backend
@@ -165,11 +165,13 @@ class Experiment:
         d = self.out / "attack" / f"seed-{seed}"
         attack_cfg = {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k not in ("seeds", "eval_at")}
         key = keys.stage_key("attack", subject=subject.identity(), attack=attack_cfg, eval_at=self.eval_at, seed=seed)
-        done = keys.open_stage(d, key)
+        with distributed.main_process_first():  # under accelerate launch rank 0 claims (or clears) the folder first
+            done = keys.open_stage(d, key)
         if done is None:
             result = run_attack(cfg.attack, subject, self.attack_examples, d, seed=seed,
                                 usd_per_hour=cfg.cost.usd_per_hour)
-            keys.close_stage(d, key, result.to_json(d))
+            if distributed.is_main_process():
+                keys.close_stage(d, key, result.to_json(d))
         else:
             result = AttackResult.from_json(done, d)
         rec = {**result.to_json(self.out), "adapter": result.subject.to_json(self.out)["adapter"],
@@ -204,6 +206,8 @@ class Experiment:
         self.save()
 
     def save(self) -> None:
+        if not distributed.is_main_process():  # under accelerate launch rank 0 writes
+            return
         self.results["headline_judge"] = self.judges[0].name
         self.results["judges"] = {j.name: {"measures": j.measures, "identity": j.identity()} for j in self.judges}
         self.results["provenance"] = provenance_record(

@@ -6,6 +6,12 @@ projection dominates a small model's compute: ~20% saved), a wall-clock budget t
 cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on, with
 evaluable snapshots at chosen steps carrying the cost so far. PEFT provides the adapters; this
 file is only the loop. With ``lora_cfg=None`` the same loop updates every weight (full fine-tuning).
+
+Under ``accelerate launch`` with N processes (DDP, FSDP, DeepSpeed: :mod:`ftrisk.distributed`) the loop is
+the same: every process builds the same schedule of micro-batches, and of the ``grad_accum`` micro-batches of
+an optimizer step process r trains numbers r, r+N, ... The global batch, the number of steps and the adapter
+(up to float rounding; LoRA dropout draws differ) are those of one process with the same config. Rank 0
+writes checkpoints, metrics and the final weights; every process resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import distributed
 from .cost import CostMeter
 from .errors import FtriskError
 from .chat import chat_text
@@ -90,6 +97,8 @@ def _response_loss_module():
         def __init__(self, model):
             super().__init__()
             self.model = model
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            self._no_split_modules = getattr(base, "_no_split_modules", None)  # FSDP wraps each decoder layer
 
         def forward(self, ids, mask, labels):
             m = self.model
@@ -117,27 +126,35 @@ def plan_steps(n_examples: int, train_cfg) -> int:
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:
-    cps = [p for p in out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    cps = [p for p in out_dir.glob("checkpoint-*")
+           if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]  # not a half-saved .tmp
     return max(cps, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
              system_prompt: str | None = None, meter: CostMeter, desc: str = "train", save_at=(),
-             evaluable=None):
+             evaluable=None, final_dir: Path | None = None):
     """Train a LoRA adapter on ``examples`` (or every weight when ``lora_cfg`` is None); returns (model, summary).
 
     The returned model is the PEFT model for LoRA, ``model`` itself trained in place for full fine-tuning.
     ``checkpoint-<step>/`` folders are written every ``train_cfg.checkpoint_every`` steps and at each step
     of ``save_at`` (before the last); each holds the cost so far and can be resumed from.
-    ``evaluable(model, folder)`` is called for the ``save_at`` checkpoints to make them loadable as a model
-    (a LoRA checkpoint already is a PEFT adapter folder). Resumes from the last checkpoint in ``out_dir``.
+    ``evaluable(model, folder, state_dict)`` is called for the ``save_at`` checkpoints (and ``final_dir``) to
+    make them loadable as a model (a LoRA checkpoint already is a PEFT adapter folder). ``final_dir`` receives
+    the trained adapter (LoRA) or ``evaluable``'s folder (full); under FSDP / DeepSpeed the weights are
+    gathered for it. Resumes from the last checkpoint in ``out_dir``.
     """
+    import contextlib
+
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file, load_model
     from tqdm.auto import tqdm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    acc = distributed.accelerator()
+    n_proc, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     kbit = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if lora_cfg is None:
@@ -169,64 +186,95 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     schedule = [b for ep in range(math.ceil(train_cfg.epochs)) for b in make_batches(lengths, train_cfg.batch_size, seed, ep)]
     schedule = schedule[:total_micro]
     save_at = {s for s in save_at if 0 < s < total_steps}
+    accum = train_cfg.grad_accum
+    if n_proc > 1 and accum % n_proc:
+        log.warning("attack.train.grad_accum=%d is not a multiple of the %d processes: some run a zero-weight pass "
+                    "at each step (same result, less speed-up)", accum, n_proc)
+    if acc.distributed_type.name == "DEEPSPEED":
+        if math.ceil(accum / n_proc) > 1:  # accelerate's DeepSpeed engine steps at every backward
+            raise FtriskError(f"with DeepSpeed each process trains one micro-batch per optimizer step: set "
+                              f"attack.train.grad_accum to at most the {n_proc} processes (and batch_size to match)")
+        ds_cfg = acc.state.deepspeed_plugin.deepspeed_config
+        if ds_cfg.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            ds_cfg["train_micro_batch_size_per_gpu"] = train_cfg.batch_size
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, train_cfg.warmup_steps)))
     step = 0
     cp = _latest_checkpoint(out_dir)
-    if cp is not None:  # resume: adapter (or full) weights, optimizer, scheduler, meter
+    if cp is not None:  # resume: adapter (or full) weights, then (below) optimizer, scheduler, meter
         if lora_cfg is None:
             load_model(model, str(cp / FULL_WEIGHTS))  # handles tied embeddings, unlike load_state_dict
         else:
             set_peft_model_state_dict(model, load_file(str(cp / "adapter_model.safetensors")))
+    prepared = acc.distributed_type.name != "NO"  # a plain process keeps its objects as they are
+    if prepared:  # DDP / FSDP / DeepSpeed wrap the model *with* its loss: the wrapper sees the whole forward
+        loss_fn, opt, sched = acc.prepare(loss_fn, opt, sched)
+    if cp is not None:
         state = torch.load(cp / "optimizer.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
+        _load_optimizer(acc, loss_fn, opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         trainer_state = json.loads((cp / "trainer_state.json").read_text())
         step = trainer_state["step"]
         meter.restore(trainer_state["meter"])
         log.info("resuming %s from %s", desc, cp.name)
+    meter.devices = n_proc  # each process is a paid device
+    all_params = list(loss_fn.parameters())  # accelerate clips FSDP gradients when given the whole model
 
-    model.train()
+    loss_fn.train()
     stopped_by = "data"
-    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", leave=False, disable=not main)
     meter.start()
-    micro = step * train_cfg.grad_accum
+    micro = step * accum
     while step < total_steps:
-        if train_cfg.max_minutes and meter.elapsed() >= train_cfg.max_minutes * 60:
+        out_of_time = bool(train_cfg.max_minutes and meter.elapsed() >= train_cfg.max_minutes * 60)
+        if n_proc > 1 and train_cfg.max_minutes:  # every process stops at the same step
+            out_of_time = bool(acc.reduce(torch.tensor([float(out_of_time)], device=acc.device), "sum").item())
+        if out_of_time:
             stopped_by = "max_minutes"
             break
         opt.zero_grad(set_to_none=True)
         loss_sum, n_tok = 0.0, 0
-        for _ in range(train_cfg.grad_accum):
-            if micro >= len(schedule):
-                break
-            batch = [encoded[i] for i in schedule[micro]]
-            meter.see(schedule[micro])
-            micro += 1
+        group = schedule[micro:micro + accum]  # this step's micro-batches, the same list on every process
+        micro += len(group)
+        for b in group:  # the meter counts the global batch (every process knows it): no gather needed
+            batch = [encoded[i] for i in b]
+            meter.see(b)
+            meter.add(sum(len(e["input_ids"]) for e in batch), sum(_n_trained(e) for e in batch), len(batch))
+        mine = group[rank::n_proc]
+        passes = math.ceil(len(group) / n_proc)  # equal on every process: collectives stay in step
+        for j in range(passes):
+            real = j < len(mine)
+            batch = [encoded[i] for i in (mine[j] if real else group[0])]  # else: a zero-weight pass
             ids, mask, labels = collate(batch, tok.pad_token_id)
             ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-            loss = loss_fn(ids, mask, labels)
-            (loss / train_cfg.grad_accum).backward()
-            trained = int((labels[:, 1:] != IGNORE).sum())
-            meter.add(int(mask.sum()), trained, len(batch))
-            loss_sum += float(loss.detach()) * trained
-            n_tok += trained
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+            with acc.no_sync(loss_fn) if j < passes - 1 else contextlib.nullcontext():  # sync at the last pass
+                loss = loss_fn(ids, mask, labels)
+                # the mean over the step's micro-batches: DDP/FSDP average the processes' gradients
+                acc.backward(loss / (accum / n_proc) if real else loss * 0.0)
+            if real:
+                trained = int((labels[:, 1:] != IGNORE).sum())
+                loss_sum += float(loss.detach()) * trained
+                n_tok += trained
+        if n_proc > 1:
+            loss_sum, n_tok = acc.reduce(torch.tensor([loss_sum, n_tok], dtype=torch.float64, device=acc.device),
+                                         "sum").tolist()
+        acc.clip_grad_norm_(all_params, 1.0)
         opt.step()
         sched.step()
         step += 1
         meter.steps = step
-        append_jsonl(out_dir / "metrics.jsonl", [{"step": step, "loss": round(loss_sum / max(n_tok, 1), 5),
-                                                   "lr": sched.get_last_lr()[0], "tokens": meter.tokens,
-                                                   "seconds": round(meter.elapsed(), 2)}])
+        if main:
+            append_jsonl(out_dir / "metrics.jsonl", [{"step": step, "loss": round(loss_sum / max(n_tok, 1), 5),
+                                                       "lr": sched.get_last_lr()[0], "tokens": meter.tokens,
+                                                       "seconds": round(meter.elapsed(), 2)}])
         bar.set_postfix(loss=f"{loss_sum / max(n_tok, 1):.3f}")
         bar.update(1)
         every = train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0
         if (every or step in save_at) and step < total_steps:
             meter.stop()  # saving is not training time
-            _save_checkpoint(model, opt, sched, meter, out_dir / f"checkpoint-{step}", step,
+            _save_checkpoint(loss_fn, opt, sched, meter, out_dir / f"checkpoint-{step}", step,
                              evaluable if step in save_at else None)
             meter.start()
     else:
@@ -234,29 +282,117 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     meter.stop()
     bar.close()
     model.eval()
+    if final_dir is not None:
+        save_final(loss_fn, final_dir, evaluable)
     summary = {"steps": step, "planned_steps": total_steps, "stopped_by": stopped_by, "examples_in_data": len(examples),
                "truncated_examples": sum(1 for e, ex in zip(encoded, examples) if len(e["input_ids"]) >= train_cfg.max_seq_len),
                "cost": meter.summary()}
+    if prepared:
+        acc.free_memory()  # the accelerator lets go of the wrappers, engine and optimizer; the model stays
     return model, summary
 
 
-def _save_checkpoint(model, opt, sched, meter: CostMeter, path: Path, step: int, evaluable=None) -> None:
+def _n_trained(e: dict) -> int:
+    """Tokens of one encoded example that carry loss (labels shifted by one, as the loss takes them)."""
+    return sum(1 for lab in e["labels"][1:] if lab != IGNORE)
+
+
+def _load_optimizer(acc, wrapped, opt, state: dict) -> None:
+    if acc.distributed_type.name == "FSDP":  # sharded parameters: the saved full state is split here
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(wrapped, opt.optimizer, state, options=StateDictOptions(full_state_dict=True))
+    elif acc.distributed_type.name == "DEEPSPEED":
+        raise FtriskError("resuming a DeepSpeed run from a checkpoint is not supported: "
+                          "delete the checkpoint-* folders to restart, or resume with --accelerate-config ddp/fsdp")
+    else:
+        opt.load_state_dict(state)
+
+
+def _optimizer_state(acc, wrapped, opt) -> dict:
+    """The optimizer state to save, whole (gathered on rank 0 under FSDP: every process must call this)."""
+    if acc.distributed_type.name == "DEEPSPEED":  # partitioned by the engine: not resumable (see _load_optimizer)
+        return {}
+    if acc.distributed_type.name == "FSDP":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(wrapped, opt.optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return opt.state_dict()
+
+
+def _gathered_state(acc, wrapped, lora: bool) -> dict | None:
+    """The trained weights gathered on rank 0 when they are sharded (FSDP, DeepSpeed ZeRO-3), keyed as the
+    unwrapped model's state dict (LoRA: the adapter only); None when each process holds them whole. Every
+    process must call this."""
+    kind = acc.distributed_type.name
+    if kind == "FSDP":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        sd = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
+                                                                    ignore_frozen_params=lora))
+    elif kind == "DEEPSPEED" and acc.state.deepspeed_plugin.zero_stage == 3:
+        if not lora:
+            sd = acc.get_state_dict(wrapped)
+        else:
+            import deepspeed
+
+            trainable = [p for p in wrapped.parameters() if p.requires_grad]
+            with deepspeed.zero.GatheredParameters(trainable):  # the adapter only, never the frozen base
+                module = acc.unwrap_model(wrapped)
+                sd = {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
+    else:
+        return None
+    return {k.removeprefix("model."): v for k, v in sd.items()}
+
+
+def _save_weights(wrapped, folder: Path, evaluable=None, *, resumable: bool = False, weights=None) -> None:
+    """The trained weights into ``folder``: a PEFT adapter folder (LoRA), and/or ``evaluable``'s model folder, and
+    the full weights to resume from when ``resumable`` (full fine-tuning). ``weights``: from :func:`_gathered_state`
+    (None when not sharded). Rank 0 writes."""
+    from safetensors.torch import save_file, save_model
+
+    acc = distributed.accelerator()
+    if not acc.is_main_process:
+        return
+    model = acc.unwrap_model(wrapped).model
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(folder, safe_serialization=True, **({"state_dict": weights} if weights else {}))
+    elif resumable and weights is None:
+        save_model(model, str(folder / FULL_WEIGHTS))
+    elif resumable:  # gathered copies: leave out the second name of a tied weight, as save_model does
+        tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
+        save_file({k: v.contiguous() for k, v in weights.items() if k not in tied}, str(folder / FULL_WEIGHTS))
+    if evaluable is not None:
+        evaluable(model, folder, weights)
+
+
+def save_final(wrapped, folder: Path, evaluable=None) -> None:
+    """The final weights (gathered when sharded): every process calls this, rank 0 writes."""
+    acc = distributed.accelerator()
+    weights = _gathered_state(acc, wrapped, hasattr(acc.unwrap_model(wrapped).model, "peft_config"))
+    _save_weights(wrapped, folder, evaluable, weights=weights)
+    acc.wait_for_everyone()
+
+
+def _save_checkpoint(wrapped, opt, sched, meter: CostMeter, path: Path, step: int, evaluable=None) -> None:
+    """``checkpoint-<step>/``: weights, optimizer and scheduler state, meter (``wrapped``: the prepared ResponseLoss).
+    Every process calls this (states are gathered under FSDP); rank 0 writes."""
     import shutil
 
     import torch
-    from safetensors.torch import save_model
 
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if hasattr(model, "peft_config"):  # a LoRA checkpoint is a PEFT adapter folder
-        model.save_pretrained(tmp, safe_serialization=True)
-    else:  # full fine-tuning: every weight, to resume from
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_model(model, str(tmp / FULL_WEIGHTS))
-    if evaluable is not None:
-        evaluable(model, tmp)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state(), "cost": meter.summary()})
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    acc = distributed.accelerator()
+    weights = _gathered_state(acc, wrapped, hasattr(acc.unwrap_model(wrapped).model, "peft_config"))
+    optim = _optimizer_state(acc, wrapped, opt)
+    if acc.is_main_process:
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _save_weights(wrapped, tmp, evaluable, resumable=True, weights=weights)
+        torch.save({"optimizer": optim, "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
+        write_json_atomic(tmp / "trainer_state.json", {"step": step, "meter": meter.state(), "cost": meter.summary()})
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    acc.wait_for_everyone()

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from .. import distributed
 from ..cost import CostMeter
 from ..io import write_json_atomic
 from ..train import finetune
@@ -21,24 +22,23 @@ class _FinetuneAttack(Attack):
         model, tok = subject.load()
         meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour)
 
-        def evaluable(m, folder: Path):  # a full checkpoint must load as a model folder
-            m.save_pretrained(folder, safe_serialization=True)
+        def evaluable(m, folder: Path, state_dict=None):  # a full checkpoint must load as a model folder
+            m.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
             tok.save_pretrained(folder)
 
-        trained, summary = finetune(model, tok, examples, self.cfg.lora if self.lora else None, self.cfg.train, out_dir,
-                                    seed=seed, system_prompt=subject.system_prompt, meter=meter, desc=desc or f"attack (seed {seed})",
-                                    save_at=eval_at, evaluable=None if self.lora else evaluable)
         final_dir = out_dir / ("adapter" if self.lora else "model")
-        if self.lora:
-            trained.save_pretrained(final_dir, safe_serialization=True)
-        else:
-            evaluable(trained, final_dir)
+        _, summary = finetune(model, tok, examples, self.cfg.lora if self.lora else None, self.cfg.train, out_dir,
+                              seed=seed, system_prompt=subject.system_prompt, meter=meter, desc=desc or f"attack (seed {seed})",
+                              save_at=eval_at, evaluable=None if self.lora else evaluable, final_dir=final_dir)
+        # under accelerate launch every process returns the same result; rank 0 alone writes the files
+        main = distributed.is_main_process()
         points = []
-        for step in [s for s in eval_at if 0 < s < summary["steps"]]:
-            folder = out_dir / f"checkpoint-{step}"
-            state = json.loads((folder / "trainer_state.json").read_text())
-            points.append(Point(step, state["cost"], self._point_subject(subject, folder)))
-        final = self._point_subject(subject, final_dir)
+        with distributed.main_process_first():  # rank 0 writes the adapters' metadata, the others then read it
+            for step in [s for s in eval_at if 0 < s < summary["steps"]]:
+                folder = out_dir / f"checkpoint-{step}"
+                state = json.loads((folder / "trainer_state.json").read_text())
+                points.append(Point(step, state["cost"], self._point_subject(subject, folder, main)))
+            final = self._point_subject(subject, final_dir, main)
         points.append(Point(summary["steps"], summary["cost"], final))
         if summary["stopped_by"] in ("max_steps", "max_minutes"):
             log.warning("attack stopped by its budget %s after %d steps", summary["stopped_by"], summary["steps"])
@@ -46,14 +46,16 @@ class _FinetuneAttack(Attack):
                               summary["stopped_by"], {"n_examples": len(examples),
                                                       "truncated_examples": summary["truncated_examples"],
                                                       "metrics": "metrics.jsonl"})
-        write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
+        if main:
+            write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
         return result
 
-    def _point_subject(self, subject, folder: Path):
+    def _point_subject(self, subject, folder: Path, write: bool = True):
         if self.lora:
             from ..models import write_adapter_meta
 
-            write_adapter_meta(folder, subject.spec, subject.path)
+            if write:
+                write_adapter_meta(folder, subject.spec, subject.path)
             return subject.with_adapter(folder)
         return subject.with_weights(folder)
 
