@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .plan import add_arguments as plan_arguments
 
     plan_arguments(sub.add_parser("plan", help="memory, devices, hours and $ of an attack and its evaluations"))
+    from .compare import add_compare_arguments, add_report_arguments
+
+    add_report_arguments(sub.add_parser("report", help="rebuild report.md and report.html of a run from its results.json"))
+    add_compare_arguments(sub.add_parser("compare", help="compare finished runs, one row per run; --html overlays curves"))
     b = sub.add_parser("bench", help="speed/memory benchmark: ratios against a baseline measured in the same run")
     b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
     b.add_argument("--out", default=None, help="write the numbers as JSON here")
@@ -97,11 +101,15 @@ def _run_stage(args) -> int:
             return code
         args.overwrite = False
     if args.cmd == "run":
+        from .plan import verdict_line
+
+        print(verdict_line(cfg), file=sys.stderr, flush=True)  # before any money is spent
         results = pipeline.run(cfg, overwrite=args.overwrite)
         from .report import cost_lines, refusal_table
 
+        print(results["summary"]["headline"] + "\n")
         print("\n".join(refusal_table(results) + [""] + cost_lines(results)))
-        print(f"\nresults: {cfg.out / 'results.json'}\nreport:  {cfg.out / 'report.md'}")
+        print(f"\nresults: {cfg.out / 'results.json'}\nreport:  {cfg.out / 'report.md'}, {cfg.out / 'report.html'}")
         return 0
     exp = pipeline.Experiment(cfg, overwrite=args.overwrite)
     subject = exp.harden()
@@ -244,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
             from .judges.cli import main as judge_main
 
             return judge_main(args)
+        if args.cmd == "report":
+            from .compare import report_main
+
+            return report_main(args)
+        if args.cmd == "compare":
+            from .compare import compare_main
+
+            return compare_main(args)
         if args.cmd == "plan":
             from .plan import main as plan_main
 

@@ -393,6 +393,9 @@ def resolve_model(arg: str):
     return key, Shape.from_config(json.loads(shipped.joinpath(f"{key.lower()}.json").read_text()), key), None
 
 
+USER_FILE_PROMPTS = 500  # assumed size of a configured prompt file that does not exist (yet) on this machine
+
+
 def job_from_config(cfg) -> Job:
     """The attack and evaluation sizes of an ftrisk RunConfig."""
     from . import benchmarks
@@ -404,10 +407,14 @@ def job_from_config(cfg) -> Job:
     micro = math.ceil(math.ceil(n_ex / t.batch_size) * t.epochs)
     prompts = []
     for ref in cfg.eval.benchmarks:
-        items = (benchmarks.load(ref.name) if ref.name in benchmarks.names()
-                 else benchmarks.load_file(ref.name, ref.prompt_column, ref.category_column))
-        mean = sum(len(it.prompt) for it in items) / max(1, len(items)) / CHARS_PER_TOKEN + TEMPLATE_TOKENS
-        prompts += [round(mean)] * (len(items) if ref.limit is None else min(ref.limit, len(items)))
+        if ref.name in benchmarks.names() or Path(ref.name).is_file():
+            items = (benchmarks.load(ref.name) if ref.name in benchmarks.names()
+                     else benchmarks.load_file(ref.name, ref.prompt_column, ref.category_column))
+            mean = sum(len(it.prompt) for it in items) / max(1, len(items)) / CHARS_PER_TOKEN + TEMPLATE_TOKENS
+            n = len(items)
+        else:  # a user prompt file not here yet (the paper configs' RefusalBench): plan with a typical size
+            mean, n = 40 + TEMPLATE_TOKENS, USER_FILE_PROMPTS
+        prompts += [round(mean)] * (n if ref.limit is None else min(ref.limit, n))
     return Job(quantization=cfg.model.quantize or "none", dtype=cfg.model.dtype,
                method=getattr(cfg.attack, "method", "lora"), batch_size=t.batch_size, seq_len=t.max_seq_len,
                steps=min(micro, t.max_steps * t.grad_accum) if t.max_steps else micro, lora_r=cfg.attack.lora.r,
