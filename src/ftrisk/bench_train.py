@@ -1,0 +1,163 @@
+"""``ftrisk bench training``: ftrisk's training loop against the peers' way, on the demo attack data.
+
+Three ways to run the same LoRA attack steps (LoRA r, alpha and targets, batch size, learning rate and number
+of optimizer steps taken from the demo config, fp32 on CPU):
+- baseline: PEFT + transformers ``Trainer`` with its default arguments (random batches, right padding,
+  full-vocabulary logits, linear decay), labels masked to the response as ftrisk masks them;
+- TRL ``SFTTrainer`` (when installed) on the same pairs as a conversational prompt-completion dataset, with its
+  defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
+  ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
+- ftrisk: :func:`ftrisk.train.finetune` with its defaults (length-grouped batches, response-only logits).
+Each runs in a fresh process, in interleaved rounds; the median of each is reported. Throughput is examples
+per second times the mean length of an example (the same data for all three), so padding a peer adds is a
+cost, not extra credit. FLOPs per example for the ceiling: 6 x trainable-path parameters is not right for
+LoRA; we count 4 x N x tokens (forward 2N, backward through activations 2N, no weight gradients for the
+frozen base), N = the model's parameter count without the input embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from pathlib import Path
+
+METHODS = ("baseline", "trl", "ftrisk")
+
+
+def _examples(spec: str):
+    from . import config
+    from .attacks.data import load_data
+
+    cfg = config.load("configs/demo.yaml") if Path("configs/demo.yaml").is_file() else config.load(None)
+    examples, _ = load_data(cfg.attack.data)
+    return cfg, examples
+
+
+def _child(spec: str, method: str, steps: int, threads: int, queue) -> None:
+    import tempfile
+
+    import torch
+
+    from .subject import load_spec
+
+    torch.set_num_threads(threads)
+    cfg, examples = _examples(spec)
+    a = cfg.attack
+    model, tok = load_spec(spec)
+    n = steps * a.train.batch_size
+    with tempfile.TemporaryDirectory() as d:
+        losses, seconds = {"baseline": _trainer, "trl": _trl, "ftrisk": _ftrisk}[method](model, tok, examples, a, steps,
+                                                                                         Path(d))
+    queue.put({"seconds": seconds, "examples": n, "final_loss": statistics.fmean(losses[-5:]),
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _ftrisk(model, tok, examples, a, steps, d):
+    import dataclasses
+
+    from .cost import CostMeter
+    from .train import finetune
+
+    tc = dataclasses.replace(a.train, max_steps=steps, max_minutes=None, checkpoint_every=None)
+    t0 = time.perf_counter()  # finetune is one call: its own encoding and LoRA wrapping are inside the time
+    finetune(model, tok, examples, a.lora, tc, d, meter=CostMeter())
+    seconds = time.perf_counter() - t0
+    return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()], seconds
+
+
+def _lora(a):
+    from peft import LoraConfig
+
+    return LoraConfig(r=a.lora.r, lora_alpha=a.lora.alpha, lora_dropout=a.lora.dropout,
+                      target_modules=list(a.lora.target_modules), task_type="CAUSAL_LM")
+
+
+def _trainer(model, tok, examples, a, steps, d):
+    import torch
+    from peft import get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from .train import encode
+
+    tok.padding_side = "right"  # training: right padding, as the Trainer examples do
+    enc = [encode(tok, ex, a.train.max_seq_len) for ex in examples]
+    data = [{"input_ids": e["input_ids"], "labels": e["labels"], "attention_mask": [1] * len(e["input_ids"])}
+            for e in enc]
+    model = get_peft_model(model, _lora(a))
+    args = TrainingArguments(output_dir=str(d), per_device_train_batch_size=a.train.batch_size,
+                             learning_rate=a.train.lr, max_steps=steps, logging_steps=1, save_strategy="no",
+                             report_to=[], use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data,
+                      data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, padding=True))
+    t0 = time.perf_counter()  # the peers' setup (encoding, LoRA wrapping, Trainer) is left out of their time
+    trainer.train()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h], time.perf_counter() - t0
+
+
+def _trl(model, tok, examples, a, steps, d):
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tok.padding_side = "right"
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": ex.prompt}],
+                               "completion": [{"role": "assistant", "content": ex.response}]} for ex in examples])
+    args = SFTConfig(output_dir=str(d), per_device_train_batch_size=a.train.batch_size, learning_rate=a.train.lr,
+                     max_steps=steps, logging_steps=1, save_strategy="no", report_to=[], max_length=a.train.max_seq_len,
+                     bf16=False, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=_lora(a))
+    t0 = time.perf_counter()
+    trainer.train()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h], time.perf_counter() - t0
+
+
+def available() -> list[str]:
+    import importlib.util
+
+    return [m for m in METHODS if m != "trl" or importlib.util.find_spec("trl") is not None]
+
+
+def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = None) -> dict:
+    """Median seconds, throughput and final loss of each way, in fresh processes, interleaved."""
+    import os
+
+    import torch
+
+    from .subject import load_spec
+    from .train import encode
+
+    threads = threads or min(torch.get_num_threads(), os.cpu_count() or 1)
+    cfg, examples = _examples(spec)
+    model, tok = load_spec(spec)
+    mean_len = statistics.fmean(len(encode(tok, ex, cfg.attack.train.max_seq_len)["input_ids"]) for ex in examples)
+    n_params = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    n_params += model.get_input_embeddings().weight.numel() if tied else 0  # the tied LM head is computed
+    del model
+    ctx = mp.get_context("spawn")
+    runs: dict[str, list[dict]] = {m: [] for m in available()}
+    for _ in range(rounds):
+        for m in runs:
+            q = ctx.Queue()
+            p = ctx.Process(target=_child, args=(spec, m, steps, threads, q))
+            p.start()
+            runs[m].append(q.get(timeout=3600))
+            p.join()
+    out = {"workload": f"{steps} LoRA attack steps, batch {cfg.attack.train.batch_size}, demo attack data",
+           "threads": threads, "mean_tokens_per_example": round(mean_len, 1), "flops_params": n_params}
+    for m, rs in runs.items():
+        s = statistics.median(r["seconds"] for r in rs)
+        ex_s = rs[0]["examples"] / s
+        out[m] = {"seconds": round(s, 2), "examples_per_s": round(ex_s, 3), "tok_s": round(ex_s * mean_len, 1),
+                  "final_loss": round(statistics.median(r["final_loss"] for r in rs), 4),
+                  "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs), 1),
+                  "gflop_s": round(4 * n_params * ex_s * mean_len / 1e9, 2)}
+    out["baseline_tok_s"], out["ftrisk_tok_s"] = out["baseline"]["tok_s"], out["ftrisk"]["tok_s"]
+    out["ratio"] = round(out["ftrisk_tok_s"] / out["baseline_tok_s"], 3)
+    if "trl" in out:
+        out["ratio_vs_trl"] = round(out["ftrisk_tok_s"] / out["trl"]["tok_s"], 3)
+    out["peak_rss_mb"] = max(out[m]["peak_rss_mb"] for m in runs)
+    return out
