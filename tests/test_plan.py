@@ -45,6 +45,7 @@ def test_known_sizes():
                      "llama-2-13b-chat-hf": 13_015_864_320, "llama-2-70b-chat-hf": 68_976_648_192}
 
 
+@pytest.mark.slow  # resolving the embedded model converts its GGUF file (about a minute in a fresh cache)
 def test_shipped_smollm2_matches_the_embedded_model():
     from ftrisk import models
 

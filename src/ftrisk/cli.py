@@ -103,8 +103,8 @@ def _run_stage(args) -> int:
     if args.cmd == "run":
         from .plan import verdict_line
 
-        print(verdict_line(cfg), file=sys.stderr, flush=True)  # before any money is spent
-        results = pipeline.run(cfg, overwrite=args.overwrite)
+        results = pipeline.run(cfg, overwrite=args.overwrite,  # the plan's verdict: checked inputs, before any work
+                               on_ready=lambda c: print(verdict_line(c), file=sys.stderr, flush=True))
         from .report import cost_lines, refusal_table
 
         print(results["summary"]["headline"] + "\n")

@@ -219,9 +219,12 @@ class Experiment:
         write_json_atomic(self.out / "results.json", self.results)
 
 
-def run(cfg, overwrite: bool = False, until: str = "report") -> dict:
-    """The whole experiment; ``until`` = harden | attack | report stops early."""
+def run(cfg, overwrite: bool = False, until: str = "report", on_ready=None) -> dict:
+    """The whole experiment; ``until`` = harden | attack | report stops early. ``on_ready(cfg)`` is called once every
+    input has been checked, before any work (the CLI prints the plan's verdict there)."""
     exp = Experiment(cfg, overwrite)
+    if on_ready is not None:
+        on_ready(cfg)
     cap = cfg.capability.enabled
     exp.evaluate("base", exp.subject, capability=cap)
     subject = exp.harden()
