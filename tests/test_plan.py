@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from ftrisk import plan
+from ftrisk import plan, plan_cli
 from ftrisk.errors import FtriskError
 
 SHIPPED = ["smollm2-135m-instruct", "llama-2-7b-chat-hf", "llama-2-13b-chat-hf", "llama-2-70b-chat-hf"]
@@ -144,8 +144,8 @@ def test_yaml_config_is_planned_as_configured():
 
 def _cli(argv, capsys):
     ap = argparse.ArgumentParser()
-    plan.add_arguments(ap)
-    code = plan.main(ap.parse_args(argv))
+    plan_cli.add_arguments(ap)
+    code = plan_cli.main(ap.parse_args(argv))
     return code, capsys.readouterr().out
 
 

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .judges.cli import add_arguments as judge_arguments
 
     judge_arguments(sub.add_parser("judge", help="judge a JSONL of {id, prompt, completion} with several judges"))
-    from .plan import add_arguments as plan_arguments
+    from .plan_cli import add_arguments as plan_arguments
 
     plan_arguments(sub.add_parser("plan", help="memory, devices, hours and $ of an attack and its evaluations"))
     from .compare import add_compare_arguments, add_report_arguments
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return compare_main(args)
         if args.cmd == "plan":
-            from .plan import main as plan_main
+            from .plan_cli import main as plan_main
 
             return plan_main(args)
         if args.cmd == "bench":

@@ -197,6 +197,7 @@ def markdown(head: list[str], rows: list[list[str]]) -> str:
 def compare_html(runs: list[Run], head, rows, notes, plan) -> str:
     """The comparison page: the table, the notes, and every run's curves overlaid (the report's plotting code)."""
     from . import report_html as rh
+    from .report_plots import curve_plot, png
 
     parts = ["<h1>ftrisk compare</h1>", f"<p class=meta>{len(runs)} runs: "
              + rh.esc(", ".join(r.name for r in runs)) + "</p>", rh.table(head, rows)]
@@ -212,25 +213,26 @@ def compare_html(runs: list[Run], head, rows, notes, plan) -> str:
                 if bench in r.harmful:
                     series += _guard(r.dir, _run_series, r, bench, plan["judges"][r.name], i)
             title = bench + ("" if harmful else " (over-refusal)")
-            fig = rh.curve_plot(series, title=title, threshold=plan["threshold"] if harmful else None,
-                                ylabel="refusal rate" if harmful else "over-refusal rate", legend="below")
-            parts.append(rh.png(fig, f"Compared runs: {title}", f"{title}: every run's curve with its judge, 95% CI "
-                                "bands; each run's final cost in its label."))
+            fig = curve_plot(series, title=title, threshold=plan["threshold"] if harmful else None,
+                             ylabel="refusal rate" if harmful else "over-refusal rate", legend="below")
+            parts.append(png(fig, f"Compared runs: {title}", f"{title}: every run's curve with its judge, 95% CI "
+                             "bands; each run's final cost in its label."))
     return rh.page("ftrisk compare", "\n".join(parts))
 
 
 def _run_series(r: Run, bench: str, judge: str | None, i: int) -> list[dict]:
     """One run's curve on ``bench`` (its mean over seeds when there are several); its final cost in the label."""
     from . import report_html as rh
+    from .report_plots import STYLES, judge_series
 
-    series = rh.judge_series(r.results, bench, [judge] if judge else [], label=f"{r.name} · ", color_offset=i)
+    series = judge_series(r.results, bench, [judge] if judge else [], label=f"{r.name} · ", color_offset=i)
     last = max((st["point"] for st in r.results["stages"].values() if st.get("point")), key=lambda p: p["step"],
                default=None)
     if last and series:
         series[-1]["label"] += (f" ({last['step']} steps = {rh.duration(last['cost'].get('wall_seconds'))}, "
                                 f"{rh.dollars(last['cost'].get('usd'))})")
     for s in series:
-        s["style"] = rh.STYLES[i % len(rh.STYLES)]
+        s["style"] = STYLES[i % len(STYLES)]
     return series
 
 
