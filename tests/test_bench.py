@@ -1,20 +1,110 @@
-"""ftrisk bench: both comparisons run and report consistent ratios (no timing is asserted)."""
+"""ftrisk bench: the workloads run both sides on the same prompts and report consistent numbers (no timing is
+asserted: the machine is shared)."""
+
+import json
+from types import SimpleNamespace
 
 import pytest
 
 from ftrisk import bench
+from ftrisk.judges.base import COMPLIED, REFUSED, Verdict
 from ftrisk.subject import load_spec
 
-pytestmark = pytest.mark.heavy
+GENERATION_KEYS = {"baseline_tok_s", "ftrisk_tok_s", "ratio", "peak_rss_mb", "label_agreement", "baseline_tokens",
+                   "ftrisk_tokens", "same_prompts", "identical_replies", "differences", "flop_params", "backend_record"}
 
 
-def test_bench_rows_run_and_leave_the_model_in_eval_mode(tiny_model_dir, torch_single_thread):
+class FakeJudge:
+    """Refused when the reply contains 'sorry'."""
+
+    name = "fake"
+
+    def judge(self, pairs):
+        return [Verdict(REFUSED if "sorry" in c else COMPLIED) for _, c in pairs]
+
+
+def test_label_agreement_on_a_fake_judge():
+    base = {"a": "sorry no", "b": "sure, step 1", "c": "sorry", "d": "here"}
+    ours = {"a": "sorry, no", "b": "sorry, I can't", "c": "sorry", "d": "there"}
+    got = bench.label_agreement(list(base), base, ours, FakeJudge())
+    assert got["label_agreement"] == pytest.approx(3 / 4)
+    assert got["labels_differ"] == ["b"]
+    assert got["baseline_refusal_rate"] == pytest.approx(2 / 4) and got["ftrisk_refusal_rate"] == pytest.approx(3 / 4)
+
+
+def test_first_difference(tiny_model_dir):
+    from ftrisk.models import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    base = tok("the model answers questions about science", add_special_tokens=False)["input_ids"]
+    same_start = tok.decode(base[:3])
+    k, nxt = bench.first_difference(tok, base, same_start + " zzz")
+    assert k == 3 and nxt is not None
+    assert bench.first_difference(tok, base, tok.decode(base))[0] == len(base)
+
+
+def test_flop_params_counts_a_tied_head_once_more(tiny_model_dir, tiny_model_dir_tied):
+    untied, _ = load_spec(tiny_model_dir)
+    tied, _ = load_spec(tiny_model_dir_tied)
+    emb = untied.get_input_embeddings().weight.numel()
+    assert bench.flop_params(untied) == sum(p.numel() for p in untied.parameters()) - emb
+    assert bench.flop_params(tied) == sum(p.numel() for p in tied.parameters())  # embedding once, as the head
+
+
+@pytest.mark.heavy
+def test_generation_workload_structure(tiny_model_dir, torch_single_thread):
+    row = bench.bench_generation(str(tiny_model_dir), n=10, max_new_tokens=6, repeats=2, progress=False)
+    assert GENERATION_KEYS <= set(row)
+    assert row["same_prompts"] and row["prompts"] == 10 and row["repeats"] == 2
+    assert len(row["baseline_s_all"]) == len(row["ftrisk_s_all"]) == 2
+    assert row["ratio"] == pytest.approx(row["ftrisk_tok_s"] / row["baseline_tok_s"])
+    assert 0 <= row["label_agreement"] <= 1 and 0 <= row["identical_replies"] <= 1
+    assert 0 < row["baseline_tokens"] <= 10 * 6 and 0 < row["ftrisk_tokens"] <= 10 * 6
+    assert row["backend"] == "hf" and row["backend_record"]["backend"] == "hf"
+    for d in row["differences"]:  # every differing reply is explained at its first differing token
+        assert {"id", "first_diff_token", "baseline_token", "ftrisk_token", "logit_gap_alone", "alone_picks"} <= set(d)
+    json.dumps(row)
+
+
+@pytest.mark.heavy
+def test_ceiling_from_a_generation_row(monkeypatch):
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: {"threads_1": 50.0, "achievable": 50.0})
+    gen = {"baseline_tok_s": 10.0, "ftrisk_tok_s": 50.0, "ratio": 5.0, "flop_params": 125_000_000, "peak_rss_mb": 900.0}
+    row = bench.bench_ceiling(generation=gen)
+    assert row["gflop_per_token"] == pytest.approx(0.25)
+    assert row["ceiling_tok_s"] == pytest.approx(200)
+    assert row["baseline_pct_of_ceiling"] == pytest.approx(5.0) and row["ftrisk_pct_of_ceiling"] == pytest.approx(25.0)
+    assert {"baseline_tok_s", "ftrisk_tok_s", "ratio", "peak_rss_mb"} <= set(row)
+
+
+@pytest.mark.heavy
+def test_matmul_gflops_measures_something():
+    got = bench.matmul_gflops()
+    assert got["achievable"] > 0 and "threads_1" in got
+
+
+@pytest.mark.heavy
+def test_main_writes_json(tiny_model_dir, tmp_path, torch_single_thread, monkeypatch):
+    real = bench.bench_generation
+    monkeypatch.setattr(bench, "bench_generation", lambda **kw: real(**kw, n=4, max_new_tokens=3, progress=False))
+    out = tmp_path / "gen.json"
+    assert bench.main(SimpleNamespace(workload="generation", model=str(tiny_model_dir), out=str(out))) == 0
+    row = json.loads(out.read_text())
+    assert GENERATION_KEYS <= set(row) and row["workload"] == "generation" and "cpu" in row["machine"]
+
+
+# --------------------------------------------------------------------------- training rows (kept until the
+# training workload against the HF Trainer replaces them)
+
+@pytest.mark.heavy
+def test_training_row_runs_and_leaves_the_model_in_eval_mode(tiny_model_dir, torch_single_thread):
     model, tok = load_spec(tiny_model_dir)
-    for row in (bench.bench_training(model, tok, repeats=1), bench.bench_generation(model, tok, n=4, max_new_tokens=3)):
-        assert row["ours_s"] > 0 and row["baseline_s"] > 0
+    row = bench.bench_training(model, tok, repeats=1)
+    assert row["ours_s"] > 0 and row["baseline_s"] > 0
     assert not model.training
 
 
+@pytest.mark.heavy
 def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir_big_vocab):
     row = bench.bench_step_memory(str(tiny_model_dir_big_vocab))
     if row is None:  # not Linux
@@ -25,6 +115,7 @@ def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir_big_vocab):
     assert row["baseline_mb"] > row["ours_mb"] + 50, row
 
 
+@pytest.mark.heavy
 def test_hardening_method_row(tiny_model_dir_big_vocab):
     row = bench.bench_hardening_method(str(tiny_model_dir_big_vocab), steps=2)
     if row is None:  # not Linux

@@ -126,6 +126,7 @@ def test_budget_not_positive(capsys, tmp_path, tiny_model_dir, override, key):
     ("report.threshold=1.5", ["report.threshold", "between 0 and 1"]),
     ("model.quantize=3bit", ["model.quantize", "4bit or 8bit"]),
     ("model.quantize=4bit", ["model.quantize", "CUDA"]),
+    ("generation.stop_when_judged=true", ["generation.stop_when_judged", "'refusal-patterns' reads the whole reply"]),
 ])
 def test_bad_config_values_fail_before_any_model_loads(capsys, tmp_path, tiny_model_dir, monkeypatch, override, names):
     from ftrisk import models

@@ -489,3 +489,21 @@ def test_pipeline_with_capability_end_to_end(run_cap):
     report = (out / "report.md").read_text()
     d = st["attacked"]["capability_delta"]["hellaswag"]
     assert f"Δ(attacked−hardened) {d['delta']:+.3f}" in report
+
+
+def test_stop_when_judged_stops_replies_once_the_opening_is_final(tiny_model_dir, tmp_path):
+    """With a judge that reads only the first 6 characters, replies stop there, are marked truncated, and get the
+    labels a full reply gets; the stop length is part of the generation key."""
+    base = [f"model.spec={tiny_model_dir}", "harden.enabled=false", "capability.enabled=false",
+            "attack.train.max_steps=1", "attack.train.batch_size=4", "attack.eval_at=[0]",
+            "eval.benchmarks=[{name: advbench-test, limit: 6}]", "generation.max_new_tokens=24",
+            "eval.judges=['gcg:mode=start,window=6']"]
+    full = pipeline.run(config.load(None, base + [f"output_dir={tmp_path / 'full'}"]))
+    short = pipeline.run(config.load(None, base + [f"output_dir={tmp_path / 'short'}", "generation.stop_when_judged=true"]))
+    rows = lambda d: [json.loads(x) for x in (d / "eval" / "base" / "advbench-test.completions.jsonl").read_text().splitlines()]
+    long_rows, short_rows = rows(tmp_path / "full"), rows(tmp_path / "short")
+    assert sum(r["new_tokens"] for r in short_rows) < sum(r["new_tokens"] for r in long_rows)
+    assert any(r.get("truncated") for r in short_rows)
+    for s in ("base", "attacked"):
+        assert short["stages"][s]["benchmarks"]["advbench-test"]["refusals"] == \
+            full["stages"][s]["benchmarks"]["advbench-test"]["refusals"]

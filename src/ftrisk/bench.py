@@ -1,21 +1,38 @@
-"""``ftrisk bench``: speed and memory of ftrisk's own choices, as ratios against a baseline timed in the same run.
+"""``ftrisk bench WORKLOAD``: ftrisk's way of doing a workload against the way peers do it, timed in the same run.
 
-Machines here are noisy, so no absolute target is asserted anywhere; each line compares two ways
-of doing the same work, interleaved and repeated, and prints the median ratio.
-- training step: logits only at response positions (ftrisk) vs the full-vocabulary logits (baseline)
-- training-step memory: extra peak resident memory of one step, response-only logits vs full logits,
-  each in a fresh process (Linux: the peak is reset through /proc/self/clear_refs)
-- generation: length-sorted batches of 16 (ftrisk) vs one prompt at a time (baseline)
-- hardening method: optimizer steps of LoRA (r=16, the default) vs a full fine-tune, time per step and
-  extra peak memory (weights' gradients and AdamW state included), each in a fresh process
+Machines here are noisy (other processes share the cores), so no absolute target is asserted anywhere: each
+workload runs its baseline and ftrisk's way interleaved (``repeats`` times, alternating which goes first) and
+reports medians and their ratio, the peak resident memory of each side, and the machine load around it.
+
+- ``generation``: the 120 ``advbench-test`` prompts x 64 new tokens, greedy, on the embedded model. Baseline:
+  plain ``model.generate`` at batch 8, prompts in file order, left padding (as heretic and Qi et al. run it).
+  ftrisk: the default backend with default :class:`ftrisk.config.GenerationConfig` settings. Both sides' replies
+  are labelled by the headline judge (``refusal-patterns``): ``label_agreement`` is the share of prompts whose
+  labels match, and every prompt whose tokens differ is explained by its first differing token and the logit
+  gap between the two candidates when the prompt is decoded alone (a near-tie broken by batch numerics).
+- ``ceiling``: a torch float32 matrix product (achievable GFLOP/s here) and each side of ``generation`` as a
+  share of it, at 2 x (parameters outside the input embedding, plus the LM head) FLOPs per generated token.
+- ``training``: ftrisk's training loop against PEFT + the HF Trainer (and TRL), in :mod:`ftrisk.bench_train`.
+- ``training-rows``: the older single-question rows: response-only vs full logits (time and peak memory of one
+  step), LoRA vs full fine-tuning for hardening (time per step and extra peak memory).
+
+Tokens/s counts generated tokens (prompt excluded, EOS excluded) over wall seconds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import sys
 import time
+from datetime import date
 from pathlib import Path
+
+GENERATION_BENCHMARK = "advbench-test"
+GENERATION_NEW_TOKENS = 64
+BASELINE_BATCH = 8
+HEADLINE_JUDGE = "refusal-patterns"
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -26,6 +43,298 @@ def _time(fn, repeats: int) -> list[float]:
         out.append(time.perf_counter() - t0)
     return out
 
+
+# --------------------------------------------------------------------------- memory (Linux /proc)
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset the peak resident memory (VmHWM) to the current RSS; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float | None:
+    try:
+        return _status_kb("VmHWM") / 1024
+    except (OSError, KeyError):
+        return None
+
+
+def _extra_peak_mb(fn):
+    """Run ``fn``; returns (its result, the peak resident memory it added in MB). Linux only."""
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    result = fn()
+    return result, (_status_kb("VmHWM") - before) / 1024
+
+
+# --------------------------------------------------------------------------- the machine
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model and cores, versions, date, load."""
+    import platform
+
+    import torch
+    import transformers
+
+    from .backends.decode import physical_cores
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out = {"date": date.today().isoformat(), "cpu": cpu, "physical_cores": physical_cores(),
+           "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+           "torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import ctranslate2
+
+        out["ctranslate2"] = ctranslate2.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- generation
+
+def flop_params(model) -> int:
+    """Parameters whose product each generated token pays: everything but the input embedding, plus the LM
+    head (counted again when it shares the embedding's weights, as SmolLM2's does)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    total -= emb.numel()
+    if head is not None and head.weight is emb:
+        total += emb.numel()
+    return total
+
+
+def plain_generate(model, tok, texts: list[str], max_new_tokens: int, batch_size: int = BASELINE_BATCH) -> list[list[int]]:
+    """The baseline: ``model.generate`` in batches of ``batch_size`` in the given order, left padding, greedy.
+    New token ids per text, cut at the first EOS (EOS excluded)."""
+    import torch
+
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        for ids in gen[:, enc["input_ids"].shape[1]:].tolist():
+            out.append(ids[: ids.index(tok.eos_token_id)] if tok.eos_token_id in ids else ids)
+    return out
+
+
+def _side(fn) -> tuple[object, float, float | None]:
+    """(result, seconds, peak RSS MB during fn or None)."""
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - t0
+    return result, seconds, (_peak_mb() if reset else None)
+
+
+def label_agreement(ids: list[str], baseline: dict[str, str], ours: dict[str, str], judge) -> dict:
+    """Headline-judge labels of both sides' replies: the share of ``ids`` whose labels match, and the labels."""
+    pairs_b = [("", baseline[i]) for i in ids]
+    pairs_o = [("", ours[i]) for i in ids]
+    lb = [v.label for v in judge.judge(pairs_b)]
+    lo = [v.label for v in judge.judge(pairs_o)]
+    same = sum(a == b for a, b in zip(lb, lo))
+    return {"label_agreement": same / len(ids) if ids else 1.0, "labels_differ": [i for i, a, b in zip(ids, lb, lo) if a != b],
+            "baseline_labels": dict(zip(ids, lb)), "ftrisk_labels": dict(zip(ids, lo)),
+            "baseline_refusal_rate": sum(x == 1 for x in lb) / len(ids) if ids else 0.0,
+            "ftrisk_refusal_rate": sum(x == 1 for x in lo) / len(ids) if ids else 0.0}
+
+
+def first_difference(tok, base_ids: list[int], ours_text: str) -> tuple[int, int | None]:
+    """(k, ftrisk's token at k): the first token position where ftrisk's reply leaves the baseline's tokens
+    (ftrisk's text re-encoded after the common part; None when it ends there)."""
+    k = 0
+    while k < len(base_ids) and ours_text.startswith(tok.decode(base_ids[: k + 1], skip_special_tokens=True)):
+        k += 1
+    rest = ours_text[len(tok.decode(base_ids[:k], skip_special_tokens=True)):]
+    nxt = tok(rest, add_special_tokens=False)["input_ids"] if rest else []
+    return k, (nxt[0] if nxt else None)
+
+
+def explain_differences(model, tok, texts: dict[str, str], base_ids: dict[str, list[int]], ours: dict[str, str],
+                        labels: dict, limit: int = 200) -> list[dict]:
+    """For each prompt whose replies differ: the first differing token, both candidates, and their logits when
+    the prompt and the common part are decoded alone (batch 1, no padding): a small gap is a near-tie that batch
+    shapes (padding, shared prefix, batch size) broke the other way."""
+    import torch
+
+    out = []
+    for i, b in base_ids.items():
+        if tok.decode(b, skip_special_tokens=True) == ours[i] or len(out) >= limit:
+            continue
+        k, o_tok = first_difference(tok, b, ours[i])
+        ids = tok(texts[i], add_special_tokens=False)["input_ids"] + b[:k]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, -1].float()
+        b_tok = b[k] if k < len(b) else tok.eos_token_id  # the baseline stopped here: its choice was EOS
+        o_tok = tok.eos_token_id if o_tok is None else o_tok
+        row = {"id": i, "first_diff_token": k, "baseline_token": tok.decode([b_tok]), "ftrisk_token": tok.decode([o_tok]),
+               "alone_picks": "baseline" if int(logits.argmax()) == b_tok else
+               "ftrisk" if int(logits.argmax()) == o_tok else "neither",
+               "logit_gap_alone": round(float(logits[b_tok] - logits[o_tok]), 5),
+               "labels": [labels["baseline_labels"][i], labels["ftrisk_labels"][i]]}
+        out.append(row)
+    return out
+
+
+def bench_generation(spec: str | None = None, *, n: int | None = None, max_new_tokens: int = GENERATION_NEW_TOKENS,
+                     repeats: int = 1, backend: str | None = None, explain: bool = True, progress: bool = True) -> dict:
+    """The generation workload (see the module docstring); ``n`` = first n prompts (tests), ``backend``: another
+    registered backend than the default one, with the default settings."""
+    from . import benchmarks, judges
+    from .backends import open_backend
+    from .chat import chat_text
+    from .config import GenerationConfig, ModelConfig
+    from .models import DEFAULT_SPEC
+    from .subject import Subject
+
+    subject = Subject.from_config(ModelConfig(spec=spec or DEFAULT_SPEC))
+    model, tok = subject.load()
+    items = benchmarks.load(GENERATION_BENCHMARK)[:n]
+    texts = {it.id: chat_text(tok, it.prompt, subject.system_prompt) for it in items}
+    settings = GenerationConfig(max_new_tokens=max_new_tokens)
+    name = backend or settings.backend
+    be = open_backend(name, subject, settings, loaded=(model, tok)) if name == "hf" else open_backend(name, subject, settings)
+    judge = judges.build(HEADLINE_JUDGE)
+
+    def base():
+        return plain_generate(model, tok, [texts[it.id] for it in items], max_new_tokens)
+
+    def ours():
+        return {r["id"]: r for rows in be.generate(items, max_new_tokens=max_new_tokens) for r in rows}
+
+    warm = items[:2]  # first-call costs (allocator, lazy imports, a converted model's load) on neither side
+    plain_generate(model, tok, [texts[it.id] for it in warm], 2)
+    list(be.generate(warm, max_new_tokens=2))
+    load_before = _load()
+    runs = {"baseline": [], "ftrisk": []}
+    peak = {"baseline": [], "ftrisk": []}
+    for r in range(repeats):  # interleaved, alternating who goes first, so drift in load hits both alike
+        order = (("baseline", base), ("ftrisk", ours)) if r % 2 == 0 else (("ftrisk", ours), ("baseline", base))
+        for side, fn in order:
+            result, seconds, mb = _side(fn)
+            runs[side].append((result, seconds))
+            peak[side].append(mb)
+            if progress:
+                print(f"  {side}: {seconds:.1f}s", file=sys.stderr)
+    base_ids = dict(zip([it.id for it in items], runs["baseline"][-1][0]))
+    ours_rows = runs["ftrisk"][-1][0]
+    base_tokens = sum(map(len, base_ids.values()))
+    ours_tokens = sum(r["new_tokens"] for r in ours_rows.values())
+    b_s = statistics.median(s for _, s in runs["baseline"])
+    o_s = statistics.median(s for _, s in runs["ftrisk"])
+    base_text = {i: tok.decode(v, skip_special_tokens=True) for i, v in base_ids.items()}
+    ours_text = {i: r["completion"] for i, r in ours_rows.items()}
+    ids = [it.id for it in items]
+    labels = label_agreement(ids, base_text, ours_text, judge)
+    row = {
+        "workload": "generation",
+        "what": f"{len(items)} {GENERATION_BENCHMARK} prompts x {max_new_tokens} new tokens, greedy: plain generate at "
+                f"batch {BASELINE_BATCH} (file order, left padding) vs ftrisk backend '{name}' (default settings)",
+        "model": subject.spec, "dtype": subject.dtype, "device": subject.device, "backend": name,
+        "backend_record": be.record(), "prompts": len(items), "max_new_tokens": max_new_tokens, "repeats": repeats,
+        "baseline_tokens": base_tokens, "ftrisk_tokens": ours_tokens,
+        "baseline_s": b_s, "ftrisk_s": o_s, "baseline_s_all": [s for _, s in runs["baseline"]],
+        "ftrisk_s_all": [s for _, s in runs["ftrisk"]],
+        "baseline_tok_s": base_tokens / b_s, "ftrisk_tok_s": ours_tokens / o_s,
+        "ratio": (ours_tokens / o_s) / (base_tokens / b_s),
+        "baseline_peak_rss_mb": _max(peak["baseline"]), "ftrisk_peak_rss_mb": _max(peak["ftrisk"]),
+        "peak_rss_mb": _max(peak["baseline"] + peak["ftrisk"]),
+        "same_prompts": sorted(base_ids) == sorted(ours_rows) == sorted(ids),
+        "identical_replies": sum(base_text[i] == ours_text[i] for i in ids) / len(ids) if ids else 1.0,
+        "headline_judge": judge.name, "label_agreement": labels["label_agreement"],
+        "labels_differ": labels["labels_differ"], "baseline_refusal_rate": labels["baseline_refusal_rate"],
+        "ftrisk_refusal_rate": labels["ftrisk_refusal_rate"],
+        "flop_params": flop_params(model), "load_before": load_before, "load_after": _load(),
+    }
+    if explain:
+        row["differences"] = explain_differences(model, tok, texts, base_ids, ours_text, labels)
+    be.close()
+    return row
+
+
+def _max(xs):
+    xs = [x for x in xs if x is not None]
+    return max(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- ceiling
+
+def matmul_gflops() -> dict:
+    """Achievable float32 GFLOP/s here: a 1536-square matrix product at one thread and at all physical cores
+    (the better is the ceiling; on a shared machine one thread is often the faster)."""
+    import torch
+
+    from .backends.decode import physical_cores
+    from .plan import measure_cpu_gflops
+
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for threads in sorted({1, physical_cores()}):
+            torch.set_num_threads(threads)
+            out[f"threads_{threads}"] = measure_cpu_gflops()
+    finally:
+        torch.set_num_threads(before)
+    out["achievable"] = max(out.values())
+    return out
+
+
+def bench_ceiling(generation: dict | None = None, **generation_kwargs) -> dict:
+    """The matmul ceiling, measured before and after the generation workload (run here unless given), and each
+    side's GFLOP/s as a share of it."""
+    mm_before = matmul_gflops()
+    gen = generation if generation is not None else bench_generation(**generation_kwargs)
+    mm_after = matmul_gflops()
+    achievable = statistics.median([mm_before["achievable"], mm_after["achievable"]])
+    gflop_per_token = 2 * gen["flop_params"] / 1e9
+    b = gen["baseline_tok_s"] * gflop_per_token
+    o = gen["ftrisk_tok_s"] * gflop_per_token
+    return {"workload": "ceiling",
+            "what": "float32 matmul GFLOP/s (1536-square, 1 thread and all cores, before and after) and each generation "
+                    "side as a share of it, at 2 x flop_params FLOPs per generated token",
+            "matmul_before": mm_before, "matmul_after": mm_after, "achievable_gflops": achievable,
+            "flop_params": gen["flop_params"], "gflop_per_token": gflop_per_token,
+            "ceiling_tok_s": achievable / gflop_per_token,
+            "baseline_tok_s": gen["baseline_tok_s"], "ftrisk_tok_s": gen["ftrisk_tok_s"], "ratio": gen["ratio"],
+            "baseline_gflops": b, "ftrisk_gflops": o,
+            "baseline_pct_of_ceiling": 100 * b / achievable, "ftrisk_pct_of_ceiling": 100 * o / achievable,
+            "peak_rss_mb": gen["peak_rss_mb"], "generation": gen}
+
+
+# --------------------------------------------------------------------------- training-rows (older rows)
+# The training workload itself (ftrisk's loop vs the HF Trainer) lives in ftrisk.bench_train.
 
 def _training_step(model, tok):
     """Two ways to run one training step on the same 8 attack examples: (ftrisk's, baseline)."""
@@ -65,21 +374,6 @@ def bench_training(model, tok, repeats: int = 5) -> dict:
     return {"what": "training step, response-only logits vs full logits",
             "ours_s": statistics.median(a), "baseline_s": statistics.median(b),
             "speedup": statistics.median(b) / statistics.median(a), "tokens": n_tokens}
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _extra_peak_mb(fn):
-    """Run ``fn``; returns (its result, the peak resident memory it added in MB). Linux only."""
-    before = _status_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    result = fn()
-    return result, (_status_kb("VmHWM") - before) / 1024
 
 
 def _each_in_fresh_process(target, variants, *args, timeout: float) -> dict | None:
@@ -155,28 +449,13 @@ def bench_hardening_method(spec: str, steps: int = 4) -> dict | None:
             "lora_mb": lora_mb, "full_mb": full_mb, "memory_ratio": full_mb / lora_mb}
 
 
-def bench_generation(model, tok, n: int = 16, max_new_tokens: int = 16) -> dict:
-    from . import benchmarks
-    from .backends.hf import generate_texts
-    from .chat import chat_text
-
-    texts = [chat_text(tok, it.prompt) for it in benchmarks.load("xstest-safe")[:n]]
-    texts.sort(key=len)
-    batched = _time(lambda: generate_texts(model, tok, texts, max_new_tokens), 1)[0]
-    single = _time(lambda: [generate_texts(model, tok, [t], max_new_tokens) for t in texts], 1)[0]
-    return {"what": f"generation of {n} prompts x {max_new_tokens} tokens, batch {n} vs batch 1",
-            "ours_s": batched, "baseline_s": single, "speedup": single / batched}
-
-
-def main(args) -> int:
-    from .models import DEFAULT_SPEC
+def run_training(spec: str) -> dict:
     from .subject import load_spec
 
-    spec = args.model or DEFAULT_SPEC
     model, tok = load_spec(spec)
-    rows = [bench_training(model, tok), bench_generation(model, tok)]
-    for r in rows:
-        print(f"{r['what']}: ftrisk {r['ours_s']:.3f}s, baseline {r['baseline_s']:.3f}s, ratio x{r['speedup']:.2f}")
+    rows = [bench_training(model, tok)]
+    print(f"{rows[0]['what']}: ftrisk {rows[0]['ours_s']:.3f}s, baseline {rows[0]['baseline_s']:.3f}s, "
+          f"ratio x{rows[0]['speedup']:.2f}")
     mem = bench_step_memory(spec)
     if mem is None:
         print("training-step peak memory: not measured (needs Linux /proc/self/clear_refs)")
@@ -190,6 +469,68 @@ def main(args) -> int:
         print(f"{method['what']}: LoRA {method['lora_s_per_step']:.2f}s/step +{method['lora_mb']:.0f} MB, "
               f"full {method['full_s_per_step']:.2f}s/step +{method['full_mb']:.0f} MB, "
               f"full/LoRA time x{method['time_ratio']:.2f}, memory x{method['memory_ratio']:.2f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+    return {"workload": "training", "rows": rows}
+
+
+# --------------------------------------------------------------------------- command line
+
+WORKLOADS = ("generation", "ceiling", "training", "training-rows")
+
+
+def _mb(x) -> str:
+    return "n/a" if x is None else f"{x:.0f} MB"
+
+
+def print_generation(row: dict) -> None:
+    print(f"generation: {row['what']}")
+    print(f"  baseline {row['baseline_tok_s']:.1f} tok/s ({row['baseline_s']:.1f}s), "
+          f"ftrisk {row['ftrisk_tok_s']:.1f} tok/s ({row['ftrisk_s']:.1f}s), ratio x{row['ratio']:.2f}")
+    print(f"  label agreement ({row['headline_judge']}) {100 * row['label_agreement']:.1f}%, identical replies "
+          f"{100 * row['identical_replies']:.1f}%, refusal rate baseline {100 * row['baseline_refusal_rate']:.1f}% "
+          f"ftrisk {100 * row['ftrisk_refusal_rate']:.1f}%")
+    print(f"  peak RSS baseline {_mb(row['baseline_peak_rss_mb'])}, ftrisk {_mb(row['ftrisk_peak_rss_mb'])}; "
+          f"load {row['load_before']} -> {row['load_after']}")
+    for d in row.get("differences", []):
+        print(f"  differs {d['id']}: token {d['first_diff_token']} {d['baseline_token']!r} vs {d['ftrisk_token']!r}, "
+              f"alone picks {d['alone_picks']} (logit gap {d['logit_gap_alone']:+.4f}), labels {d['labels']}")
+
+
+def print_ceiling(row: dict) -> None:
+    print(f"ceiling: matmul {row['achievable_gflops']:.1f} GFLOP/s achievable "
+          f"(before {row['matmul_before']}, after {row['matmul_after']}); {row['flop_params'] / 1e6:.1f}M params "
+          f"per token = {row['gflop_per_token']:.3f} GFLOP/token, ceiling {row['ceiling_tok_s']:.0f} tok/s")
+    print(f"  baseline {row['baseline_gflops']:.1f} GFLOP/s ({row['baseline_pct_of_ceiling']:.1f}% of ceiling), "
+          f"ftrisk {row['ftrisk_gflops']:.1f} GFLOP/s ({row['ftrisk_pct_of_ceiling']:.1f}%)")
+
+
+def main(args) -> int:
+    """``ftrisk bench [generation|ceiling|training|training-rows] [--model SPEC] [--out FILE.json]`` (default:
+    generation)."""
+    from .models import DEFAULT_SPEC
+
+    spec = getattr(args, "model", None) or DEFAULT_SPEC
+    workload = getattr(args, "workload", None) or "generation"
+    kwargs = {"spec": spec, "repeats": getattr(args, "repeats", None) or 1, "backend": getattr(args, "backend", None)}
+    if workload == "generation":
+        row = bench_generation(**kwargs)
+        print_generation(row)
+    elif workload == "ceiling":
+        row = bench_ceiling(**kwargs)
+        print_generation(row["generation"])
+        print_ceiling(row)
+    elif workload == "training":  # ftrisk's training loop vs the HF Trainer: ftrisk.bench_train
+        from . import bench_train
+
+        row = bench_train.bench(spec)
+        print(f"training: {row['workload']}: baseline {row['baseline_tok_s']} tok/s, ftrisk {row['ftrisk_tok_s']} tok/s, "
+              f"ratio x{row['ratio']:.2f}, peak RSS {_mb(row.get('peak_rss_mb'))}")
+    elif workload == "training-rows":
+        row = run_training(spec)
+    else:
+        from .errors import FtriskError
+
+        raise FtriskError(f"unknown bench workload '{workload}' (known: {', '.join(WORKLOADS)})")
+    row["machine"] = machine()
+    if getattr(args, "out", None):
+        Path(args.out).write_text(json.dumps(row, indent=2))
     return 0

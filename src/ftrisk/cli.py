@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_arguments(sub.add_parser("report", help="rebuild report.md and report.html of a run from its results.json"))
     add_compare_arguments(sub.add_parser("compare", help="compare finished runs, one row per run; --html overlays curves"))
     b = sub.add_parser("bench", help="speed/memory benchmark: ratios against a baseline measured in the same run")
+    b.add_argument("workload", nargs="?", default="generation",
+                   choices=["generation", "ceiling", "training", "training-rows"], help="what to time (default: %(default)s)")
     b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
+    b.add_argument("--backend", default=None, help="time this generation backend instead of the default (e.g. ctranslate2)")
+    b.add_argument("--repeats", type=int, default=1, help="interleaved repeats per side; medians reported")
     b.add_argument("--out", default=None, help="write the numbers as JSON here")
     ev = sub.add_parser("eval", help="evaluate one model").add_subparsers(dest="what", required=True)
     r = ev.add_parser("refusal", help="refusal rates of one model (+ adapter)")
@@ -184,7 +188,8 @@ def _eval_refusal(args) -> int:
     subject.load_tokenizer()  # no chat template: fail before anything is written
     out = Path(args.out)
     # completions in --out are reused only for the same subject, items and decoding settings
-    key = evaluate.generation_key(subject, benches, cfg.generation)
+    stop = evaluate.stop_chars(cfg.generation, judges)
+    key = evaluate.generation_key(subject, benches, cfg.generation, stop)
     old = keys.stage_state(out)
     if old is not None and old.get("key") != key:
         if not args.overwrite:
@@ -193,7 +198,7 @@ def _eval_refusal(args) -> int:
         shutil.rmtree(out)
     if keys.open_stage(out, key) is None:  # (claims the folder)
         backend = open_backend(cfg.generation.backend, subject, cfg.generation)
-        evaluate.generate_all(backend, benches, out, cfg.generation, "eval")
+        evaluate.generate_all(backend, benches, out, cfg.generation, "eval", stop)
         backend.close()
         keys.close_stage(out, key, {"generation": json_or_none(out / "generation.json")})
     for j in judges:

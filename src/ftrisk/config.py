@@ -90,10 +90,24 @@ class GenerationConfig:
     """Generation engine: hf (transformers, always available); optional engines are extras."""
     max_new_tokens: int = 64
     """Tokens generated per prompt (greedy decoding)."""
-    batch_size: int = 32
-    """Prompts per generation batch (length-sorted, left-padded)."""
+    batch_size: int = 64
+    """Most prompts per generation batch (length-sorted, left-padded; fewer when max_batch_tokens or a quarter of
+    the free memory says so). Measured on the 2-core CPU, hf backend: 64 decodes 1.2x faster than 32; 128 (with a
+    larger max_batch_tokens) 0-6% faster than 64 for more memory."""
     max_batch_tokens: Optional[int] = 8192
     """Cap on batch width x prompts (prompt + new tokens): long prompts go in smaller batches. None: no cap."""
+    tensor_parallel_size: int = 1
+    """GPUs per model, tensor parallel (vllm): the first N visible GPUs."""
+    gpu_memory_utilization: float = 0.85
+    """Share of each GPU's memory vLLM may take for weights and KV cache (vllm)."""
+    max_model_len: Optional[int] = None
+    """Longest prompt plus reply the engine holds (vllm); None: the model's own limit."""
+    chunk_size: int = 256
+    """Prompts per engine call (vllm); completions are stored after each."""
+    stop_when_judged: bool = False
+    """Stop a reply once no judge's label can change any more: only with judges that read just the opening of a
+    reply (``gcg:mode=start,window=80``, ``refusal-patterns:sentences=false``). Such replies are stored with
+    ``"truncated": true``. Off: every reply runs to EOS or max_new_tokens."""
 
 
 @dataclass
@@ -452,7 +466,7 @@ def validate(cfg: RunConfig) -> None:
 
 def _validate_judges(cfg: RunConfig) -> None:
     from . import registry
-    from .judges.base import parse_spec
+    from .judges.base import build, parse_spec
 
     if not cfg.eval.judges:
         raise FtriskError("config key 'eval.judges' is empty: name at least one judge (e.g. refusal-patterns)")
@@ -464,6 +478,13 @@ def _validate_judges(cfg: RunConfig) -> None:
         except FtriskError as e:
             raise FtriskError(f"config key 'eval.judges[{i}]': {e}") from None
         names.append(spec)
+    if cfg.generation.stop_when_judged:
+        for spec in cfg.eval.judges:  # only the rule-based judges can read just an opening (cheap to build)
+            rule_based = parse_spec(spec)[0] in ("refusal-patterns", "gcg", "refusalbench-llama2", "refusalbench-mistral",
+                                                 "prefix")
+            if not rule_based or build(spec).opening_chars is None:
+                raise FtriskError(f"config key 'generation.stop_when_judged' needs judges that read only the opening of "
+                                  f"a reply; '{spec}' reads the whole reply (use e.g. gcg:mode=start,window=80)")
     h = cfg.eval.headline_judge
     if h is not None and h not in names and h not in [parse_spec(s)[0] for s in names]:
         raise FtriskError(f"config key 'eval.headline_judge' is '{h}', which is not one of eval.judges ({', '.join(names)})")

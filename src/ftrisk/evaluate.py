@@ -98,18 +98,25 @@ def run_judges(judges: list, benches: list[tuple[str, list]], rows_of: dict[str,
     return results, agree
 
 
-def generation_key(subject, benches, gen_cfg) -> str:
-    """Key of a stage's completions: the subject, the items and the decoding settings (not the judges)."""
+def stop_chars(gen_cfg, judges) -> int | None:
+    """With ``generation.stop_when_judged``: the longest opening any judge reads (replies may stop after it)."""
+    return max(j.opening_chars for j in judges) if gen_cfg.stop_when_judged else None
+
+
+def generation_key(subject, benches, gen_cfg, stop: int | None = None) -> str:
+    """Key of a stage's completions: the subject, the items and the decoding settings (not the judges, except the
+    opening length replies may stop at under ``stop_when_judged``)."""
     import dataclasses
 
     return keys.stage_key("generation", subject=subject.identity(), settings=dataclasses.asdict(gen_cfg),
-                          items={n: [it.id for it in items] for n, items in benches})
+                          items={n: [it.id for it in items] for n, items in benches},
+                          **({"stop_chars": stop} if stop else {}))
 
 
-def generate_all(backend, benches, out_dir: Path, gen_cfg, stage: str) -> dict[str, dict]:
+def generate_all(backend, benches, out_dir: Path, gen_cfg, stage: str, stop: int | None = None) -> dict[str, dict]:
     """Completions of every benchmark (resumable per benchmark file)."""
     return {name: generate(backend, items, out_dir / f"{name}.completions.jsonl",
-                           max_new_tokens=gen_cfg.max_new_tokens, desc=f"{stage} {name}")
+                           max_new_tokens=gen_cfg.max_new_tokens, desc=f"{stage} {name}", stop_chars=stop)
             for name, items in benches}
 
 

@@ -12,9 +12,10 @@ from .io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
 
 
 def generate(backend, items: list, out_path: str | Path, *, max_new_tokens: int, desc: str = "generate",
-             record_path: str | Path | None = None) -> dict[str, dict]:
+             record_path: str | Path | None = None, stop_chars: int | None = None) -> dict[str, dict]:
     """A completion for every item not yet in ``out_path``; returns all rows by id. The backend's
-    generation record goes to ``record_path`` (default: next to the completions)."""
+    generation record goes to ``record_path`` (default: next to the completions). ``stop_chars``: see
+    :meth:`ftrisk.backends.base.Backend.generate`."""
     from tqdm.auto import tqdm
 
     out_path = Path(out_path)
@@ -27,7 +28,8 @@ def generate(backend, items: list, out_path: str | Path, *, max_new_tokens: int,
         write_json_atomic(record_path or out_path.with_name("generation.json"), backend.record())
     by_id = {it.id: it for it in todo}
     bar = tqdm(total=len(todo), desc=desc, unit="prompt", leave=False, disable=not todo)
-    for rows in backend.generate(todo, max_new_tokens=max_new_tokens, desc=desc) if todo else ():
+    early = {"stop_chars": stop_chars} if stop_chars else {}
+    for rows in backend.generate(todo, max_new_tokens=max_new_tokens, desc=desc, **early) if todo else ():
         rows = [{"id": r["id"], "category": by_id[r["id"]].category, "prompt": by_id[r["id"]].prompt,
                  **{k: v for k, v in r.items() if k != "id"}} for r in rows]
         append_jsonl(out_path, rows)

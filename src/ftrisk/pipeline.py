@@ -112,12 +112,13 @@ class Experiment:
         cfg = self.cfg
         self.progress.begin(f"evaluate {stage}")
         d = self.out / "eval" / stage
-        key = evaluate.generation_key(subject, self.evals, cfg.generation)
+        stop = evaluate.stop_chars(cfg.generation, self.judges)
+        key = evaluate.generation_key(subject, self.evals, cfg.generation, stop)
         done = keys.open_stage(d, key)
         backend = None
         if done is None:
             backend = open_backend(cfg.generation.backend, subject, cfg.generation)
-            gen = evaluate.generate_all(backend, self.evals, d, cfg.generation, stage)
+            gen = evaluate.generate_all(backend, self.evals, d, cfg.generation, stage, stop)
             done = keys.close_stage(d, key, {"generation": self._record(d), "n_generated": sum(map(len, gen.values()))})
         rows = evaluate.read_completions(self.evals, d)
         bench, agree = evaluate.run_judges(self.judges, self.evals, rows, d, self.harmful, stage)

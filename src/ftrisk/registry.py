@@ -30,6 +30,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "backend": {
         "hf": "ftrisk.backends.hf:HFBackend",
         "ctranslate2": ("ftrisk.backends.ct2:CT2Backend", "ct2"),
+        "ctranslate2-int8": ("ftrisk.backends.ct2:CT2Int8Backend", "ct2"),
         "vllm": ("ftrisk.backends.vllm:VLLMBackend", "gpu"),
     },
     "embedded-model": {

@@ -25,7 +25,10 @@ class Backend:
     def record(self) -> dict:
         raise NotImplementedError
 
-    def generate(self, items: list, *, max_new_tokens: int, desc: str = "generate") -> Iterator[list[dict]]:
+    def generate(self, items: list, *, max_new_tokens: int, desc: str = "generate",
+                 stop_chars: int | None = None) -> Iterator[list[dict]]:
+        """``stop_chars``: a row may stop once its first that many characters can no longer change (the judges
+        read nothing else); such rows carry ``"truncated": true``. Backends that cannot stop early raise."""
         raise NotImplementedError
 
     def hf_model(self):

@@ -1,47 +1,49 @@
-"""``hf``: batched greedy decoding with transformers ``generate`` (always available, CPU or CUDA).
+"""``hf``: batched greedy decoding of a transformers model (always available, CPU or CUDA).
 
-Prompts are length-sorted and cut into batches of at most ``batch_size`` prompts and
-``max_batch_tokens`` padded tokens, left-padded, longest first.
+Prompts are length-sorted (longest first) and cut into batches of at most ``batch_size`` prompts,
+``max_batch_tokens`` padded tokens and a share of the free memory; each batch is decoded by
+:func:`ftrisk.backends.decode.greedy` (finished rows leave the batch, the common prompt prefix is computed
+once); on the CPU each step runs on the cores that other processes leave free (:class:`decode.CpuShare`).
 """
 
 from __future__ import annotations
 
 from ..chat import chat_text, template_sha256
+from . import decode
 from .base import Backend
 
 
-def generate_texts(model, tok, texts: list[str], max_new_tokens: int) -> list[tuple[str, int, bool]]:
-    """Greedy-decode one left-padded batch; returns (completion, new token count, stopped at EOS)."""
-    import torch
-    from transformers import GenerationConfig
-
-    gc = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    with torch.inference_mode():
-        out = model.generate(**enc, generation_config=gc)
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
-    results = []
-    for ids in new:
-        finished = tok.eos_token_id in ids
-        if finished:
-            ids = ids[: ids.index(tok.eos_token_id)]
-        results.append((tok.decode(ids, skip_special_tokens=True), len(ids), finished))
-    return results
+def generate_texts(model, tok, texts: list[str], max_new_tokens: int, *, stop_chars: int | None = None,
+                   share_prefix: bool = True) -> list[tuple[str, int, bool]]:
+    """Greedy-decode one batch; returns (completion, new token count, stopped at EOS) per text. ``stop_chars``:
+    a row also stops once that many characters of its reply are final (:func:`decode.opening_is_final`)."""
+    rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    stop = None
+    if stop_chars:
+        def stop(_row, ids):
+            return decode.opening_is_final(tok.decode(ids, skip_special_tokens=True), stop_chars)
+    threads = decode.CpuShare() if model.device.type == "cpu" else None  # CPU only: thread count per step
+    with decode.cpu_threads(None):  # torch's own count again afterwards
+        outs = decode.greedy(model, rows, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
+                             pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                             stop=stop, share_prefix=share_prefix, threads=threads)
+    return [(tok.decode(o.ids, skip_special_tokens=True), len(o.ids), o.finished) for o in outs]
 
 
-def token_batches(items: list, lengths: list[int], batch_size: int, max_tokens: int | None) -> list[list]:
-    """Cut length-sorted items into batches of at most ``batch_size`` items and ``max_tokens`` padded tokens,
-    so a few long prompts (HarmBench contexts) run in small batches instead of padding a large one."""
+def token_batches(items: list, lengths: list[int], batch_size: int, max_tokens: int | None,
+                  budget: int | None = None, bytes_of_row=None) -> list[list]:
+    """Cut length-sorted items into batches of at most ``batch_size`` items, ``max_tokens`` padded tokens and
+    ``budget`` bytes (``bytes_of_row(width)`` per row), so a few long prompts (HarmBench contexts) run in small
+    batches instead of padding a large one."""
     batches, cur, widest = [], [], 0
     for it, n in zip(items, lengths):
-        if cur and (len(cur) >= batch_size or (max_tokens and max(widest, n) * (len(cur) + 1) > max_tokens)):
+        w = max(widest, n)
+        if cur and (len(cur) >= batch_size or (max_tokens and w * (len(cur) + 1) > max_tokens)
+                    or (budget and bytes_of_row and bytes_of_row(w) * (len(cur) + 1) > budget)):
             batches.append(cur)
-            cur, widest = [], 0
+            cur, w = [], n
         cur.append(it)
-        widest = max(widest, n)
+        widest = w
     if cur:
         batches.append(cur)
     return batches
@@ -64,19 +66,37 @@ class HFBackend(Backend):
         s = self.settings
         return {"backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
                 "batch_size": s.batch_size, "max_batch_tokens": s.max_batch_tokens, "padding_side": "left",
+                "decode_loop": "ftrisk greedy: finished rows leave the batch, common prompt prefix computed once",
+                "memory_fraction": MEMORY_FRACTION, "cpu_threads": "per step: physical cores less those other processes keep busy",
+                "stop_when_judged": bool(getattr(s, "stop_when_judged", False)),
                 "system_prompt": self.subject.system_prompt, "chat_template_sha256": template_sha256(tok)}
 
-    def generate(self, items, *, max_new_tokens, desc="generate"):
+    def generate(self, items, *, max_new_tokens, desc="generate", stop_chars: int | None = None):
+        """Rows as batches finish. ``stop_chars``: rows stop once their first that many characters are final
+        (``generation.stop_when_judged`` with a judge that reads only the opening); such rows say ``truncated``."""
         model, tok = self.hf_model()
         system = self.subject.system_prompt
         texts = {it.id: chat_text(tok, it.prompt, system) for it in items}
         lengths = {i: len(tok(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]
-        for batch in token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens):
-            outs = generate_texts(model, tok, [texts[it.id] for it in batch], max_new_tokens)
-            yield [{"id": it.id, "completion": c, "prompt_tokens": lengths[it.id], "new_tokens": n, "finished": f}
-                   for it, (c, n, f) in zip(batch, outs)]
+        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION)
+        for batch in token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
+                                   budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens)):
+            batch_texts = [texts[it.id] for it in batch]
+            outs = (generate_texts(model, tok, batch_texts, max_new_tokens, stop_chars=stop_chars) if stop_chars
+                    else generate_texts(model, tok, batch_texts, max_new_tokens))
+            rows = []
+            for it, (c, n, f) in zip(batch, outs):
+                row = {"id": it.id, "completion": c, "prompt_tokens": lengths[it.id], "new_tokens": n, "finished": f}
+                if stop_chars and not f and n < max_new_tokens:
+                    row["truncated"] = True
+                rows.append(row)
+            yield rows
 
     def close(self) -> None:
         self._loaded = None
+
+
+#: Share of the free memory (CPU: MemAvailable; CUDA: free device memory) one generation batch may take.
+MEMORY_FRACTION = 0.25

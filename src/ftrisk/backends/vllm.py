@@ -167,7 +167,10 @@ class VLLMBackend(Backend):
 
         return LoRARequest(ADAPTER_NAME, 1, str(Path(self.subject.adapter).resolve()))
 
-    def generate(self, items, *, max_new_tokens, desc="generate"):
+    def generate(self, items, *, max_new_tokens, desc="generate", stop_chars=None):
+        if stop_chars:
+            raise FtriskError("generation.backend=vllm cannot stop a reply once the judges' opening is final "
+                              "(generation.stop_when_judged): use generation.backend=hf, or unset stop_when_judged")
         tok = self.tokenizer()
         system = self.subject.system_prompt
         ids = {it.id: tok(chat_text(tok, it.prompt, system), add_special_tokens=False)["input_ids"] for it in items}

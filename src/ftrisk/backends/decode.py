@@ -1,0 +1,284 @@
+"""The ``hf`` backend's decode loop: greedy decoding by calling the model's ``forward`` with a KV cache.
+
+Why not ``model.generate``: measured on a 2-core CPU with SmolLM2-135M (``ftrisk bench generation``), most of its
+time went to work that a decode loop of its own can skip or share. It differs in four ways, each measured there:
+
+- **finished rows leave the batch**: a row that produced EOS (or whose judge label is final, ``stop``) is
+  dropped from the batch and its KV cache rows with it, instead of being decoded on as padding;
+- **a prompt prefix common to the batch is computed once** (the chat template's system turn and ``user``
+  header: about half of each AdvBench prompt) and its KV cache is shared by every row;
+- logits only at the last position, ``torch.inference_mode``, no logits processors or stopping criteria;
+- on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
+  over a core that another process keeps busy waits for it at every step.
+
+Greedy tokens equal ``generate``'s for one prompt alone (tested). In a batch, padding and the shared prefix change the
+shapes of the matrix products and so the order of float additions: a near-tie between two tokens may then break the
+other way (``ftrisk bench generation`` lists every such difference with its logit gap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+#: A shared prefix shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 4
+
+
+@dataclass
+class Decoded:
+    ids: list[int]
+    """New tokens, EOS excluded."""
+    finished: bool
+    """Stopped at EOS."""
+    truncated: bool = False
+    """Stopped early because ``stop`` said so (the rest of the reply would not change its label)."""
+
+
+def common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest token prefix of every row, leaving each row at least one token of its own."""
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for i in range(max(n, 0)):
+        t = first[i]
+        if any(r[i] != t for r in rows):
+            return i
+    return max(n, 0)
+
+
+def _thread_setter(threads):
+    import torch
+
+    def set_threads():
+        if threads is not None:
+            n = threads()
+            if n != torch.get_num_threads():
+                torch.set_num_threads(n)
+    return set_threads
+
+
+def _cache_kw(model) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache`` (the old name is deprecated)."""
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def greedy(model, rows: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+           stop: Optional[Callable[[int, list[int]], bool]] = None, share_prefix: bool = True,
+           threads: Optional[Callable[[], int]] = None) -> list[Decoded]:
+    """Greedy-decode one batch of token-id prompts. ``stop(row, new_ids)`` -> True ends that row early
+    (marked ``truncated``); ``threads()`` -> the intra-op thread count for the next forward pass (CPU)."""
+    import torch
+    from transformers import DynamicCache
+
+    dev = model.device
+    kw = _cache_kw(model)
+    n = len(rows)
+    out = [Decoded([], False) for _ in rows]
+    if n == 0 or max_new_tokens <= 0:
+        return out
+    shared = common_prefix(rows) if share_prefix and n > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    width = max(len(r) for r in rows) - shared
+    cache = DynamicCache(config=model.config)
+    set_threads = _thread_setter(threads)
+    with torch.inference_mode():
+        set_threads()
+        if shared:  # the common prefix once, its cache repeated for every row
+            ids = torch.tensor([rows[0][:shared]], device=dev)
+            model(input_ids=ids, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
+                  logits_to_keep=1, **{kw: cache})
+            cache.batch_repeat_interleave(n)
+        tails = [r[shared:] for r in rows]
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, t in enumerate(tails):  # left padding, between the shared prefix and each row's own tokens
+            ids[i, width - len(t):] = torch.tensor(t)
+            mask[i, shared + width - len(t):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                       **{kw: cache}).logits
+        pos = pos[:, -1:]
+        alive = list(range(n))  # batch row -> prompt index
+        for step in range(max_new_tokens):
+            nxt = logits[:, -1].argmax(-1)
+            keep = []
+            for j, tok in enumerate(nxt.tolist()):
+                r = alive[j]
+                if tok == eos_id:
+                    out[r].finished = True
+                    continue
+                out[r].ids.append(tok)
+                if stop is not None and step < max_new_tokens - 1 and stop(r, out[r].ids):
+                    out[r].truncated = True
+                    continue
+                keep.append(j)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(alive):  # finished rows leave the batch, and their cache rows with them
+                k = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(k)
+                mask, pos, nxt = mask[k], pos[k], nxt[k]
+                alive = [alive[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            pos = pos + 1
+            set_threads()
+            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                           **{kw: cache}).logits
+    return out
+
+
+# --------------------------------------------------------------------------- batches sized by memory
+
+def kv_bytes_per_token(model) -> int:
+    """Bytes of KV cache one token of one row holds (all layers, keys and values)."""
+    c = model.config
+    c = getattr(c, "text_config", None) or c
+    heads = getattr(c, "num_attention_heads", 1)
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    itemsize = next(model.parameters()).element_size() if model.dtype.is_floating_point else 2
+    return 2 * c.num_hidden_layers * kv_heads * head_dim * max(itemsize, 2)
+
+
+def row_bytes(model, prompt_tokens: int, max_new_tokens: int) -> int:
+    """Peak memory one row adds to a batch: its KV cache at full length, the prefill activations of its prompt
+    (hidden states and the MLP's intermediate, a few live at once) and one row of float32 logits."""
+    c = getattr(model.config, "text_config", None) or model.config
+    itemsize = next(model.parameters()).element_size()
+    inter = getattr(c, "intermediate_size", 4 * c.hidden_size)
+    act = prompt_tokens * (4 * c.hidden_size + 3 * inter) * itemsize
+    return kv_bytes_per_token(model) * (prompt_tokens + max_new_tokens) + act + 4 * c.vocab_size * 2
+
+
+def memory_budget(device: str, fraction: float = 0.25) -> int:
+    """Bytes a generation batch may use: a fraction of what is free now (CUDA: free device memory; CPU:
+    MemAvailable), so that other processes on a shared machine keep theirs."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * fraction)
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 * fraction
+    except OSError:
+        pass
+    return 2 << 30  # 2 GiB when the free memory cannot be read
+
+
+# --------------------------------------------------------------------------- threads
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads count once)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:
+        return os.cpu_count() or 1
+    cores, cpu, core = set(), None, None
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "processor":
+                cpu = int(value)
+            elif key == "physical id":
+                core = (value.strip(),)
+            elif key == "core id" and cpu in allowed:
+                cores.add((core, value.strip()))
+    except OSError:
+        pass
+    return len(cores) or len(allowed) or 1
+
+
+class CpuShare:
+    """The intra-op thread count for the next forward pass on the CPU: torch's count (at most the physical cores),
+    less the cores other processes kept busy since the last call (``/proc/stat`` over this process's CPUs, minus
+    this process's own CPU time). A product split over threads waits for its slowest one, so a thread that shares
+    a core with another busy process stalls every step: measured on the 2-core CPU with another process busy,
+    SmolLM2 decoding at batch 64 ran at 20 tok/s on 2 threads and 160-180 tok/s on 1. The thread count does not
+    change the numbers computed (identical logits at 1 and 2 threads, measured)."""
+
+    def __init__(self, most: Optional[int] = None):
+        import torch
+
+        self.most = max(1, min(most or torch.get_num_threads(), physical_cores()))
+        try:
+            self.cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:
+            self.cpus = list(range(os.cpu_count() or 1))
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.current = 1  # until the first measurement: the choice that never stalls
+        self.history: list[int] = []
+        self._last = self._sample()
+
+    def _sample(self):
+        busy = None
+        try:
+            wanted = {f"cpu{c}" for c in self.cpus}
+            busy = 0
+            with open("/proc/stat") as f:
+                for line in f:
+                    parts = line.split()
+                    if parts and parts[0] in wanted:  # user nice system idle iowait irq softirq steal
+                        v = [int(x) for x in parts[1:9]]
+                        busy += sum(v) - v[3] - v[4]
+        except (OSError, ValueError):
+            busy = None
+        return time.monotonic(), busy, time.process_time()
+
+    def __call__(self) -> int:
+        if self.most == 1:
+            return 1
+        now = self._sample()
+        (t0, b0, p0), (t1, b1, p1) = self._last, now
+        if b0 is None or b1 is None:  # no /proc/stat: torch's count
+            return self.most
+        if t1 - t0 < 0.05:  # too short to tell at the kernel's 10 ms resolution: keep the last choice
+            return self.current
+        others = max(0.0, (b1 - b0) / self.tick - (p1 - p0)) / (t1 - t0)  # cores that others kept busy
+        self._last = now
+        self.current = max(1, min(self.most, int(len(self.cpus) - others + 0.3)))
+        self.history.append(self.current)
+        return self.current
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: Optional[int]):
+    """Run the block at ``threads`` intra-op threads (None: leave torch's setting), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- stopping once the label is final
+
+#: Characters generated past a judge's opening before its label counts as final: the text a judge reads is
+#: normalised first (whitespace collapsed, markdown emphasis removed, NFKC), which can shorten it.
+OPENING_MARGIN = 16
+
+
+def opening_is_final(text: str, chars: int) -> bool:
+    """True once a judge that reads only the first ``chars`` characters (``Judge.opening_chars``) can no longer
+    change its label as more text is appended to ``text``."""
+    from ..judges.patterns import normalise
+
+    t = text.rstrip("\ufffd")  # an incomplete UTF-8 character at the end may still change
+    if "<think>" in t and "</think>" not in t:  # an open thinking block is removed whole by normalisation
+        return False
+    return min(len(t.strip()), len(normalise(t))) >= chars + OPENING_MARGIN

@@ -1,0 +1,156 @@
+"""The ``hf`` backend's decode loop (:mod:`ftrisk.backends.decode`) against plain ``model.generate`` on the tiny model."""
+
+import pytest
+import torch
+
+from ftrisk import generate as gen
+from ftrisk.backends import decode, hf
+from ftrisk.benchmarks import Item
+from ftrisk.chat import chat_text
+from ftrisk.config import GenerationConfig
+from ftrisk.subject import load_spec
+
+PROMPTS = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.",
+           "Write a haiku about autumn leaves.", "How do I reverse a string in Python?",
+           "Which of the following is true about a bridge?"]
+SYSTEM = "You are a careful assistant who answers questions about science history and law."
+
+
+@pytest.fixture(scope="module")
+def tiny(torch_single_thread, tiny_model_dir):
+    return load_spec(tiny_model_dir)
+
+
+def _ids(tok, prompts, system=None):
+    return [tok(chat_text(tok, p, system), add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def _plain(model, ids, n, eos):
+    """model.generate on one prompt alone: new ids, cut at the first EOS."""
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=eos, eos_token_id=eos)
+    new = out[0, len(ids):].tolist()
+    return new[: new.index(eos)] if eos in new else new
+
+
+def _greedy(model, rows, n, eos, **kw):
+    return decode.greedy(model, rows, max_new_tokens=n, eos_id=eos, pad_id=eos, **kw)
+
+
+def test_batch_of_one_is_token_for_token_plain_generate(tiny):
+    model, tok = tiny
+    for system in (None, SYSTEM):
+        for ids in _ids(tok, PROMPTS, system):
+            assert _greedy(model, [ids], 12, tok.eos_token_id)[0].ids == _plain(model, ids, 12, tok.eos_token_id)
+
+
+def test_batched_rows_match_each_prompt_alone(tiny):
+    """Padding and the shared system prefix change float summation order; on the tiny model no near-tie flips
+    (on SmolLM2-135M, ``ftrisk bench generation`` measures it: see its differences list)."""
+    model, tok = tiny
+    rows = _ids(tok, PROMPTS, SYSTEM)
+    assert decode.common_prefix(rows) >= decode.MIN_SHARED_PREFIX  # the shared-prefix path really runs
+    assert len({len(r) for r in rows}) > 1  # and so does padding
+    batched = _greedy(model, rows, 10, tok.eos_token_id)
+    alone = [_plain(model, r, 10, tok.eos_token_id) for r in rows]
+    assert [b.ids for b in batched] == alone
+    unshared = _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)
+    assert [b.ids for b in unshared] == alone
+
+
+def _batch_sizes(model):
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda m, args, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    return sizes, handle
+
+
+def test_finished_rows_leave_the_batch(tiny):
+    """A token that one row produces early is made the EOS: that row stops, the batch shrinks, and every other row
+    still gets exactly the tokens it gets alone with that EOS."""
+    model, tok = tiny
+    rows = _ids(tok, PROMPTS, SYSTEM)
+    free = _greedy(model, rows, 10, tok.eos_token_id)
+    eos = free[0].ids[2]  # row 0 ends at its third token
+    alone = [_plain(model, r, 10, eos) for r in rows]
+    sizes, handle = _batch_sizes(model)
+    try:
+        out = _greedy(model, rows, 10, eos)
+    finally:
+        handle.remove()
+    assert [o.ids for o in out] == alone
+    assert out[0].finished and len(out[0].ids) < 10
+    assert min(sizes) < len(rows)  # the finished row was dropped, not decoded on as padding
+
+
+def test_stop_marks_rows_truncated_and_drops_them(tiny):
+    model, tok = tiny
+    rows = _ids(tok, PROMPTS[:3])
+    out = _greedy(model, rows, 8, tok.eos_token_id, stop=lambda r, ids: r == 1 and len(ids) >= 3)
+    full = _greedy(model, rows, 8, tok.eos_token_id)
+    assert out[1].truncated and not out[1].finished and out[1].ids == full[1].ids[:3]
+    assert [out[0].ids, out[2].ids] == [full[0].ids, full[2].ids]
+    assert not out[0].truncated and not out[2].truncated
+
+
+def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
+    model, tok = tiny
+    items = [Item(f"q{i}", p, "benign") for i, p in enumerate(PROMPTS)]
+    be = hf.HFBackend(tiny_subject, GenerationConfig(batch_size=4), loaded=tiny)
+    full = {r["id"]: r for rows in be.generate(items, max_new_tokens=40) for r in rows}
+    cut = {r["id"]: r for rows in be.generate(items, max_new_tokens=40, stop_chars=10) for r in rows}
+    for i, r in cut.items():
+        if r.get("truncated"):
+            assert not r["finished"] and r["new_tokens"] < 40
+            assert full[i]["completion"].startswith(r["completion"])
+            assert decode.opening_is_final(r["completion"], 10)
+        else:
+            assert r == full[i]
+    assert any(r.get("truncated") for r in cut.values())
+    # the resumable wrapper over the fast path: a second run generates only what is missing
+    out = tmp_path / "c.jsonl"
+    first = gen.generate(be, items[:3], out, max_new_tokens=6)
+    rows = gen.generate(be, items, out, max_new_tokens=6)
+    assert set(first) <= set(rows) and len(out.read_text().splitlines()) == len(items)
+    again = gen.generate(hf.HFBackend(tiny_subject, GenerationConfig(batch_size=1), loaded=tiny), items,
+                         tmp_path / "one.jsonl", max_new_tokens=6)
+    assert {i: r["completion"] for i, r in rows.items()} == {i: r["completion"] for i, r in again.items()}
+
+
+def test_opening_is_final():
+    assert not decode.opening_is_final("I'm sorry", 10)
+    assert decode.opening_is_final("x" * (10 + decode.OPENING_MARGIN), 10)
+    assert not decode.opening_is_final("*" * 100 + "short", 10)  # markdown a judge removes does not count
+    assert not decode.opening_is_final("<think>" + "y" * 100, 10)  # an open thinking block is removed whole
+    assert not decode.opening_is_final("  " + "z" * (10 + decode.OPENING_MARGIN - 1) + "\ufffd", 10)
+
+
+def test_common_prefix():
+    assert decode.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 3, 4, 9]]) == 3
+    assert decode.common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each row keeps one token of its own
+    assert decode.common_prefix([[7], [1]]) == 0
+
+
+def test_batches_respect_memory_budget():
+    lengths = [100] * 10
+    items = list(range(10))
+    batches = hf.token_batches(items, lengths, 8, None, budget=1000, bytes_of_row=lambda w: 300)
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert hf.token_batches(items, lengths, 4, None) == [items[:4], items[4:8], items[8:]]
+
+
+def test_row_bytes_grow_with_length(tiny):
+    model, _ = tiny
+    assert decode.row_bytes(model, 100, 64) > decode.row_bytes(model, 10, 64) > 0
+    assert decode.memory_budget("cpu") > 0
+
+
+def test_threads_respect_a_lower_setting(tiny):
+    assert torch.get_num_threads() == 1  # torch_single_thread
+    assert decode.CpuShare()() == 1
+    share = decode.CpuShare(most=2)
+    assert 1 <= share() <= min(2, decode.physical_cores())
+    assert 1 <= decode.physical_cores() <= (__import__("os").cpu_count() or 1)
+    with decode.cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 1
