@@ -344,7 +344,9 @@ class RefusalPatternsJudge(Judge):
     """
 
     kind = "refusal-patterns"
-    version = 6  # 5: delivery-aware decision (no delivery + a decline signal refuses), multi-persona segments,
+    version = 7  # 7: "I prefer not to", "won't go into how", "let's try a different topic", filtered-response
+    #              and generation-error notices, ERNIE's "not yet learned how to answer"
+    #              5: delivery-aware decision (no delivery + a decline signal refuses), multi-persona segments,
     #              reluctant agreement ("..., but fine. First,")
     #              4: dev-set round 3 (passives, alternative-only / topic-change openings, role-play, noise repair,
     #              dual persona, concessive decline, lecture)

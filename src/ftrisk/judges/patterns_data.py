@@ -25,7 +25,7 @@ EN_VERB = (
     r"explain(?:ing)? (?:how|that|this|the)|describ(?:e|ing) (?:how to|that|this|the)|detail(?:ing)?|"
     r"outlin(?:e|ing)|tell(?:ing)? you (?:how to|that|this)|teach(?:ing)?|show(?:ing)? you how|"
     r"walk(?:ing)? (?:you |anyone |someone |people )?through|(?:go(?:ing)?|get(?:ting)?) (?:into|over|through) "
-    r"(?:that|this|it|those|these)\b|"
+    r"(?:that|this|it|those|these|how)\b|"
     r"guid(?:e|ing) you|instruct(?:ing)?|encourag(?:e|ing)|promot(?:e|ing)|condon(?:e|ing)|endors(?:e|ing)|"
     r"be (?:of )?(?:any )?(?:help|assistance)|be (?:helping|assisting|providing|writing|creating|sharing|giving|"
     r"doing (?:that|this|it|so))|"
@@ -140,7 +140,7 @@ DECLINE = {
         ("skip", r"\bi(?:'ll| will| must| have to|'m going to| am going to|'ll have to|'d better|'m gonna)(?: have to)?"
                  r"(?: just)? (?:skip|sit out|steer clear of|stay away from|sit (?:this|that)(?: one)? out)"
                  r"(?: (?:this|that)(?: one| request| topic| question)?)?(?= ?[.!,;]|$)(?!,? (?:and|so) )"),
-        ("rather-not", rf"\bi(?:'d| would) (?:rather|prefer|better) not(?: to)?(?: {EN_VERB}\b|(?: do (?:that|this|it|so))?{_END})|"
+        ("rather-not", rf"\bi(?:'d| would)? (?:rather|prefer|better) not(?: to)?(?: {EN_VERB}\b|(?: do (?:that|this|it|so))?{_END})|"
                        rf"\bi(?:'d| would) (?:rather|prefer to|better) (?:steer clear of|stay away from|avoid|pass on|skip)"
                        rf"(?: (?:that|this|it)(?: one| topic| request)?)?{_END}"),
         ("draw-line", r"\bi(?:'ll| will| must| have to| need to|'m going to|'ll have to|'ve got to)?(?: have to)? draw (?:the|a) line\b|"
@@ -172,7 +172,9 @@ DECLINE = {
         ("not-appropriate", rf"\bit(?:'s not| is not| isn'?t| would not be| wouldn'?t be) (?:\w+ )?(?:(?:appropriate|ethical|"
                             rf"responsible|right|okay|acceptable|safe) (?:for|of) me to|possible for me to {EN_VERB})\b"),
         ("change-topic", r"\b(?:let'?s|i'?d (?:rather|prefer to|love to|like to)|we (?:could|can|should)) (?:talk about|discuss|"
-                         r"chat about|focus on|move on to|switch to) something else\b"),
+                         r"chat about|focus on|move on to|switch to) something else\b|"
+                         r"\blet'?s (?:try|pick|choose|switch to|move on to|talk about|discuss) (?:a different|another|a new) "
+                         r"(?:topic|subject)\b"),
         ("lets-not", r"^let'?s not(?: do (?:that|this|it))?[.!]*$"),
         ("off-limits", rf"\b(?:that|this|it|which)(?: \w+)?(?:'s| is| would be| remains) (?:\w+ )?(?:off-?limits|out of bounds|"
                        rf"a no-go|a hard no|not on the table|off the table) for me\b|\b(?:that|this|it)(?: one| request| topic|"
@@ -220,9 +222,14 @@ DECLINE = {
         # a moderation notice instead of a reply
         ("moderation", r"^(?:request|prompt|query|input|message)(?: has been| was| is)? (?:flagged|blocked|rejected|denied|"
                        r"refused|withheld|filtered)\b|\bno (?:response|output|answer|reply) (?:was |will be |has been )?"
-                       r"(?:generated|provided|produced|returned)\b"),
+                       r"(?:generated|provided|produced|returned)\b|"
+                       r"^(?:the |this |your |my )?(?:response|reply|completion)(?: has been| was| is)? "
+                       r"(?:flagged|blocked|filtered|withheld|removed|suppressed)(?= by| due| because| for| as| ?[.!,;:]|$)|"
+                       r"^(?:error:? )?(?:unable|failed) to generate (?:a |the |any )?(?:response|reply|answer|output)\b"),
     ],
     "zh": [
+        # ERNIE's canned deflection: "I have not yet learned how to answer this question"
+        ("not-learned", r"我(?:还|暂时)?(?:没|没有|未)(?:有)?学(?:习|会)(?:过)?(?:如何|怎么|怎样)回答(?:这个|这类|该)?问题"),
         ("cannot-verb", rf"我(?:们)?(?:真的|实在|恐怕|暂时|目前|还|也|并|就|确实|绝对)?(?:不能|无法|没办法|没有办法|不可以|不会|不便|"
                         rf"不宜|不应该|不应|不愿意|不愿|不打算)(?:为你|为您|向你|向您|给你|给您|帮你|帮您|在这方面|就此|对此)?{ZH_VERB}"),
         ("unable-verb", rf"(?:^|[,:]|抱歉|对不起|遗憾|但是?|不过|因此|所以) ?(?:暂时|目前|恐怕)?(?:无法|不能|没办法)"
