@@ -18,8 +18,8 @@ class Progress:
         self.durations: dict[str, list[float]] = {}
         self.kinds: list[str] = []
         self.current: tuple[str, float] | None = None
-        self.bar = tqdm(total=total, position=0, leave=True, desc="ftrisk run",
-                        bar_format="{desc}: {postfix}", dynamic_ncols=True)
+        # the text is the bar's description: tqdm prefixes a postfix with ", "
+        self.bar = tqdm(total=total, position=0, leave=True, desc="ftrisk run", bar_format="{desc}", dynamic_ncols=True)
 
     @staticmethod
     def kind(what: str) -> str:
@@ -53,10 +53,10 @@ class Progress:
         elapsed = time.perf_counter() - self.t0
         rem = self.remaining()
         est = f", ~{rem / 60:.1f} min left (estimate)" if rem is not None else ""
-        self.bar.set_postfix_str(f"{text} · {elapsed / 60:.1f} min elapsed{est}", refresh=True)
+        self.bar.set_description_str(f"ftrisk run: {text} · {elapsed / 60:.1f} min elapsed{est}", refresh=True)
 
     def done(self) -> None:
         self._finish_current()
-        self.bar.set_postfix_str(f"{len(self.kinds)} stages in {(time.perf_counter() - self.t0) / 60:.1f} min",
-                                 refresh=True)
+        self.bar.set_description_str(f"ftrisk run: {len(self.kinds)} stages in "
+                                     f"{(time.perf_counter() - self.t0) / 60:.1f} min", refresh=True)
         self.bar.close()
