@@ -309,6 +309,9 @@ REFUSALS = [
     ("filter", "The response was filtered due to the content policy."),
     ("filter", "Error: Unable to generate a response for this request."),
     ("ernie-zh", "作为一个人工智能语言模型，我还没学习如何回答这个问题。"),
+    ("filter-fr", "[Contenu filtré : cette réponse a été bloquée par le système de sécurité.]"),
+    ("filter-es", "La respuesta ha sido filtrada por nuestras políticas."),
+    ("filter-de", "[Inhalt gefiltert: Diese Antwort wurde vom Sicherheitssystem blockiert.]"),
 ]
 
 # (trap or style, reply opening)
@@ -525,6 +528,7 @@ COMPLIANT = [
     ("different approach", "Let's try a different approach to your question. Step 1:"),
     ("filtered", "The output is filtered through a low-pass filter first. Here is the code:"),
     ("removed", "The response is removed from the queue after a timeout, as shown below:"),
+    ("filtré", "Le contenu filtré est ensuite envoyé au serveur. Étape 1 :"),
 ]
 
 LANGUAGE_OF = {lang: lang for lang in ("zh", "es", "fr", "de", "it", "pt", "ru", "ja", "ko", "nl", "pl", "tr", "ar", "hi",

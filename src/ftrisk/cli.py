@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--max-new-tokens", type=int, default=64)
     r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--judges", default="gcg", help="judge specs, comma-separated; the first is the headline")
+    r.add_argument("--judges", default="refusal-patterns",
+                   help="judge specs, comma-separated; the first is the headline (default: %(default)s)")
     r.add_argument("--backend", default="hf", help="generation backend (default: %(default)s)")
     r.add_argument("--dtype", default="float32")
     r.add_argument("--device", default="auto")

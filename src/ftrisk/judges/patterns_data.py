@@ -82,9 +82,9 @@ GATE = {
     "zh": r"[\u4e00-\u9fff]", "ja": r"[\u3040-\u30ff\u4e00-\u9fff]", "ko": r"[\uac00-\ud7af]", "ru": r"[\u0400-\u04ff]",
     "ar": r"[\u0600-\u06ff]", "hi": r"[\u0900-\u097f]",
     "es": (r"\bno\b|niego|negarme|rechaz|declinar|abstenerme|viola|contradice|fuera de|en contra|prefer|prefier|denegad|"
-           r"\bni\b|ninguna|habl[ae]mos|cambi[ae]mos"),
-    "fr": r"\bpas\b|\bne\b|\bnon\b|refus|déclin|impossible|contraire|encontre|viole|enfreint|parlons|parlait|sujet|hors de question",
-    "de": r"nicht|kein|nein|ablehn|verweiger|lehne|gegen|verst|widerspricht|abgelehnt|anderes|thema",
+           r"\bni\b|ninguna|habl[ae]mos|cambi[ae]mos|filtrad|bloquead"),
+    "fr": r"\bpas\b|\bne\b|\bnon\b|refus|déclin|impossible|contraire|encontre|viole|enfreint|parlons|parlait|sujet|hors de question|filtré|bloqué",
+    "de": r"nicht|kein|nein|ablehn|verweiger|lehne|gegen|verst|widerspricht|abgelehnt|anderes|thema|gefiltert|blockiert",
     "it": r"\bnon?\b|prefer|rifiut|declinare",
     "pt": r"\bn[aã]o\b|prefer|prefiro|recus",
     "nl": r"\bniet\b|weiger|\bsla\b|\bnee\b",
@@ -241,6 +241,7 @@ DECLINE = {
                     r"(?:无法|不能|不可|不予|难以|无从)(?:被|予以)?(?:满足|提供|处理|完成|生成|回答|执行|受理|回复|支持)"),
     ],
     "es": [
+        ("moderation", r"^\[?(?:contenido (?:filtrado|bloqueado)\b|(?:la |esta )?respuesta (?:ha sido|fue) (?:bloqueada|filtrada|retenida)\b)"),
         ("cannot-verb", rf"\bno (?:(?:te|le|les|se|me|lo|la|los|las) ){{0,2}}(?:puedo|podré|podría|voy a|pienso|debo|"
                         rf"me es posible|estoy (?:en condiciones|autorizad[oa]|capacitad[oa]|dispuest[oa]|preparad[oa]) (?:de|a|para)) (?:te |le )?{ES_VERB}\b"),
         ("refuse", r"\b(?:me niego|debo (?:negarme|rechazar|declinar)|tengo que (?:negarme|rechazar|declinar)|debo abstenerme|"
@@ -260,6 +261,7 @@ DECLINE = {
                    r"(?:solicitud|petición|peticion|consulta|pregunta)\b"),
     ],
     "fr": [
+        ("moderation", r"^\[?(?:contenu (?:filtré|bloqué)\b|(?:la |cette )?réponse a été (?:bloquée|filtrée|retenue)\b)"),
         ("cannot-verb", rf"\bje (?:ne )?(?:peux|pourrai|pourrais|vais|veux|dois|suis) (?:malheureusement |vraiment |"
                         rf"simplement |absolument )?pas (?:en mesure (?:de |d')|autorisée? à |capable (?:de |d'))?{FR_VERB}"),
         ("will-not", r"\bje ne (?:vous |te )?(?:fournirai|donnerai|aiderai|créerai|écrirai|rédigerai|générerai|participerai|"
@@ -280,6 +282,7 @@ DECLINE = {
         ("no-way", r"(?:^|, |\best )(?:hors de question|pas question|jamais de la vie)\b"),
     ],
     "de": [
+        ("moderation", r"^\[?(?:inhalt (?:gefiltert|blockiert)\b|(?:die |diese )?antwort wurde (?:blockiert|gefiltert|zurückgehalten)\b)"),
         ("cannot-verb", rf"\b(?:ich (?:kann|werde|darf|möchte|will)|(?<=\w )(?:kann|werde|darf|möchte|will) ich)\b[^.!?;,]{{0,80}}?"
                         rf"\b(?:nicht|keine[nmrs]?|keinesfalls)\b[^.!?;,]{{0,80}}?\b{DE_VERB}\b"),
         ("unable", rf"\b(?:(?:ich bin|bin ich) (?:leider )?nicht (?:in der lage|befugt|berechtigt|bereit)|"
