@@ -57,7 +57,9 @@ def judges_table(results: dict) -> list[str]:
         for n, b in st["benchmarks"].items():
             rates = [cell(b["judges"].get(j)) for j in judges]
             pairs = (st.get("agreement") or {}).get(n, {})
-            agree = "; ".join(f"{_kappa(p)}" for p in pairs.values())
+            # two judges: one pair, shown bare; more: each pair named ("refusal-patterns vs gcg: 94% ...")
+            agree = "; ".join(_kappa(p) if len(pairs) == 1 else f"{k.replace(' | ', ' vs ')}: {_kappa(p)}"
+                              for k, p in pairs.items())
             lines.append(f"| {s} | {n} | " + " | ".join(rates) + f" | {agree} |")
     return lines
 
@@ -120,7 +122,10 @@ def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     for bench, by_judge in undo.items():
         for judge, e in by_judge.items():
             p, c = e["point"], e["conservative"]
-            if p:
+            if p and p["step"] == 0:  # this judge sees no refusal in the subject: nothing for the attack to undo
+                cells = [f"already {_pct(p['refusal_rate'])} before the attack (this judge sees no refusals to undo)",
+                         "0", "–", "–", "–", "–"]
+            elif p:
                 cells = [f"{_pct(p['refusal_rate'])} [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}]", str(p["step"]),
                          str(p["examples"]), str(p["tokens"]), f"{p['seconds'] / 60:.2f}", f"{p['usd']:.4f}"]
             else:

@@ -61,6 +61,21 @@ def _capability_at(results: dict, stage: str | None) -> dict | None:
             if isinstance(v, dict) and v.get("delta") is not None}
 
 
+def _capability_from(results: dict, point: dict | None, seed: int) -> dict | None:
+    """The capability change at ``point``, else at the first later point of the same seed where it was measured
+    (by default the final one): ``{"stage", "step", "at_point", "tasks": {task: {delta, ci95, vs}}}``."""
+    if not point:
+        return None
+    later = [(point["stage"], point["step"])]
+    later += [(name, st["point"]["step"]) for name, st in results.get("stages", {}).items()
+              if st.get("point") and st["point"]["seed"] == seed and st["point"]["step"] > point["step"]]
+    for stage, step in sorted(later, key=lambda x: x[1]):
+        tasks = _capability_at(results, stage)
+        if tasks:
+            return {"stage": stage, "step": step, "at_point": step == point["step"], "tasks": tasks}
+    return None
+
+
 def cost_to_undo(results: dict, bench: str, judge: str, threshold: float) -> dict:
     seeds = seeds_of(results)
     per_seed, curves = {}, {}
@@ -78,6 +93,7 @@ def cost_to_undo(results: dict, bench: str, judge: str, threshold: float) -> dic
            "reached": bool(first and first["point"]), "point": first["point"] if first else None,
            "conservative": first["conservative"] if first else None, "lowest": first["lowest"] if first else None,
            "capability_delta": _capability_at(results, first["point"]["stage"]) if first and first["point"] else None,
+           "capability_after": _capability_from(results, first["point"], seeds[0]) if first else None,
            "per_seed": per_seed}
     hits = [v["point"] for v in per_seed.values() if v["point"]]
     if len(seeds) > 1:
@@ -122,14 +138,15 @@ def headline(results: dict, entry: dict, bench: str, judge: str, threshold: floa
     dev = (p["device"] or "?").split(":")[0] + (f" × {p['devices']}" if p.get("devices", 1) > 1 else "")
     text = (f"Refusal on {bench} fell from {start} to ≤ {_pct(threshold)} ({judge}) after {p['step']} steps, "
             f"{p['examples']} examples, {_minutes(p['seconds'])} on {dev} (${p['usd']:.2f})")
-    cap = entry.get("capability_delta")
-    if cap:
+    after = entry.get("capability_after")
+    if after:
         from .capability import _label
 
+        where = "" if after["at_point"] else f" at step {after['step']} (not measured at step {p['step']})"
         text += "; " + "; ".join(f"{_label(t)} Δ {v['delta']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
-                                 for t, v in cap.items())
-    elif p["step"] > 0:
-        text += "; capability not measured at that point"
+                                 for t, v in after["tasks"].items()) + where
+    else:
+        text += "; capability not measured at or after that point"
     if "range" in entry:
         r = entry["range"]
         text += (f". Over seeds ({entry['seeds_reached']} reached it): {r['step'][0]}–{r['step'][1]} steps, "
