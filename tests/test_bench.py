@@ -124,3 +124,36 @@ def test_hardening_method_row(tiny_model_dir_big_vocab):
     # a full fine-tune keeps a gradient and two AdamW moments for every weight: for the two 50,000 x 128
     # vocabulary matrices alone that is 12.8M x 3 x 4 bytes ~ 150 MB that LoRA does not hold
     assert row["full_mb"] > row["lora_mb"] + 60, row
+
+
+# --------------------------------------------------------------------------- the training workload (bench_train)
+
+
+def test_data_loss_is_token_weighted_over_batches(tiny_model_dir, torch_single_thread):
+    from ftrisk.bench_train import data_loss
+    from ftrisk.subject import load_spec
+    from ftrisk.train import Example, collate, encode, response_loss
+
+    model, tok = load_spec(str(tiny_model_dir))
+    examples = [Example(prompt=f"question {i} " * (1 + i % 4), response="answer " * (1 + 3 * (i % 3))) for i in range(9)]
+    enc = [encode(tok, ex, 64) for ex in examples]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    import torch
+
+    with torch.inference_mode():
+        whole = response_loss(model, *collate(enc, pad)).item()  # one batch: the mean over every response token
+    # batches of unequal token counts: a mean of batch means would differ; a token-weighted mean does not
+    assert data_loss(model, tok, examples, 64, batch_size=4) == pytest.approx(whole, rel=1e-5)
+    assert data_loss(model, tok, examples, 64, batch_size=9) == pytest.approx(whole, rel=1e-5)
+
+
+@pytest.mark.heavy
+def test_training_workload_runs_every_way_on_the_tiny_model(tiny_model_dir):
+    from ftrisk import bench_train
+
+    row = bench_train.bench(str(tiny_model_dir), steps=2, rounds=1, threads=1)
+    for m in bench_train.available():
+        r = row[m]
+        assert r["seconds"] > 0 and r["tok_s"] > 0 and r["peak_rss_mb"] > 0
+        assert 0 < r["data_loss"] < 20 and 0 < r["final_loss"] < 20
+    assert row["ratio"] == pytest.approx(row["ftrisk_tok_s"] / row["baseline_tok_s"], rel=1e-2)

@@ -524,6 +524,11 @@ def main(args) -> int:
         row = bench_train.bench(spec)
         print(f"training: {row['workload']}: baseline {row['baseline_tok_s']} tok/s, ftrisk {row['ftrisk_tok_s']} tok/s, "
               f"ratio x{row['ratio']:.2f}, peak RSS {_mb(row.get('peak_rss_mb'))}")
+        for m in bench_train.METHODS:
+            if m in row:
+                r = row[m]
+                print(f"  {m}: {r['tok_s']} tok/s, {r['gflop_s']} GFLOP/s, loss of the last 5 steps {r['final_loss']}, "
+                      f"loss over all attack data after training {r['data_loss']}, peak RSS {_mb(r['peak_rss_mb'])}")
     elif workload == "training-rows":
         row = run_training(spec)
     else:

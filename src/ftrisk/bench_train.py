@@ -8,7 +8,9 @@ of optimizer steps taken from the demo config, fp32 on CPU):
   defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
   ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
 - ftrisk: :func:`ftrisk.train.finetune` with its defaults (length-grouped batches, response-only logits).
-Each runs in a fresh process, in interleaved rounds; the median of each is reported. Throughput is examples
+Each runs in a fresh process, in interleaved rounds; the median of each is reported. Whether they trained
+equally well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of
+their last steps, which depends on which batches came last. Throughput is examples
 per second times the mean length of an example (the same data for all three), so padding a peer adds is a
 cost, not extra credit. FLOPs per example for the ceiling: 6 x trainable-path parameters is not right for
 LoRA; we count 4 x N x tokens (forward 2N, backward through activations 2N, no weight gradients for the
@@ -49,10 +51,36 @@ def _child(spec: str, method: str, steps: int, threads: int, queue) -> None:
     model, tok = load_spec(spec)
     n = steps * a.train.batch_size
     with tempfile.TemporaryDirectory() as d:
-        losses, seconds = {"baseline": _trainer, "trl": _trl, "ftrisk": _ftrisk}[method](model, tok, examples, a, steps,
-                                                                                         Path(d))
+        losses, seconds, trained = {"baseline": _trainer, "trl": _trl, "ftrisk": _ftrisk}[method](
+            model, tok, examples, a, steps, Path(d))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's peak, before the loss pass
     queue.put({"seconds": seconds, "examples": n, "final_loss": statistics.fmean(losses[-5:]),
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "data_loss": data_loss(trained, tok, examples, a.train.max_seq_len), "peak_rss_mb": rss})
+
+
+def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> float:
+    """Mean response-token loss of the trained model over every attack example (the same set for each way).
+
+    The loss of the last steps depends on which batches came last (random for the Trainer, length-grouped for
+    ftrisk: short and long examples have very different losses), so it cannot tell whether two ways trained
+    equally well; this can."""
+    import torch
+
+    from .train import IGNORE, collate, encode
+
+    enc = [encode(tok, ex, max_seq_len) for ex in examples]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    total, count = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(enc), batch_size):
+            ids, mask, labels = collate(enc[i:i + batch_size], pad)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            keep = target != IGNORE
+            total += torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum").item()
+            count += int(keep.sum())
+    return total / count
 
 
 def _ftrisk(model, tok, examples, a, steps, d):
@@ -63,9 +91,9 @@ def _ftrisk(model, tok, examples, a, steps, d):
 
     tc = dataclasses.replace(a.train, max_steps=steps, max_minutes=None, checkpoint_every=None)
     t0 = time.perf_counter()  # finetune is one call: its own encoding and LoRA wrapping are inside the time
-    finetune(model, tok, examples, a.lora, tc, d, meter=CostMeter())
+    trained, _ = finetune(model, tok, examples, a.lora, tc, d, meter=CostMeter())
     seconds = time.perf_counter() - t0
-    return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()], seconds
+    return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()], seconds, trained
 
 
 def _lora(a):
@@ -94,7 +122,8 @@ def _trainer(model, tok, examples, a, steps, d):
                       data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, padding=True))
     t0 = time.perf_counter()  # the peers' setup (encoding, LoRA wrapping, Trainer) is left out of their time
     trainer.train()
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h], time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h], seconds, trainer.model
 
 
 def _trl(model, tok, examples, a, steps, d):
@@ -111,7 +140,8 @@ def _trl(model, tok, examples, a, steps, d):
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=_lora(a))
     t0 = time.perf_counter()
     trainer.train()
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h], time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h], seconds, trainer.model
 
 
 def available() -> list[str]:
@@ -153,6 +183,7 @@ def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = Non
         ex_s = rs[0]["examples"] / s
         out[m] = {"seconds": round(s, 2), "examples_per_s": round(ex_s, 3), "tok_s": round(ex_s * mean_len, 1),
                   "final_loss": round(statistics.median(r["final_loss"] for r in rs), 4),
+                  "data_loss": round(statistics.median(r["data_loss"] for r in rs), 4),
                   "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs), 1),
                   "gflop_s": round(4 * n_params * ex_s * mean_len / 1e9, 2)}
     out["baseline_tok_s"], out["ftrisk_tok_s"] = out["baseline"]["tok_s"], out["ftrisk"]["tok_s"]
