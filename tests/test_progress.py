@@ -23,3 +23,12 @@ def test_remaining_uses_the_mean_of_finished_stages_of_the_same_kind():
     # harden in progress, no harden finished: half the mean of all finished stages; 2 stages left, evaluations
     assert p.remaining() == 30.0 + 2 * 60.0
     p.bar.close()
+
+
+def test_nothing_is_drawn_before_the_first_stage(capsys):
+    p = Progress(2)
+    print("plan: fits", file=__import__("sys").stderr)  # what ftrisk run prints once inputs are checked
+    p.begin("evaluate base")
+    p.done()
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert err.startswith("plan: fits\n")

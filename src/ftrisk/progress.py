@@ -12,14 +12,21 @@ import time
 
 class Progress:
     def __init__(self, total: int):
-        from tqdm.auto import tqdm
-
         self.total, self.n, self.t0 = total, 0, time.perf_counter()
         self.durations: dict[str, list[float]] = {}
         self.kinds: list[str] = []
         self.current: tuple[str, float] | None = None
-        # the text is the bar's description: tqdm prefixes a postfix with ", "
-        self.bar = tqdm(total=total, position=0, leave=True, desc="ftrisk run", bar_format="{desc}", dynamic_ncols=True)
+        self._bar = None  # drawn at the first stage, so lines printed before it (the plan) stay on their own
+
+    @property
+    def bar(self):
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            # the text is the bar's description: tqdm prefixes a postfix with ", "
+            self._bar = tqdm(total=self.total, position=0, leave=True, desc="ftrisk run", bar_format="{desc}",
+                             dynamic_ncols=True)
+        return self._bar
 
     @staticmethod
     def kind(what: str) -> str:
