@@ -159,3 +159,16 @@ def test_report_md_renders_without_a_config(demo):
     without = report.render(demo["results"], None, report.run_name(demo["out"]))
     assert with_cfg == without
     assert without.startswith("# ftrisk report: demo-tiny")
+
+
+def test_cost_ticks_leave_out_time_and_dollars_where_labels_would_overlap():
+    from ftrisk.report_plots import cost_ticks
+
+    pts = [{"step": s, "seconds": 2.4 * s, "usd": 0.0013 * s} for s in (0, 2, 5, 10, 20, 35, 50)]
+    steps, labels = cost_ticks(pts)
+    assert steps == [0, 2, 5, 10, 20, 35, 50]
+    assert labels[1] == "2"  # 2 steps from 0 on a 50-step axis: the step only
+    assert all(label.count("\n") == 2 for i, label in enumerate(labels) if i != 1)
+    # the last point always carries the whole attack's cost, even when the one before it is close
+    _, labels = cost_ticks([{"step": s, "seconds": s, "usd": s} for s in (0, 10, 20, 48, 50)])
+    assert labels[-1].count("\n") == 2 and labels[-2] == "48"

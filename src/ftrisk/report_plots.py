@@ -51,7 +51,19 @@ def cost_ticks(points: list[dict], most: int = 9) -> tuple[list[int], list[str]]
     if len(pts) > most:
         every = math.ceil(len(pts) / most)
         pts = [p for i, p in enumerate(pts) if i % every == 0 or p is pts[-1]]
-    return [p["step"] for p in pts], [f"{p['step']}\n{duration(p['seconds'])}\n{dollars(p['usd'])}" for p in pts]
+    # time and dollars under a step only where there is room for them: steps are often log-spaced (0, 2, 5, ...),
+    # and labels closer than ~8% of the axis print over each other; the step numbers alone fit closer
+    span = max(pts[-1]["step"] - pts[0]["step"], 1) if pts else 1
+    full, last = set(), None
+    for i, p in enumerate(pts):
+        if last is None or p["step"] - last >= 0.08 * span:
+            full.add(i)
+            last = p["step"]
+    if pts and len(pts) - 1 not in full:  # the last point always: it is the whole attack's cost
+        full = {i for i in full if pts[-1]["step"] - pts[i]["step"] >= 0.08 * span or i == 0} | {len(pts) - 1}
+    labels = [f"{p['step']}\n{duration(p['seconds'])}\n{dollars(p['usd'])}" if i in full else f"{p['step']}"
+              for i, p in enumerate(pts)]
+    return [p["step"] for p in pts], labels
 
 
 def curve_plot(series: list[dict], *, title: str, threshold: float | None = None,
