@@ -172,3 +172,19 @@ def test_cost_ticks_leave_out_time_and_dollars_where_labels_would_overlap():
     # the last point always carries the whole attack's cost, even when the one before it is close
     _, labels = cost_ticks([{"step": s, "seconds": s, "usd": s} for s in (0, 10, 20, 48, 50)])
     assert labels[-1].count("\n") == 2 and labels[-2] == "48"
+
+
+def test_categories_of_a_long_curve_show_base_subject_and_final_point_only():
+    from ftrisk.report_html import _categories
+
+    cat = {"by_category": {"a": {"n": 20, "refusal_rate": 0.5, "ci95": [0.3, 0.7]},
+                           "b": {"n": 20, "refusal_rate": 0.1, "ci95": [0.03, 0.3]}}}
+    names = ["base", "hardened"] + [f"step-{s}" for s in (2, 5, 10, 20, 35)] + ["attacked"]
+    results = {"headline_judge": "pat", "stages": {
+        n: {"benchmarks": {"adv": {"harmful": True, "judges": {"pat": cat}}},
+            **({"point": {"seed": 0, "step": i, "subject_stage": "hardened"}} if n.startswith("step") or n == "attacked"
+               else {})} for i, n in enumerate(names)}}
+    page = _categories(results)
+    header = page[page.index("<th"):page.index("</tr>")]
+    assert all(s in header for s in ("base", "hardened", "attacked")) and "step-" not in header
+    assert "every point's categories are in results.json" in page

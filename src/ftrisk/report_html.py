@@ -271,8 +271,12 @@ def _union_keys(dicts) -> list[str]:
 def _categories(results: dict) -> str:
     head = results.get("headline_judge")
     stages = first_seed_stages(results)
+    note = ""
+    if len(stages) > 5:  # one column per point would run off a laptop screen and the printed page
+        stages = [st for st in md.main_stages(results) if st in results.get("stages", {})]
+        note = " Base, the subject before the attack and the final point; every point's categories are in results.json."
     out = [f"<h2 id=categories>Refusal by category</h2><p>Headline judge <code>{esc(head)}</code>; "
-           f"stages of seed {esc((seeds_of(results) or ['–'])[0])}.</p>"]
+           f"stages of seed {esc((seeds_of(results) or ['–'])[0])}.{note}</p>"]
     for bench, harmful in harmful_of(results).items():
         by_stage = {}
         for s in stages:
