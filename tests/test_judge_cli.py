@@ -56,3 +56,22 @@ def test_unknown_judge_is_one_line(tmp_path, capsys):
     assert cli.main(["judge", "--completions", str(f), "--judges", "refusal-patterns,nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "unknown judge 'nope'" in err and "known: refusal-patterns" in err
+
+
+def test_a_judge_that_judges_nothing_is_reported_not_a_crash(tmp_path, capsys):
+    """A rubric judge whose every answer is unparseable (a tiny model as the judge): all -1, no agreement."""
+    from servers import FaultyServer, chat, models, reply
+
+    def garbage(req):
+        return reply(200, models("judge")) if req.path.endswith("/models") else reply(200, chat("no score lines"))
+
+    f = write_jsonl(tmp_path / "replies.jsonl", ROWS)
+    with FaultyServer(garbage) as s:
+        rc = cli.main(["judge", "--completions", str(f), "--out", str(tmp_path / "o"),
+                       "--judges", f"refusal-patterns,rubric:endpoint={s.endpoint},model=judge,timeout=5"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    rubric = next(v for k, v in res["judges"].items() if k.startswith("rubric"))
+    assert rubric["n"] == 0 and rubric["n_unjudged"] == 4 and rubric["refusal_rate"] is None
+    assert "no reply could be judged" in out and "no item judged by both, n=0" in out

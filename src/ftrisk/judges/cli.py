@@ -97,6 +97,9 @@ def main(args) -> int:
             line += f", kappa {m['kappa']:.3f}" if m.get("kappa") is not None else ", kappa –"
         print(line)
     for pair, p in result["agreement"].items():
+        if p.get("agreement") is None:  # e.g. one judge could judge no item (every label -1)
+            print(f"{pair}: no item judged by both, n=0")
+            continue
         k = "–" if p.get("kappa") is None else f"{p['kappa']:.3f}"
         print(f"{pair}: agreement {p['agreement']:.3f}, kappa {k}, n={p['n']}")
     print(f"results: {out / 'results.json'}")
