@@ -66,7 +66,7 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
     equally well; this can."""
     import torch
 
-    from .train import IGNORE, collate, encode
+    from .train import IGNORE, collate, encode, response_loss
 
     enc = [encode(tok, ex, max_seq_len) for ex in examples]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -75,11 +75,9 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
     with torch.inference_mode():
         for i in range(0, len(enc), batch_size):
             ids, mask, labels = collate(enc[i:i + batch_size], pad)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            target = labels[:, 1:]
-            keep = target != IGNORE
-            total += torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum").item()
-            count += int(keep.sum())
+            n = int((labels[:, 1:] != IGNORE).sum())  # response_loss is a per-batch mean: weight it by its tokens
+            total += response_loss(model, ids, mask, labels).item() * n
+            count += n
     return total / count
 
 

@@ -273,7 +273,7 @@ def _categories(results: dict) -> str:
     stages = first_seed_stages(results)
     note = ""
     if len(stages) > 5:  # one column per point would run off a laptop screen and the printed page
-        stages = [st for st in md.main_stages(results) if st in results.get("stages", {})]
+        stages = md.main_stages(results)
         note = " Base, the subject before the attack and the final point; every point's categories are in results.json."
     out = [f"<h2 id=categories>Refusal by category</h2><p>Headline judge <code>{esc(head)}</code>; "
            f"stages of seed {esc((seeds_of(results) or ['–'])[0])}.{note}</p>"]
