@@ -21,6 +21,19 @@ def tiny(torch_single_thread, tiny_model_dir):
     return load_spec(tiny_model_dir)
 
 
+@pytest.fixture(scope="module")
+def sensitive(torch_single_thread, tmp_path_factory):
+    """A tiny model whose replies depend on the prompt (larger random weights) with grouped-query attention: the
+    default tiny model answers every prompt alike, so a row given another row's cache would go unnoticed."""
+    from ftrisk.testing import build_tiny_model
+
+    model, tok = load_spec(build_tiny_model(tmp_path_factory.mktemp("sensitive"), initializer_range=0.3,
+                                            num_key_value_heads=2))
+    alone = [_plain(model, r, 10, tok.eos_token_id) for r in _ids(tok, PROMPTS, SYSTEM)]
+    assert len({tuple(a) for a in alone}) == len(PROMPTS)  # every prompt its own reply
+    return model, tok
+
+
 def _ids(tok, prompts, system=None):
     return [tok(chat_text(tok, p, system), add_special_tokens=False)["input_ids"] for p in prompts]
 
@@ -45,10 +58,10 @@ def test_batch_of_one_is_token_for_token_plain_generate(tiny):
             assert _greedy(model, [ids], 12, tok.eos_token_id)[0].ids == _plain(model, ids, 12, tok.eos_token_id)
 
 
-def test_batched_rows_match_each_prompt_alone(tiny):
+def test_batched_rows_match_each_prompt_alone(sensitive):
     """Padding and the shared system prefix change float summation order; on the tiny model no near-tie flips
     (on SmolLM2-135M, ``ftrisk bench generation`` measures it: see its differences list)."""
-    model, tok = tiny
+    model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
     assert decode.common_prefix(rows) >= decode.MIN_SHARED_PREFIX  # the shared-prefix path really runs
     assert len({len(r) for r in rows}) > 1  # and so does padding
@@ -61,14 +74,15 @@ def test_batched_rows_match_each_prompt_alone(tiny):
 
 def _batch_sizes(model):
     sizes = []
-    handle = model.register_forward_pre_hook(lambda m, args, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    handle = model.get_decoder().register_forward_pre_hook(  # the decoder: called on every path
+        lambda m, args, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
     return sizes, handle
 
 
-def test_finished_rows_leave_the_batch(tiny):
+def test_finished_rows_leave_the_batch(sensitive):
     """A token that one row produces early is made the EOS: that row stops, the batch shrinks, and every other row
     still gets exactly the tokens it gets alone with that EOS."""
-    model, tok = tiny
+    model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
     free = _greedy(model, rows, 10, tok.eos_token_id)
     eos = free[0].ids[2]  # row 0 ends at its third token
@@ -154,3 +168,42 @@ def test_threads_respect_a_lower_setting(tiny):
     with decode.cpu_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 1
+
+
+def test_head_argmax_equals_argmax_and_keeps_the_lowest_id_on_ties():
+    torch.manual_seed(0)
+    h = torch.randn(5, 8)
+    w = torch.randn(23, 8)
+    b = torch.randn(23)
+    for chunk in (1, 4, 7, 23, 64):
+        assert torch.equal(decode.head_argmax(h, w, b, chunk), torch.nn.functional.linear(h, w, b).argmax(-1))
+    w[17] = w[3]  # a tie across two slices (chunk 4: slices 0 and 4), and one row's winner made that pair
+    h[0] = w[3] * 10
+    tied = decode.head_argmax(h, w, None, 4)
+    assert tied[0] == 3 == torch.nn.functional.linear(h, w).argmax(-1)[0]
+
+
+def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, monkeypatch):
+    """More rows than one prefill group (each group padded to its own width, then placed in one buffer) and the
+    paths for models outside the fast path (transformers' own cache and ``logits.argmax``) give every row the tokens
+    it gets alone."""
+    model, tok = sensitive
+    rows = _ids(tok, PROMPTS, SYSTEM)
+    alone = [_plain(model, r, 10, tok.eos_token_id) for r in rows]
+    monkeypatch.setattr(decode, "PREFILL_ROWS", 2)
+    assert len({len(r) for r in rows}) >= 3  # the groups really have different widths
+    assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
+    assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)] == alone
+    assert decode.fast_parts(model) is not None
+    monkeypatch.setattr(decode, "fast_parts", lambda m: None)
+    monkeypatch.setattr(decode, "_plain_layers", lambda cache: False)
+    assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
+
+
+def test_fast_parts_refuses_models_whose_logits_are_more_than_the_head(tiny):
+    model, _ = tiny
+    model.config.final_logit_softcapping = 30.0
+    try:
+        assert decode.fast_parts(model) is None
+    finally:
+        model.config.final_logit_softcapping = None

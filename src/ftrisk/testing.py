@@ -29,8 +29,9 @@ def _corpus(n: int = 400) -> list[str]:
     return lines
 
 
-def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embeddings: bool = False):
-    """Save a tiny random LlamaForCausalLM + byte-level BPE tokenizer (ChatML template) to ``path``."""
+def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embeddings: bool = False, **config):
+    """Save a tiny random LlamaForCausalLM + byte-level BPE tokenizer (ChatML template) to ``path``; ``config``:
+    LlamaConfig fields to override."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -54,6 +55,8 @@ def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embedd
         num_key_value_heads=4, max_position_embeddings=8192, bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=tie_word_embeddings,
     )
+    for k, v in config.items():
+        setattr(cfg, k, v)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(path, safe_serialization=True)
     fast.save_pretrained(path)
