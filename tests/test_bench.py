@@ -151,9 +151,22 @@ def test_data_loss_is_token_weighted_over_batches(tiny_model_dir, torch_single_t
 def test_training_workload_runs_every_way_on_the_tiny_model(tiny_model_dir):
     from ftrisk import bench_train
 
-    row = bench_train.bench(str(tiny_model_dir), steps=2, rounds=1, threads=1)
+    row = bench_train.bench(str(tiny_model_dir), steps=3, rounds=1, threads=1)
     for m in bench_train.available():
         r = row[m]
         assert r["seconds"] > 0 and r["tok_s"] > 0 and r["peak_rss_mb"] > 0
         assert 0 < r["data_loss"] < 20 and 0 < r["final_loss"] < 20
     assert row["ratio"] == pytest.approx(row["ftrisk_tok_s"] / row["baseline_tok_s"], rel=1e-2)
+    lrs = {m: row[m]["lr_by_step"] for m in bench_train.available()}  # one learning rate at every step for all
+    assert len(lrs["ftrisk"]) == 3 and lrs["ftrisk"][0] < lrs["ftrisk"][-1]  # 3 steps, warming up
+    assert all(v == pytest.approx(lrs["ftrisk"], rel=1e-9) for v in lrs.values())
+    assert len(row["ftrisk"]["data_loss_by_seed"]) == 1 and row["loss"]["within_noise"] is None
+
+
+def test_same_loss_is_twice_the_standard_error():
+    from ftrisk.bench_train import same_loss
+
+    assert same_loss([0.50, 0.52, 0.48], [0.51, 0.49, 0.53])["within_noise"] is True
+    far = same_loss([0.50, 0.51, 0.49], [0.27, 0.28, 0.26])
+    assert far["within_noise"] is False and far["difference"] == pytest.approx(-0.23, abs=1e-4)
+    assert same_loss([0.5], [0.3])["within_noise"] is None

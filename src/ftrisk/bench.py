@@ -528,7 +528,12 @@ def main(args) -> int:
             if m in row:
                 r = row[m]
                 print(f"  {m}: {r['tok_s']} tok/s, {r['gflop_s']} GFLOP/s, loss of the last 5 steps {r['final_loss']}, "
-                      f"loss over all attack data after training {r['data_loss']}, peak RSS {_mb(r['peak_rss_mb'])}")
+                      f"loss over all attack data after training {r['data_loss']} (seeds: {r['data_loss_by_seed']}), "
+                      f"peak RSS {_mb(r['peak_rss_mb'])}")
+        d = row["loss"]
+        verdict = {True: "the same within noise", False: "NOT the same within noise", None: "noise not estimated"}
+        print(f"  loss, ftrisk minus baseline: {d['difference']:+.4f} (standard error {d['standard_error']}): "
+              f"{verdict[d['within_noise']]}; schedule: {row['schedule']}")
     elif workload == "training-rows":
         row = run_training(spec)
     else:

@@ -1,16 +1,21 @@
 """``ftrisk bench training``: ftrisk's training loop against the peers' way, on the demo attack data.
 
 Three ways to run the same LoRA attack steps (LoRA r, alpha and targets, batch size, learning rate and number
-of optimizer steps taken from the demo config, fp32 on CPU):
-- baseline: PEFT + transformers ``Trainer`` with its default arguments (random batches, right padding,
-  full-vocabulary logits, linear decay), labels masked to the response as ftrisk masks them;
+of optimizer steps taken from the demo config, fp32 on CPU), each with the same optimizer and learning rate at
+every step: ftrisk's AdamW and warmup-then-constant schedule (:func:`ftrisk.train.optimizer`), handed to the
+peers through their ``optimizers=`` argument (their default, linear decay to zero over the run, is another
+learning rate at every step but the first, and so another final loss: measured 0.50 against ftrisk's 0.27):
+- baseline: PEFT + transformers ``Trainer``, otherwise with its default arguments (random batches, right padding,
+  full-vocabulary logits, gradient clipping at 1.0 as ftrisk), labels masked to the response as ftrisk masks them;
 - TRL ``SFTTrainer`` (when installed) on the same pairs as a conversational prompt-completion dataset, with its
   defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
   ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
 - ftrisk: :func:`ftrisk.train.finetune` with its defaults (length-grouped batches, response-only logits).
-Each runs in a fresh process, in interleaved rounds; the median of each is reported. Whether they trained
-equally well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of
-their last steps, which depends on which batches came last. Throughput is examples
+Each runs in a fresh process, in interleaved rounds; round ``r`` seeds every way with ``r`` (LoRA initialisation
+and batch order), so the spread over rounds is the seed noise. Times are medians. Whether they trained equally
+well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of their last
+steps, which depends on which batches came last; "the same within noise" is a mean difference over the rounds of
+at most twice its standard error. Throughput is examples
 per second times the mean length of an example (the same data for all three), so padding a peer adds is a
 cost, not extra credit. FLOPs per example for the ceiling: 6 x trainable-path parameters is not right for
 LoRA; we count 4 x N x tokens (forward 2N, backward through activations 2N, no weight gradients for the
@@ -38,10 +43,11 @@ def _examples(spec: str):
     return cfg, examples
 
 
-def _child(spec: str, method: str, steps: int, threads: int, queue) -> None:
+def _child(spec: str, method: str, steps: int, threads: int, seed: int, queue) -> None:
     import tempfile
 
     import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     from .subject import load_spec
 
@@ -50,11 +56,13 @@ def _child(spec: str, method: str, steps: int, threads: int, queue) -> None:
     a = cfg.attack
     model, tok = load_spec(spec)
     n = steps * a.train.batch_size
+    lrs: list[float] = []  # the learning rate each optimizer step really used, whoever built the optimizer
+    register_optimizer_step_pre_hook(lambda opt, *_: lrs.append(opt.param_groups[0]["lr"]))
     with tempfile.TemporaryDirectory() as d:
         losses, seconds, trained = {"baseline": _trainer, "trl": _trl, "ftrisk": _ftrisk}[method](
-            model, tok, examples, a, steps, Path(d))
+            model, tok, examples, a, steps, Path(d), seed)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's peak, before the loss pass
-    queue.put({"seconds": seconds, "examples": n, "final_loss": statistics.fmean(losses[-5:]),
+    queue.put({"seed": seed, "lrs": lrs, "seconds": seconds, "examples": n, "final_loss": statistics.fmean(losses[-5:]),
                "data_loss": data_loss(trained, tok, examples, a.train.max_seq_len), "peak_rss_mb": rss})
 
 
@@ -81,7 +89,7 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
     return total / count
 
 
-def _ftrisk(model, tok, examples, a, steps, d):
+def _ftrisk(model, tok, examples, a, steps, d, seed):
     import dataclasses
 
     from .cost import CostMeter
@@ -89,7 +97,7 @@ def _ftrisk(model, tok, examples, a, steps, d):
 
     tc = dataclasses.replace(a.train, max_steps=steps, max_minutes=None, checkpoint_every=None)
     t0 = time.perf_counter()  # finetune is one call: its own encoding and LoRA wrapping are inside the time
-    trained, _ = finetune(model, tok, examples, a.lora, tc, d, meter=CostMeter())
+    trained, _ = finetune(model, tok, examples, a.lora, tc, d, seed=seed, meter=CostMeter())
     seconds = time.perf_counter() - t0
     return [json.loads(x)["loss"] for x in (d / "metrics.jsonl").read_text().splitlines()], seconds, trained
 
@@ -101,9 +109,20 @@ def _lora(a):
                       target_modules=list(a.lora.target_modules), task_type="CAUSAL_LM")
 
 
-def _trainer(model, tok, examples, a, steps, d):
+def _peft(model, a, seed):
+    """The LoRA-wrapped model and ftrisk's (optimizer, schedule) for it, its LoRA weights drawn from ``seed``."""
     import torch
     from peft import get_peft_model
+
+    from .train import optimizer
+
+    torch.manual_seed(seed)
+    model = get_peft_model(model, _lora(a))
+    return model, optimizer(model, a.train)
+
+
+def _trainer(model, tok, examples, a, steps, d, seed):
+    import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from .train import encode
@@ -112,11 +131,11 @@ def _trainer(model, tok, examples, a, steps, d):
     enc = [encode(tok, ex, a.train.max_seq_len) for ex in examples]
     data = [{"input_ids": e["input_ids"], "labels": e["labels"], "attention_mask": [1] * len(e["input_ids"])}
             for e in enc]
-    model = get_peft_model(model, _lora(a))
+    model, opt = _peft(model, a, seed)
     args = TrainingArguments(output_dir=str(d), per_device_train_batch_size=a.train.batch_size,
                              learning_rate=a.train.lr, max_steps=steps, logging_steps=1, save_strategy="no",
-                             report_to=[], use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=data,
+                             report_to=[], use_cpu=not torch.cuda.is_available(), disable_tqdm=True, seed=seed)
+    trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=opt,
                       data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, padding=True))
     t0 = time.perf_counter()  # the peers' setup (encoding, LoRA wrapping, Trainer) is left out of their time
     trainer.train()
@@ -124,7 +143,7 @@ def _trainer(model, tok, examples, a, steps, d):
     return [h["loss"] for h in trainer.state.log_history if "loss" in h], seconds, trainer.model
 
 
-def _trl(model, tok, examples, a, steps, d):
+def _trl(model, tok, examples, a, steps, d, seed):
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -134,12 +153,29 @@ def _trl(model, tok, examples, a, steps, d):
                                "completion": [{"role": "assistant", "content": ex.response}]} for ex in examples])
     args = SFTConfig(output_dir=str(d), per_device_train_batch_size=a.train.batch_size, learning_rate=a.train.lr,
                      max_steps=steps, logging_steps=1, save_strategy="no", report_to=[], max_length=a.train.max_seq_len,
-                     bf16=False, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=_lora(a))
+                     bf16=False, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+                     seed=seed)
+    model, opt = _peft(model, a, seed)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, optimizers=opt)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     return [h["loss"] for h in trainer.state.log_history if "loss" in h], seconds, trainer.model
+
+
+def _result(p, q, method: str) -> dict:
+    """The child's result; a one-line error (not a hang) when the child died without one."""
+    import queue as queue_mod
+
+    from .errors import FtriskError
+
+    while True:
+        try:
+            return q.get(timeout=2)
+        except queue_mod.Empty:
+            if not p.is_alive():
+                raise FtriskError(f"bench training: the '{method}' process exited (code {p.exitcode}) without a result; "
+                                  "its traceback is above")
 
 
 def available() -> list[str]:
@@ -148,8 +184,8 @@ def available() -> list[str]:
     return [m for m in METHODS if m != "trl" or importlib.util.find_spec("trl") is not None]
 
 
-def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = None) -> dict:
-    """Median seconds, throughput and final loss of each way, in fresh processes, interleaved."""
+def bench(spec: str, steps: int = 15, rounds: int = 3, threads: int | None = None) -> dict:
+    """Median seconds, throughput and final loss of each way, in fresh processes, interleaved, round r at seed r."""
     import os
 
     import torch
@@ -167,12 +203,12 @@ def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = Non
     del model
     ctx = mp.get_context("spawn")
     runs: dict[str, list[dict]] = {m: [] for m in available()}
-    for _ in range(rounds):
+    for r in range(rounds):
         for m in runs:
             q = ctx.Queue()
-            p = ctx.Process(target=_child, args=(spec, m, steps, threads, q))
+            p = ctx.Process(target=_child, args=(spec, m, steps, threads, r, q))
             p.start()
-            runs[m].append(q.get(timeout=3600))
+            runs[m].append(_result(p, q, m))
             p.join()
     out = {"workload": f"{steps} LoRA attack steps, batch {cfg.attack.train.batch_size}, demo attack data",
            "threads": threads, "mean_tokens_per_example": round(mean_len, 1), "flops_params": n_params}
@@ -181,7 +217,8 @@ def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = Non
         ex_s = rs[0]["examples"] / s
         out[m] = {"seconds": round(s, 2), "examples_per_s": round(ex_s, 3), "tok_s": round(ex_s * mean_len, 1),
                   "final_loss": round(statistics.median(r["final_loss"] for r in rs), 4),
-                  "data_loss": round(statistics.median(r["data_loss"] for r in rs), 4),
+                  "data_loss": round(statistics.fmean(r["data_loss"] for r in rs), 4),
+                  "data_loss_by_seed": [round(r["data_loss"], 4) for r in rs], "lr_by_step": rs[0]["lrs"],
                   "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs), 1),
                   "gflop_s": round(4 * n_params * ex_s * mean_len / 1e9, 2)}
     out["baseline_tok_s"], out["ftrisk_tok_s"] = out["baseline"]["tok_s"], out["ftrisk"]["tok_s"]
@@ -189,4 +226,17 @@ def bench(spec: str, steps: int = 15, rounds: int = 2, threads: int | None = Non
     if "trl" in out:
         out["ratio_vs_trl"] = round(out["ftrisk_tok_s"] / out["trl"]["tok_s"], 3)
     out["peak_rss_mb"] = max(out[m]["peak_rss_mb"] for m in runs)
+    out["schedule"] = (f"AdamW lr {cfg.attack.train.lr}, warmup {cfg.attack.train.warmup_steps} steps then constant, "
+                       "for every way")
+    out["loss"] = same_loss([r["data_loss"] for r in runs["baseline"]], [r["data_loss"] for r in runs["ftrisk"]])
     return out
+
+
+def same_loss(baseline: list[float], ours: list[float]) -> dict:
+    """ftrisk's mean loss over the seeds minus the baseline's, its standard error (Welch) and whether the difference
+    is within twice that: with one seed a side there is no estimate of the noise (``within_noise`` None)."""
+    diff = statistics.fmean(ours) - statistics.fmean(baseline)
+    if min(len(baseline), len(ours)) < 2:
+        return {"difference": round(diff, 4), "standard_error": None, "within_noise": None}
+    se = (statistics.variance(baseline) / len(baseline) + statistics.variance(ours) / len(ours)) ** 0.5
+    return {"difference": round(diff, 4), "standard_error": round(se, 4), "within_noise": abs(diff) <= 2 * se}

@@ -125,6 +125,17 @@ def plan_steps(n_examples: int, train_cfg) -> int:
     return min(steps, train_cfg.max_steps) if train_cfg.max_steps else steps
 
 
+def optimizer(model, train_cfg):
+    """(AdamW over the trainable parameters, its schedule): linear warmup over ``warmup_steps`` (the first step at
+    lr / warmup_steps), then constant ``lr``. ``ftrisk bench training`` hands the same pair to its baselines."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    warmup = max(1, train_cfg.warmup_steps)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+
+
 def _latest_checkpoint(out_dir: Path) -> Path | None:
     cps = [p for p in out_dir.glob("checkpoint-*")
            if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]  # not a half-saved .tmp
@@ -198,9 +209,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         if ds_cfg.get("train_micro_batch_size_per_gpu", "auto") == "auto":
             ds_cfg["train_micro_batch_size_per_gpu"] = train_cfg.batch_size
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, train_cfg.warmup_steps)))
+    opt, sched = optimizer(model, train_cfg)
     step = 0
     cp = _latest_checkpoint(out_dir)
     if cp is not None:  # resume: adapter (or full) weights, then (below) optimizer, scheduler, meter
