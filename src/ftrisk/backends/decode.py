@@ -99,7 +99,8 @@ class NextToken:
         if self.body is None:
             return self.model(use_cache=True, logits_to_keep=1, **{self.kw: cache}, **inputs).logits[:, -1].argmax(-1)
         h = self.body(use_cache=True, **{self.kw: cache}, **inputs).last_hidden_state[:, -1]
-        return head_argmax(h, self.head.weight, self.head.bias)
+        w = self.head.weight  # slices measured on the CPU only: on a GPU one product, no extra launches
+        return head_argmax(h, w, self.head.bias, HEAD_CHUNK if h.device.type == "cpu" else w.shape[0])
 
 
 def fast_parts(model):
@@ -223,8 +224,9 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
     order = sorted(range(n), key=lambda i: -len(tails[i]))
     first = torch.empty(n, dtype=torch.long, device=dev)
     bufs = None
-    for g in range(0, n, PREFILL_ROWS):
-        idx = order[g:g + PREFILL_ROWS]
+    group = PREFILL_ROWS if dev.type == "cpu" else n  # measured on the CPU only: a GPU prefills one batch
+    for g in range(0, n, group):
+        idx = order[g:g + group]
         w = len(tails[idx[0]])
         cache = copy_of_prefix(len(idx))
         first[idx] = run(idx, w, cache)
