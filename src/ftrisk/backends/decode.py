@@ -23,6 +23,7 @@ other way (``ftrisk bench generation`` lists every such difference with its logi
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import time
@@ -135,6 +136,7 @@ def head_argmax(h, weight, bias=None, chunk: int = HEAD_CHUNK):
     return idx
 
 
+@functools.cache
 def _growing_layer():
     """A transformers cache layer whose keys and values live in one buffer allocated for the whole decode:
     :class:`transformers.DynamicLayer` concatenates the whole cache at every step instead (measured: ``cat`` was
@@ -168,10 +170,6 @@ def _growing_layer():
             self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
             self._views()
 
-        def batch_repeat_interleave(self, repeats: int):
-            self.kbuf, self.vbuf = self.kbuf.repeat_interleave(repeats, 0), self.vbuf.repeat_interleave(repeats, 0)
-            self._views()
-
     return GrowingLayer
 
 
@@ -179,6 +177,17 @@ def _plain_layers(cache) -> bool:
     from transformers.cache_utils import DynamicLayer
 
     return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def left_padded_mask(own_lengths: list[int], shared: int, width: int):
+    """The attention mask of the layout ``[shared prefix | padding | row's own tokens]``, ``shared + width`` wide."""
+    import torch
+
+    mask = torch.zeros((len(own_lengths), shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
+    for i, n in enumerate(own_lengths):
+        mask[i, shared + width - n:] = 1
+    return mask
 
 
 def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: int, pad_id: int, set_threads):
@@ -202,12 +211,9 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
 
     def run(idx, w, cache):
         ids = torch.full((len(idx), w), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), shared + w), dtype=torch.long)
-        mask[:, :shared] = 1
         for j, i in enumerate(idx):  # left padding, between the shared prefix and each row's own tokens
-            t = tails[i]
-            ids[j, w - len(t):] = torch.tensor(t)
-            mask[j, shared + w - len(t):] = 1
+            ids[j, w - len(tails[i]):] = torch.tensor(tails[i])
+        mask = left_padded_mask([len(tails[i]) for i in idx], shared, w)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         set_threads()
         return step(cache, input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev))
@@ -266,10 +272,7 @@ def greedy(model, rows: list[list[int]], *, max_new_tokens: int, eos_id: int, pa
     step = NextToken(model)
     with torch.inference_mode():
         cache, nxt = _prefill(model, step, rows, shared, width, shared + width + max_new_tokens, pad_id, set_threads)
-        mask = torch.zeros((n, shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for i, r in enumerate(rows):
-            mask[i, shared + width - (len(r) - shared):] = 1
+        mask = left_padded_mask([len(r) - shared for r in rows], shared, width)
         pos = mask.sum(-1, keepdim=True) - 1
         mask, pos = mask.to(dev), pos.to(dev)
         alive = list(range(n))  # batch row -> prompt index
