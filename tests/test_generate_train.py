@@ -542,3 +542,29 @@ def test_cost_meter_counts_gpu_peak_from_its_own_start(monkeypatch):
     assert calls == ["cuda:0"]
     CostMeter(device="cpu").start()
     assert calls == ["cuda:0"]  # CPU: nothing to reset (the process's peak RSS is reported)
+
+
+def test_make_batches_sorts_by_length_only_within_random_windows():
+    """Every example once per epoch; lengths sorted inside each window of SORT_WINDOW batches (little padding), but
+    a window holds a random draw of the data, not a slice of one global length order (measured: a global sort made
+    the attack train less per step, see make_batches)."""
+    import random
+
+    rng = random.Random(7)
+    lengths = [rng.randrange(20, 200) for _ in range(203)]
+    bs, w = 8, train.SORT_WINDOW
+    batches = train.make_batches(lengths, bs, seed=3, epoch=0)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(203)) and len(batches) == -(-203 // bs)
+    assert all(len(b) == bs for b in batches[:-1])
+    windows = [flat[k:k + bs * w] for k in range(0, len(flat), bs * w)]
+    assert all([lengths[i] for i in win] == sorted(lengths[i] for i in win) for win in windows)
+    spans = [max(lengths[i] for i in win) - min(lengths[i] for i in win) for win in windows[:-1]]
+    assert min(spans) > 100  # each window spans most of the length range: random draws, not neighbours in length
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    shuffled = list(range(203))
+    random.Random(0).shuffle(shuffled)
+    random_padded = sum(max(lengths[i] for i in shuffled[k:k + bs]) * len(shuffled[k:k + bs]) for k in range(0, 203, bs))
+    assert padded < 0.8 * random_padded  # and still far less padding than random batches
+    assert train.make_batches(lengths, bs, 3, 0) == batches  # a resumed run rebuilds the same schedule
+    assert train.make_batches(lengths, bs, 3, 1) != batches and train.make_batches(lengths, bs, 4, 0) != batches

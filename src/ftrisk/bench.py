@@ -521,7 +521,7 @@ def main(args) -> int:
     elif workload == "training":  # ftrisk's training loop vs the HF Trainer: ftrisk.bench_train
         from . import bench_train
 
-        row = bench_train.bench(spec)
+        row = bench_train.bench(spec, rounds=getattr(args, "repeats", None) or 3)
         print(f"training: {row['workload']}: baseline {row['baseline_tok_s']} tok/s, ftrisk {row['ftrisk_tok_s']} tok/s, "
               f"ratio x{row['ratio']:.2f}, peak RSS {_mb(row.get('peak_rss_mb'))}")
         for m in bench_train.METHODS:

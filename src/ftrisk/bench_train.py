@@ -10,7 +10,8 @@ learning rate at every step but the first, and so another final loss: measured 0
 - TRL ``SFTTrainer`` (when installed) on the same pairs as a conversational prompt-completion dataset, with its
   defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
   ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
-- ftrisk: :func:`ftrisk.train.finetune` with its defaults (length-grouped batches, response-only logits).
+- ftrisk: :func:`ftrisk.train.finetune` with its defaults (random examples, length-sorted within windows of
+  :data:`ftrisk.train.SORT_WINDOW` batches; response-only logits).
 Each runs in a fresh process, in interleaved rounds; round ``r`` seeds every way with ``r`` (LoRA initialisation
 and batch order), so the spread over rounds is the seed noise. Times are medians. Whether they trained equally
 well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of their last
@@ -69,9 +70,8 @@ def _child(spec: str, method: str, steps: int, threads: int, seed: int, queue) -
 def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> float:
     """Mean response-token loss of the trained model over every attack example (the same set for each way).
 
-    The loss of the last steps depends on which batches came last (random for the Trainer, length-grouped for
-    ftrisk: short and long examples have very different losses), so it cannot tell whether two ways trained
-    equally well; this can."""
+    The loss of the last steps depends on which batches came last (short and long examples have very different
+    losses), so it cannot tell whether two ways trained equally well; this can."""
     import torch
 
     from .train import IGNORE, collate, encode, response_loss

@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["generation", "ceiling", "training", "training-rows"], help="what to time (default: %(default)s)")
     b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
     b.add_argument("--backend", default=None, help="time this generation backend instead of the default (e.g. ctranslate2)")
-    b.add_argument("--repeats", type=int, default=1, help="interleaved repeats per side; medians reported")
+    b.add_argument("--repeats", type=int, default=None,
+                   help="interleaved repeats per side, medians reported (generation/ceiling: 1; training: 3 rounds, "
+                        "round r at seed r)")
     b.add_argument("--out", default=None, help="write the numbers as JSON here")
     ev = sub.add_parser("eval", help="evaluate one model").add_subparsers(dest="what", required=True)
     r = ev.add_parser("refusal", help="refusal rates of one model (+ adapter)")

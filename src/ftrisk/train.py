@@ -64,11 +64,25 @@ def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None)
     return {"input_ids": p + r, "labels": [IGNORE] * len(p) + r}
 
 
+#: Batches per length-sorting window (see :func:`make_batches`).
+SORT_WINDOW = 4
+
+
 def make_batches(n_lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Group examples of similar length (little padding), then shuffle the order of the groups."""
-    order = sorted(range(len(n_lengths)), key=lambda i: (n_lengths[i], i))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    random.Random(seed * 1000 + epoch).shuffle(batches)
+    """Shuffle the examples, then sort each window of ``SORT_WINDOW`` batches by length and cut it into batches.
+
+    Why windows and not one sort of the whole data (ftrisk before 2026-12-02; transformers' ``group_by_length``
+    with its default window of 50 batches does the same on data this small): a batch of similar-length examples is
+    also a batch of similar examples, and the attack trained less per step. Measured on the demo attack data (400
+    examples, 15 LoRA steps of 8, six seeds, loss over all 400 afterwards): one global sort 0.2697, random
+    batches (the Trainer) 0.2626, random batches in ftrisk's loop 0.2648, windows of 4 batches 0.2657; padding
+    0.8% (one sort), 13.5% (random), 5.2% (windows of 4) of the tokens computed in the first 15 batches at seed 0."""
+    order = list(range(len(n_lengths)))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    batches = []
+    for w in range(0, len(order), batch_size * SORT_WINDOW):
+        window = sorted(order[w:w + batch_size * SORT_WINDOW], key=lambda i: (n_lengths[i], i))
+        batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
     return batches
 
 
