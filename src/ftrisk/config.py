@@ -60,7 +60,7 @@ class TrainConfig:
     epochs: float = 1.0
     """Passes over the data (ignored when max_steps is set and reached first)."""
     batch_size: int = 8
-    """Examples per micro-batch (batches are grouped by length)."""
+    """Examples per micro-batch (random examples, sorted by length within windows of train.SORT_WINDOW batches)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step, in total over all processes (under accelerate they are shared out)."""
     max_seq_len: int = 256
