@@ -77,6 +77,10 @@ class TrainConfig:
     """Save ``checkpoint-<step>/`` every N optimizer steps."""
     gradient_checkpointing: bool = False
     """Trade compute for memory (large models on one GPU)."""
+    padding_free: bool = True
+    """On the CPU: each micro-batch as one packed row of real tokens, attention per example, LoRA and the loss fused
+    (ftrisk.train_fast; the same loss up to float rounding). Falls back to padded batches, with a log line, where
+    it does not apply (GPU, several processes, other model types). False: always padded batches."""
 
 
 class JudgeSpec(str):

@@ -246,6 +246,15 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     meter.devices = n_proc  # each process is a paid device
     all_params = list(loss_fn.parameters())  # accelerate clips FSDP gradients when given the whole model
 
+    fast = None
+    if train_cfg.padding_free:
+        from . import train_fast
+
+        why = train_fast.unsupported(model, n_processes=n_proc, gradient_checkpointing=train_cfg.gradient_checkpointing)
+        if why is None:
+            fast = train_fast
+        else:
+            log.info("%s: padded batches (the padding-free path does not apply: %s)", desc, why)
     loss_fn.train()
     stopped_by = "data"
     bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", leave=False, disable=not main)
@@ -271,14 +280,20 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         for j in range(passes):
             real = j < len(mine)
             batch = [encoded[i] for i in (mine[j] if real else group[0])]  # else: a zero-weight pass
-            ids, mask, labels = collate(batch, tok.pad_token_id)
-            ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-            with acc.no_sync(loss_fn) if j < passes - 1 else contextlib.nullcontext():  # sync at the last pass
-                loss = loss_fn(ids, mask, labels)
-                # the mean over the step's micro-batches: DDP/FSDP average the processes' gradients
-                acc.backward(loss / (accum / n_proc) if real else loss * 0.0)
-            if real:
+            if fast is not None:  # one process on the CPU: nothing to synchronise
+                ids, positions, targets, lengths = fast.pack(batch)
+                loss = fast.packed_loss(model, ids, positions, targets, lengths)
+                acc.backward(loss / accum)
+                trained = int((targets != IGNORE).sum())
+            else:
+                ids, mask, labels = collate(batch, tok.pad_token_id)
+                ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+                with acc.no_sync(loss_fn) if j < passes - 1 else contextlib.nullcontext():  # sync at the last pass
+                    loss = loss_fn(ids, mask, labels)
+                    # the mean over the step's micro-batches: DDP/FSDP average the processes' gradients
+                    acc.backward(loss / (accum / n_proc) if real else loss * 0.0)
                 trained = int((labels[:, 1:] != IGNORE).sum())
+            if real:
                 loss_sum += float(loss.detach()) * trained
                 n_tok += trained
         if n_proc > 1:
