@@ -1,0 +1,161 @@
+"""The padding-free CPU training path (ftrisk.train_fast) against the padded PEFT path it replaces: the same loss and
+gradients, on tiny random models built in-process whose outputs depend on every token (no tokenizer needed)."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftrisk import train, train_fast
+from ftrisk.config import LoraConfig, TrainConfig
+from ftrisk.cost import CostMeter
+from ftrisk.train import IGNORE, Example
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _model(kind: str, seed: int = 0):
+    """A tiny random decoder with grouped-query attention and weights large enough that every token matters."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cls, cfg = {"llama": (LlamaForCausalLM, LlamaConfig), "qwen2": (Qwen2ForCausalLM, Qwen2Config)}[kind]
+    return cls(cfg(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, initializer_range=0.3, pad_token_id=0, attn_implementation="sdpa")).eval()
+
+
+def _lora(model, seed: int = 1):
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    pm = get_peft_model(model, PeftLoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:  # PEFT starts B at zero: the adapters would not count
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return pm
+
+
+def _encoded(lengths=(7, 3, 12, 5), prompt=(4, 1, 6, 2), seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n, p in zip(lengths, prompt):
+        ids = torch.randint(1, 300, (n,), generator=g).tolist()
+        out.append({"input_ids": ids, "labels": [IGNORE] * p + ids[p:]})
+    return out
+
+
+def _close(a, b, rel: float = 1e-4):
+    """Equal up to float rounding at the tensor's own scale (an element near zero may differ by more than rel of itself)."""
+    return (a - b).abs().max().item() <= rel * b.abs().max().item() + 1e-7
+
+
+def _grads(pm, loss):
+    pm.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad.clone() for n, p in pm.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_packed_loss_and_gradients_equal_the_padded_path(kind):
+    pm = _lora(_model(kind))
+    pm.train()
+    enc = _encoded()
+    padded = train.response_loss(pm, *train.collate(enc, 0))
+    ref = _grads(pm, padded)
+    ids, pos, targets, lengths = train_fast.pack(enc)
+    assert ids.shape == (1, sum(lengths)) and pos[0, :7].tolist() == list(range(7)) and pos[0, 7:10].tolist() == [0, 1, 2]
+    packed = train_fast.packed_loss(pm, ids, pos, targets, lengths)
+    assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
+    ours = _grads(pm, packed)
+    assert ours.keys() == ref.keys() and len(ours) == 2 * 2 * len(TARGETS)
+    assert all(_close(ours[n], ref[n]) for n in ref), [n for n in ref if not _close(ours[n], ref[n])]
+    # what the comparison catches: attention across examples (one causal SDPA over the whole row). Positions that
+    # ran on across examples would not show: rotary attention within one example depends only on relative positions
+    with torch.no_grad():
+        leaking = train_fast.packed_loss(pm, ids, pos, targets, [sum(lengths)])
+    assert abs(leaking.item() - padded.item()) > 1e-3
+
+
+def test_pack_targets_stay_within_each_example():
+    enc = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8, 9], "labels": [IGNORE, 9]}]
+    ids, pos, targets, lengths = train_fast.pack(enc)
+    assert ids.tolist() == [[5, 6, 7, 8, 9]] and pos.tolist() == [[0, 1, 2, 0, 1]] and lengths == [3, 2]
+    # position t learns token t+1 of its own example; the last token of each example learns nothing
+    assert targets.tolist() == [6, 7, IGNORE, 9, IGNORE]
+
+
+def test_head_cross_entropy_equals_cross_entropy_with_every_gradient():
+    g = torch.Generator().manual_seed(0)
+    h = (torch.randn(9, 16, generator=g) * 3).requires_grad_()
+    head = torch.nn.Linear(16, 50)
+    targets = torch.randint(0, 50, (9,), generator=g)
+    targets[3] = targets[4]  # a repeated target
+    ref = F.cross_entropy(head(h), targets)
+    ref_grads = torch.autograd.grad(ref * 2.5, [h, head.weight, head.bias])
+    ours = train_fast.head_cross_entropy(h, head, targets)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(ours * 2.5, [h, head.weight, head.bias]), ref_grads):  # upstream grad counts
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    head.requires_grad_(False)  # a frozen head (LoRA): only the hidden states get a gradient
+    (gh,) = torch.autograd.grad(train_fast.head_cross_entropy(h, head, targets), [h])
+    torch.testing.assert_close(gh, ref_grads[0] / 2.5, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_lora_forward_equals_peft_and_falls_back_outside_plain_state():
+    pm = _lora(_model("llama"))
+    x = torch.randint(1, 300, (2, 9))
+    ref = pm(input_ids=x).logits
+    ref_grads = _grads(pm, ref.square().mean())
+    with train_fast.fused_lora(pm) as n:
+        assert n == 2 * len(TARGETS)
+        out = pm(input_ids=x).logits
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        grads = _grads(pm, out.square().mean())
+        assert all(_close(grads[n], ref_grads[n]) for n in ref_grads)
+        with pm.disable_adapter():  # disabled adapters: the base model's logits, as PEFT gives them
+            base = pm(input_ids=x).logits
+        assert (base - ref).abs().max() > 1e-3
+    with pm.disable_adapter():
+        torch.testing.assert_close(base, pm(input_ids=x).logits)
+    assert not any("forward" in vars(m) for m in pm.modules())  # PEFT's forward again after the block
+
+
+def test_unsupported_names_why():
+    m = _model("llama")
+    assert train_fast.unsupported(m, n_processes=1, gradient_checkpointing=False) is None
+    assert "process" in train_fast.unsupported(m, n_processes=2, gradient_checkpointing=False)
+    assert "checkpointing" in train_fast.unsupported(m, n_processes=1, gradient_checkpointing=True)
+    m.config.sliding_window = 4
+    assert "sliding window" in train_fast.unsupported(m, n_processes=1, gradient_checkpointing=False)
+    m.config.sliding_window = None
+    m.config.model_type = "gemma2"
+    assert "gemma2" in train_fast.unsupported(m, n_processes=1, gradient_checkpointing=False)
+
+
+PAIRS = [Example(f"Question number {i}: what is {i} plus {i}?", f"It is {2 * i}." + " Indeed." * (i % 4))
+         for i in range(12)]
+
+
+@pytest.mark.heavy
+def test_finetune_padding_free_trains_as_the_padded_loop(tiny_model_dir, tmp_path, caplog):
+    import logging
+
+    from ftrisk.subject import load_spec
+
+    runs = {}
+    for pf in (True, False):
+        model, tok = load_spec(tiny_model_dir)
+        tc = TrainConfig(lr=1e-2, batch_size=4, max_seq_len=64, warmup_steps=1, max_steps=3, padding_free=pf)
+        with caplog.at_level(logging.INFO, logger="ftrisk.train"):
+            pm, _ = train.finetune(model, tok, PAIRS, LoraConfig(r=4, alpha=8, target_modules=TARGETS), tc,
+                                   tmp_path / str(pf), meter=CostMeter(), seed=0)
+        losses = [json.loads(x)["loss"] for x in (tmp_path / str(pf) / "metrics.jsonl").read_text().splitlines()]
+        runs[pf] = losses, {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_" in n}
+    assert "padded batches" not in caplog.text  # the tiny Llama on the CPU takes the fast path
+    assert runs[True][0] == pytest.approx(runs[False][0], abs=2e-5)
+    assert len(set(runs[True][0])) == 3  # the loss moved: the steps trained
+    assert all(_close(runs[True][1][n], p, 1e-3) for n, p in runs[False][1].items())
