@@ -11,7 +11,7 @@ learning rate at every step but the first, and so another final loss: measured 0
   defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
   ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
 - ftrisk: :func:`ftrisk.train.finetune` with its defaults (random examples, length-sorted within windows of
-  :data:`ftrisk.train.SORT_WINDOW` batches; response-only logits).
+  :data:`ftrisk.train.SORT_WINDOW` batches; response-only logits; on the CPU padding-free, :mod:`ftrisk.train_fast`).
 Each runs in a fresh process, in interleaved rounds; round ``r`` seeds every way with ``r`` (LoRA initialisation
 and batch order), so the spread over rounds is the seed noise. Times are medians. Whether they trained equally
 well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of their last
