@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftrisk import cost, generate as gen, train
+from ftrisk import cost, generate as gen, train, train_fast
 from ftrisk.backends import hf
 from ftrisk.benchmarks import Item
 from ftrisk.chat import chat_text
@@ -381,8 +381,9 @@ def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monk
 
     # resume B: only the 2 remaining steps are computed
     calls = []
-    real_collate = train.collate
+    real_collate, real_pack = train.collate, train_fast.pack  # padded batches, or packed rows on the CPU fast path
     monkeypatch.setattr(train, "collate", lambda *a: calls.append(1) or real_collate(*a))
+    monkeypatch.setattr(train_fast, "pack", lambda *a: calls.append(1) or real_pack(*a))
     model, tok = _fresh_model(model_dir)
     meter_b = CostMeter()
     pb, sb = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=meter_b, seed=1)
