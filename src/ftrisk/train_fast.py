@@ -135,11 +135,8 @@ def fused_lora_forward(self, x, *args, **kwargs):
                        alpha=self.scaling[a]).view(out.shape)
 
 
-def _fusable(m) -> bool:
-    import torch
-    from peft.tuners.lora.layer import Linear
-
-    return (type(m) is Linear and type(m.base_layer) is torch.nn.Linear and not m.lora_variant
+def _fusable(m, lora_linear, torch) -> bool:
+    return (type(m) is lora_linear and type(m.base_layer) is torch.nn.Linear and not m.lora_variant
             and all(isinstance(d, torch.nn.Identity) for d in m.lora_dropout.values())
             and all(m.lora_A[a].bias is None and m.lora_B[a].bias is None for a in m.lora_A))
 
@@ -147,7 +144,10 @@ def _fusable(m) -> bool:
 @contextlib.contextmanager
 def fused_lora(model):
     """Within: every plain LoRA linear layer of ``model`` runs :func:`fused_lora_forward`; PEFT's forward after."""
-    mods = [m for m in model.modules() if _fusable(m)]
+    import torch
+    from peft.tuners.lora.layer import Linear
+
+    mods = [m for m in model.modules() if _fusable(m, Linear, torch)]
     for m in mods:
         m.forward = fused_lora_forward.__get__(m)
     try:
