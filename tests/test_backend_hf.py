@@ -183,6 +183,56 @@ def test_head_argmax_equals_argmax_and_keeps_the_lowest_id_on_ties():
     assert tied[0] == 3 == torch.nn.functional.linear(h, w).argmax(-1)[0]
 
 
+def _near_ties(cases: int = 300, vocab: int = 256, dim: int = 64):
+    """(h, w) pairs where the float32 winner has a rival 1e-4 below it (relative), well inside bfloat16's rounding:
+    the bfloat16 logits often rank the two the wrong way round."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(cases):
+        h = torch.randn(1, dim, generator=g) * 3
+        w = torch.randn(vocab, dim, generator=g) * 0.3
+        j = int(torch.nn.functional.linear(h, w).argmax())
+        k = int(torch.randint(vocab, (1,), generator=g))
+        if k != j:
+            w[k] = w[j] * (1 - 1e-4)
+        yield h, w
+
+
+def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypatch):
+    wrong_in_bf16 = 0
+    for h, w in _near_ties():
+        head = decode.ScreenedHead(w)
+        exact = torch.nn.functional.linear(h, w)
+        a, cand, margin = head.candidates(h)
+        assert ((exact - a).abs().amax(1) <= margin / decode.SCREEN_SAFETY).all()  # the bound holds without the safety
+        assert torch.equal(head(h), exact.argmax(-1))
+        wrong_in_bf16 += int(a.argmax(-1) != exact.argmax(-1))
+    assert wrong_in_bf16 >= 20  # the cases test something: bfloat16 alone picks another token in these
+    torch.manual_seed(1)  # many rows at once, a tie kept at the lowest id, and the float32 slices when too many
+    h, w = torch.randn(64, 32), torch.randn(3000, 32)
+    w[2500] = w[7]
+    h[0] = w[7] * 4
+    head = decode.ScreenedHead(w)
+    assert torch.equal(head(h), torch.nn.functional.linear(h, w).argmax(-1)) and head(h)[0] == 7
+    assert head.fallbacks == 0
+    monkeypatch.setattr(decode, "SCREEN_MAX_ROWS", 1)
+    assert torch.equal(head(h), torch.nn.functional.linear(h, w).argmax(-1)) and head.fallbacks == 1
+
+
+def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monkeypatch):
+    model, tok = sensitive
+    rows = _ids(tok, PROMPTS, SYSTEM)
+    monkeypatch.setattr(decode, "SCREEN_HEAD", False)
+    assert decode.NextToken(model).screen is None
+    plain = [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)]
+    monkeypatch.setattr(decode, "SCREEN_HEAD", True)
+    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU, only slower without
+    calls = []
+    monkeypatch.setattr(decode.ScreenedHead, "__call__", lambda self, h, f=decode.ScreenedHead.__call__: calls.append(1) or f(self, h))
+    assert decode.NextToken(model).screen is not None
+    assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == plain
+    assert len(calls) >= 10  # every decode step went through the screen
+
+
 def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, monkeypatch):
     """More rows than one prefill group (each group padded to its own width, then placed in one buffer) and the
     paths for models outside the fast path (transformers' own cache and ``logits.argmax``) give every row the tokens
