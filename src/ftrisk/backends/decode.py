@@ -8,7 +8,9 @@ time went to work that a decode loop of its own can skip or share. It differs in
 - **a prompt prefix common to the batch is computed once** (the chat template's system turn and ``user``
   header: about half of each AdvBench prompt) and its KV cache is shared by every row;
 - logits only at the last position, ``torch.inference_mode``, no logits processors or stopping criteria; the LM
-  head runs over vocabulary slices keeping only the running maximum (:class:`NextToken`);
+  head runs over vocabulary slices keeping only the running maximum (:class:`NextToken`), or, on a CPU with
+  native bfloat16 products, is screened in bfloat16 with a proven error bound and computed in float32 only for
+  the few candidates the bound leaves (:class:`ScreenedHead`: the same greedy token);
 - the KV cache of each layer is one buffer allocated for the whole decode, written in place (transformers'
   ``DynamicLayer`` concatenates the whole cache every step);
 - prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
@@ -221,9 +223,9 @@ class ScreenedHead:
         if cols.numel() > SCREEN_MAX_ROWS:
             self.fallbacks += 1
             return head_argmax(h, self.weight)
-        exact = torch.nn.functional.linear(h, self.weight[cols])
-        exact.masked_fill_(~cand[:, cols], float("-inf"))
-        return cols[exact.argmax(dim=1)]
+        # one product over every row's candidates: a column that is a candidate only for other rows cannot win a row
+        # (by the bound its float32 logit is below that row's maximum), so no per-row mask is needed
+        return cols[torch.nn.functional.linear(h, self.weight[cols]).argmax(dim=1)]
 
 
 @functools.cache

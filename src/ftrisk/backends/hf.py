@@ -62,9 +62,12 @@ class HFBackend(Backend):
         return self._loaded
 
     def record(self) -> dict:
-        _, tok = self.hf_model()
+        model, tok = self.hf_model()
         s = self.settings
-        return {"backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
+        parts = decode.fast_parts(model)
+        head = ("bfloat16 screen, float32 logits of the candidates (exact greedy token)"
+                if parts and decode.screen_applies(parts[1]) else "float32" if parts else "the model's own logits")
+        return {"lm_head": head, "backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
                 "batch_size": s.batch_size, "max_batch_tokens": s.max_batch_tokens, "padding_side": "left",
                 "decode_loop": "ftrisk greedy: finished rows leave the batch, common prompt prefix computed once",
                 "memory_fraction": MEMORY_FRACTION, "cpu_threads": "per step: physical cores less those other processes keep busy",
