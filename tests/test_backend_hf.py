@@ -228,6 +228,8 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
     assert head.fallbacks == 0
     monkeypatch.setattr(decode, "SCREEN_MAX_ROWS", 1)
     assert torch.equal(head(h), torch.nn.functional.linear(h, w).argmax(-1)) and head.fallbacks == 1
+    h[:] = float("nan")  # no candidate at all: the slices decide, no error
+    assert torch.equal(head(h), decode.head_argmax(h, w)) and head.fallbacks == 2
 
 
 def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monkeypatch):

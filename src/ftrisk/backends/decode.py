@@ -145,7 +145,7 @@ def head_argmax(h, weight, bias=None, chunk: int = HEAD_CHUNK):
 _U_BF16, _U_F32 = 2.0 ** -8, 2.0 ** -24
 #: The screen's error bound is multiplied by this, against rounding in the bound's own arithmetic.
 SCREEN_SAFETY = 2.0
-#: More candidate vocabulary rows than this (a bound too loose to pay): the float32 slices instead.
+#: More candidate vocabulary rows than this (a bound too loose to pay), or none: the float32 slices instead.
 SCREEN_MAX_ROWS = 4096
 
 
@@ -220,7 +220,7 @@ class ScreenedHead:
 
         _, cand, _ = self.candidates(h)
         cols = cand.any(dim=0).nonzero().squeeze(1)
-        if cols.numel() > SCREEN_MAX_ROWS:
+        if not 0 < cols.numel() <= SCREEN_MAX_ROWS:  # none: a NaN in h (argmax of the float32 logits decides)
             self.fallbacks += 1
             return head_argmax(h, self.weight)
         # one product over every row's candidates: a column that is a candidate only for other rows cannot win a row
