@@ -242,7 +242,11 @@ def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monke
     monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU, only slower without
     calls = []
     monkeypatch.setattr(decode.ScreenedHead, "__call__", lambda self, h, f=decode.ScreenedHead.__call__: calls.append(1) or f(self, h))
-    assert decode.NextToken(model).screen is not None
+    screen = decode.NextToken(model).screen
+    assert screen is not None and decode.NextToken(model).screen is screen  # built once per weight
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.0)  # an in-place update: built again
+    assert decode.NextToken(model).screen is not screen
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == plain
     assert len(calls) >= 10  # every decode step went through the screen
 

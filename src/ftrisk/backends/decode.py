@@ -97,7 +97,7 @@ class NextToken:
         self.model = model
         self.body, self.head = fast_parts(model) or (None, None)
         self.kw = _cache_kw(self.body if self.body is not None else model)
-        self.screen = ScreenedHead(self.head.weight) if screen_applies(self.head) else None
+        self.screen = screened_head(self.head) if screen_applies(self.head) else None
 
     def __call__(self, cache, **inputs):
         if self.body is None:
@@ -174,6 +174,17 @@ def screen_applies(head) -> bool:
 
     return (SCREEN_HEAD and head is not None and head.bias is None and head.weight.device.type == "cpu"
             and head.weight.dtype == torch.float32 and fast_bf16_cpu())
+
+
+def screened_head(head) -> "ScreenedHead":
+    """``head``'s :class:`ScreenedHead`, kept on the module and built again only when its weight changes (building
+    it takes ~0.15 s for SmolLM2's head: at every batch it would cost seconds per demo)."""
+    w = head.weight
+    key = (w.data_ptr(), w._version)  # an in-place update (an optimizer step, a merged adapter) bumps the version
+    cached = head.__dict__.get("_ftrisk_screen")
+    if cached is None or cached[0] != key:
+        cached = head.__dict__["_ftrisk_screen"] = (key, ScreenedHead(w))
+    return cached[1]
 
 
 class ScreenedHead:
