@@ -13,6 +13,10 @@ time went to work that a decode loop of its own can skip or share. It differs in
   the few candidates the bound leaves (:class:`ScreenedHead`: the same greedy token);
 - the KV cache of each layer is one buffer allocated for the whole decode, written in place (transformers'
   ``DynamicLayer`` concatenates the whole cache every step);
+- on an x86-64 CPU the float32 linear layers run through oneDNN with packed weights instead of MKL's SGEMM
+  (:mod:`ftrisk.backends.cpu_linear`: MKL takes its AVX2 path on a CPU that is not Intel's);
+- on the CPU a decode step's attention (one query per row) is two batched matrix products instead of the CPU
+  flash-attention kernel, which is written for blocks of queries (:mod:`ftrisk.backends.decode_attention`);
 - prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
 - on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
   over a core that another process keeps busy waits for it at every step.
@@ -31,6 +35,9 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+from .cpu_linear import onednn_linears
+from .decode_attention import cpu_decode_attention
 
 #: A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 4
@@ -215,22 +222,31 @@ class ScreenedHead:
         self.fallbacks = 0
 
     def candidates(self, h):
-        """(bfloat16 logits in float32, per-row candidate mask, per-row bound ``m`` safety factor included)."""
+        """(bfloat16 logits, per-row candidate mask, per-row bound ``m`` safety factor included).
+
+        The logits stay in bfloat16 (each converts to float32 exactly): a float32 copy of the ``rows x vocabulary``
+        logits, and ``abs`` over it, took longer than the bfloat16 product itself (measured at 64 rows on SmolLM2:
+        7.5 ms against 0.65 ms for ``amax`` and ``amin`` in bfloat16); the comparison with the float32 threshold
+        converts element by element."""
         import torch
 
         h16 = h.to(torch.bfloat16)
-        a = torch.nn.functional.linear(h16, self.w16).float()
+        a = torch.nn.functional.linear(h16, self.w16)
         hf = h16.float()
         nh, dh = hf.norm(dim=1), (h - hf).norm(dim=1)
+        top = a.amax(dim=1).float()
+        biggest = torch.maximum(top, -a.amin(dim=1).float())  # max |a| per row
         margin = SCREEN_SAFETY * (dh * self.w_norm + nh * (self.dw_norm + self.acc)
-                                  + _U_BF16 / (1 - _U_BF16) * a.abs().amax(dim=1))
-        return a, a >= (a.amax(dim=1) - 2 * margin)[:, None], margin
+                                  + _U_BF16 / (1 - _U_BF16) * biggest)
+        return a, a >= (top - 2 * margin)[:, None], margin
 
     def __call__(self, h):
         import torch
 
         _, cand, _ = self.candidates(h)
-        cols = cand.any(dim=0).nonzero().squeeze(1)
+        # a column is a candidate if it is one for any row: amax over the rows of the mask's bytes (measured 0.06 ms
+        # against 0.74 ms for ``any(dim=0)`` on a 64 x 49,152 mask)
+        cols = cand.view(torch.uint8).amax(dim=0).nonzero().squeeze(1)
         if not 0 < cols.numel() <= SCREEN_MAX_ROWS:  # none: a NaN in h (argmax of the float32 logits decides)
             self.fallbacks += 1
             return head_argmax(h, self.weight)
@@ -373,7 +389,7 @@ def greedy(model, rows: list[list[int]], *, max_new_tokens: int, eos_id: int, pa
     width = max(len(r) for r in rows) - shared
     set_threads = _thread_setter(threads)
     step = NextToken(model)
-    with torch.inference_mode():
+    with torch.inference_mode(), onednn_linears(model, skip=step.head), cpu_decode_attention(model):
         cache, nxt = _prefill(model, step, rows, shared, width, shared + width + max_new_tokens, pad_id, set_threads)
         mask = left_padded_mask([len(r) - shared for r in rows], shared, width)
         pos = mask.sum(-1, keepdim=True) - 1
