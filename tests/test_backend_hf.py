@@ -132,6 +132,16 @@ def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
     # the generation record says which LM head computed the tokens
     screened = decode.screen_applies(decode.fast_parts(model)[1])
     assert be.record()["lm_head"].startswith("bfloat16 screen" if screened else "float32")
+    # ... and which kernels ran the linear layers and the one-query attention
+    from ftrisk.backends import cpu_linear, decode_attention
+
+    assert be.record()["linear_kernel"].startswith("oneDNN" if cpu_linear.applies(model) else "torch")
+    assert be.record()["decode_attention"].startswith("two batched" if decode_attention.applies(model) else "the model")
+    model.config._attn_implementation = "eager"
+    try:
+        assert be.record()["decode_attention"] == "the model's own (eager)"
+    finally:
+        model.config._attn_implementation = "sdpa"
 
 
 def test_opening_is_final():
@@ -242,12 +252,24 @@ def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monke
     monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU, only slower without
     calls = []
     monkeypatch.setattr(decode.ScreenedHead, "__call__", lambda self, h, f=decode.ScreenedHead.__call__: calls.append(1) or f(self, h))
-    screen = decode.NextToken(model).screen
-    assert screen is not None and decode.NextToken(model).screen is screen  # built once per weight
-    with torch.no_grad():
-        model.lm_head.weight.mul_(1.0)  # an in-place update: built again
-    assert decode.NextToken(model).screen is not screen
+    with decode.kernels(model):
+        screen = decode.NextToken(model).screen
+        assert screen is not None and decode.NextToken(model).screen is screen  # built once per block
+        with decode.kernels(model):
+            assert decode.NextToken(model).screen is screen  # a nested block uses the enclosing one's
+    assert decode.NextToken(model).screen is not screen  # gone with the block: built again
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == plain
+    with decode.kernels(model):
+        before = decode.NextToken(model).screen
+    model.lm_head.weight.data.mul_(-1.0)  # in place through .data, as PEFT's merge: no version bump
+    try:
+        with decode.kernels(model):
+            assert decode.NextToken(model).screen is not before
+        flipped = [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)]
+        monkeypatch.setattr(decode, "SCREEN_HEAD", False)
+        assert flipped == [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] != plain
+    finally:
+        model.lm_head.weight.data.mul_(-1.0)
     assert len(calls) >= 10  # every decode step went through the screen
 
 

@@ -43,8 +43,8 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
     scores = torch.einsum("rhgd,rhnd->rhgn", q, key).mul_(scale)  # [rows, kv heads, group, n]
     if attention_mask is not None:
         scores.masked_fill_(~attention_mask[:, :, -1:, :], float("-inf"))
-    out = torch.matmul(scores.softmax(-1), value)  # [rows, kv heads, group, dim]
-    return out.reshape(rows, 1, heads, dim), None
+    out = torch.matmul(scores.softmax(-1), value)  # [rows, kv heads, group, value dim]
+    return out.reshape(rows, 1, heads, value.shape[-1]), None
 
 
 @functools.cache
@@ -63,23 +63,31 @@ def applies(model) -> bool:
             and getattr(model.config, "_attn_implementation", None) == "sdpa")
 
 
+def _configs(model) -> list:
+    """The model's config and every config below it (its layers' and the sub-configs a multimodal config holds)."""
+    out, todo = {}, [getattr(m, "config", None) for m in model.modules()]
+    while todo:
+        c = todo.pop()
+        if c is None or id(c) in out or not hasattr(c, "_attn_implementation_internal"):
+            continue
+        out[id(c)] = c
+        todo.extend(getattr(c, k, None) for k in getattr(c, "sub_configs", {}) or {})
+    return list(out.values())
+
+
 @contextlib.contextmanager
 def cpu_decode_attention(model):
-    """Within the block, ``model`` attends through :func:`decode_attention` where :func:`applies`; its own setting
-    again afterwards."""
+    """Within the block, ``model`` attends through :func:`decode_attention` where :func:`applies` (each config that
+    said ``sdpa``: a vision tower set to ``eager`` keeps it); each config's own setting again afterwards. Set on
+    ``_attn_implementation_internal``: the public setter would copy the value to every sub-config."""
     configs = []
     if applies(model):
         _register()
-        seen = set()
-        for m in model.modules():  # the model's config and any sub-config its layers read (a text_config)
-            c = getattr(m, "config", None)
-            if c is not None and id(c) not in seen and getattr(c, "_attn_implementation", None) == "sdpa":
-                seen.add(id(c))
-                configs.append(c)
+        configs = [c for c in _configs(model) if c._attn_implementation_internal == "sdpa"]
         for c in configs:
-            c._attn_implementation = ATTENTION
+            c._attn_implementation_internal = ATTENTION
     try:
         yield bool(configs)
     finally:
         for c in configs:
-            c._attn_implementation = "sdpa"
+            c._attn_implementation_internal = "sdpa"

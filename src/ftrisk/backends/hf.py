@@ -9,7 +9,7 @@ once); on the CPU each step runs on the cores that other processes leave free (:
 from __future__ import annotations
 
 from ..chat import chat_text, template_sha256
-from . import decode
+from . import cpu_linear, decode, decode_attention
 from .base import Backend
 
 
@@ -67,7 +67,10 @@ class HFBackend(Backend):
         parts = decode.fast_parts(model)
         head = ("bfloat16 screen, float32 logits of the candidates (exact greedy token)"
                 if parts and decode.screen_applies(parts[1]) else "float32" if parts else "the model's own logits")
-        return {"lm_head": head, "backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
+        return {"lm_head": head, "linear_kernel": cpu_linear.describe(model),
+                "decode_attention": ("two batched products (ftrisk)" if decode_attention.applies(model)
+                                     else f"the model's own ({getattr(model.config, '_attn_implementation', None)})"),
+                "backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
                 "batch_size": s.batch_size, "max_batch_tokens": s.max_batch_tokens, "padding_side": "left",
                 "decode_loop": "ftrisk greedy: finished rows leave the batch, common prompt prefix computed once",
                 "memory_fraction": MEMORY_FRACTION, "cpu_threads": "per step: physical cores less those other processes keep busy",
@@ -84,18 +87,21 @@ class HFBackend(Backend):
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]
         budget = decode.memory_budget(str(model.device), MEMORY_FRACTION)
-        for batch in token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
-                                   budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens)):
-            batch_texts = [texts[it.id] for it in batch]
-            outs = (generate_texts(model, tok, batch_texts, max_new_tokens, stop_chars=stop_chars) if stop_chars
-                    else generate_texts(model, tok, batch_texts, max_new_tokens))
-            rows = []
-            for it, (c, n, f) in zip(batch, outs):
-                row = {"id": it.id, "completion": c, "prompt_tokens": lengths[it.id], "new_tokens": n, "finished": f}
-                if stop_chars and not f and n < max_new_tokens:
-                    row["truncated"] = True
-                rows.append(row)
-            yield rows
+        batches = token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
+                                budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens))
+        with decode.kernels(model):  # weights packed and the head's screen built once for all the batches
+            for batch in batches:
+                batch_texts = [texts[it.id] for it in batch]
+                outs = (generate_texts(model, tok, batch_texts, max_new_tokens, stop_chars=stop_chars) if stop_chars
+                        else generate_texts(model, tok, batch_texts, max_new_tokens))
+                rows = []
+                for it, (c, n, f) in zip(batch, outs):
+                    row = {"id": it.id, "completion": c, "prompt_tokens": lengths[it.id], "new_tokens": n,
+                           "finished": f}
+                    if stop_chars and not f and n < max_new_tokens:
+                        row["truncated"] = True
+                    rows.append(row)
+                yield rows
 
     def close(self) -> None:
         self._loaded = None

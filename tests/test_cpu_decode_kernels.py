@@ -1,0 +1,417 @@
+"""The decode loop's CPU kernels: float32 linears through oneDNN (:mod:`ftrisk.backends.cpu_linear`) and one-query
+attention as two products (:mod:`ftrisk.backends.decode_attention`), each against torch's / transformers' own, and
+:func:`ftrisk.backends.decode.greedy` with both on against both off and against plain ``model.generate``."""
+
+import platform
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftrisk.backends import cpu_linear as cl
+from ftrisk.backends import decode
+from ftrisk.backends import decode_attention as da
+from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
+
+onednn = pytest.mark.skipif(not cl._available(), reason="needs an x86-64 CPU and torch with oneDNN")
+
+#: More prompts than the decode loop's MIN_ROWS, so that its decode steps take the oneDNN path (a finished row or
+#: two may leave the batch).
+MORE_PROMPTS = PROMPTS + ["Who built the first steam engine?", "What does a judge do in court?",
+                          "Explain why the sky is blue.", "List three prime numbers."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(torch_single_thread):
+    yield
+
+
+class Net(torch.nn.Module):
+    """Two float32 linears that oneDNN takes, one too narrow for it, one in bfloat16, and a head to skip."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.Linear(32, 64)
+        self.down = torch.nn.Linear(64, 48, bias=False)
+        self.narrow = torch.nn.Linear(48, 8)
+        self.bf16 = torch.nn.Linear(32, 32).to(torch.bfloat16)
+        self.head = torch.nn.Linear(48, 100)
+
+    def forward(self, x):
+        h = self.down(torch.relu(self.up(x)))
+        return self.head(h), self.narrow(h)
+
+
+@pytest.fixture
+def net():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return Net().requires_grad_(False).eval()
+
+
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """Row counts of the calls to oneDNN's linear op (``cpu_linear`` looks the op up when it swaps a forward)."""
+    real = torch.ops.mkldnn._linear_pointwise
+    rows = []
+
+    def spy(x, *args, **kwargs):
+        rows.append(x.shape[0])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
+    return rows
+
+
+@pytest.fixture
+def fresh_available():
+    """``cpu_linear._available`` is cached per process: computed again in this test, and again after it."""
+    cl._available.cache_clear()
+    yield
+    cl._available.cache_clear()
+
+
+def _swapped(model):
+    return {name for name, m in model.named_modules() if "forward" in m.__dict__}
+
+
+def _ref(lin, x):
+    return F.linear(x, lin.weight, lin.bias)
+
+
+# --------------------------------------------------------------------------- cpu_linear
+
+
+@onednn
+def test_float32_linears_but_the_head_run_through_onednn_and_are_restored(net, onednn_calls):
+    """Exactly the wide float32 linears are swapped and packed (not the skipped head, the narrow or the bfloat16
+    one), each call of a model forward at >= MIN_ROWS rows reaches oneDNN, and torch's forward is back after."""
+    x = torch.randn(cl.MIN_ROWS, 32)
+    want = net(x)
+    with cl.onednn_linears(net, skip=net.head) as n:
+        assert n == 2 and _swapped(net) == {"up", "down"}
+        assert all("_ftrisk_onednn" in m.__dict__ for m in (net.up, net.down))
+        assert not any("_ftrisk_onednn" in m.__dict__ for m in (net.head, net.narrow, net.bf16))
+        got = net(x)
+    assert onednn_calls == [cl.MIN_ROWS, cl.MIN_ROWS]  # up and down, once each; head and narrow: torch's
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    assert _swapped(net) == set()
+    net(x)
+    assert len(onednn_calls) == 2  # not after the block
+
+
+@onednn
+def test_outputs_match_torch_linear_and_few_rows_are_torch_bitwise(net, onednn_calls):
+    lin = net.up
+    many = [torch.randn(cl.MIN_ROWS, 32), torch.randn(2, 5, 32), torch.randn(32, 11).t(),  # 3-d, non-contiguous
+            torch.randn(3, 4, 32) * 1e3]
+    few = [torch.randn(1, 32), torch.randn(cl.MIN_ROWS - 1, 32), torch.randn(1, 1, 32), torch.randn(32)]
+    with cl.onednn_linears(net):
+        got_many = [lin(x) for x in many]
+        assert len(onednn_calls) == len(many)
+        got_few = [lin(x) for x in few]
+        assert len(onednn_calls) == len(many)  # below MIN_ROWS: torch's own linear
+    for x, y in zip(many, got_many):
+        assert y.shape == (*x.shape[:-1], 64) and y.dtype == torch.float32
+        torch.testing.assert_close(y, _ref(lin, x), rtol=1e-5, atol=1e-5)
+    for x, y in zip(few, got_few):
+        assert torch.equal(y, _ref(lin, x))
+
+
+@onednn
+def test_forward_restored_when_the_block_raises(net, onednn_calls):
+    with pytest.raises(RuntimeError, match="boom"):
+        with cl.onednn_linears(net, skip=net.head):
+            assert _swapped(net) == {"up", "down"}
+            raise RuntimeError("boom")
+    assert _swapped(net) == set()
+    x = torch.randn(cl.MIN_ROWS, 32)
+    assert torch.equal(net.up(x), _ref(net.up, x)) and onednn_calls == []
+
+
+@onednn
+def test_packed_weights_live_as_long_as_the_block_and_follow_any_weight_change(net, onednn_calls):
+    """Packed on entry, dropped on exit (a change through ``.data``, as PEFT's merge makes, bumps no version: a
+    packed copy kept across blocks would be stale); a nested block packs nothing again; the bias is read at every
+    call."""
+    x = torch.randn(cl.MIN_ROWS, 32)
+    with cl.onednn_linears(net, skip=net.head):
+        first = net.up.__dict__["_ftrisk_onednn"]
+        with cl.onednn_linears(net, skip=net.head) as nested:
+            assert nested == 0 and net.up.__dict__["_ftrisk_onednn"] is first  # the enclosing block's
+        assert _swapped(net) == {"up", "down"}  # the nested block's exit left the enclosing one's forwards
+        with torch.no_grad():
+            net.up.bias.add_(3.0)
+        torch.testing.assert_close(net.up(x), _ref(net.up, x), rtol=1e-5, atol=1e-5)
+    assert not any("_ftrisk_onednn" in m.__dict__ for m in net.modules())
+    version = net.up.weight._version
+    net.up.weight.data += 1.0  # in place, no version bump
+    assert net.up.weight._version == version
+    with cl.onednn_linears(net, skip=net.head):
+        assert net.up.__dict__["_ftrisk_onednn"] is not first
+        y = net.up(x)
+    torch.testing.assert_close(y, _ref(net.up, x), rtol=1e-5, atol=1e-5)
+    assert len(onednn_calls) == 2
+
+
+@onednn
+def test_a_forward_already_on_the_instance_is_left_alone(net, onednn_calls):
+    """accelerate's hooks set a forward on the instance: that layer is not taken, and its forward survives."""
+    own = net.up.forward = lambda x: torch.zeros(1)
+    with cl.onednn_linears(net, skip=net.head) as n:
+        assert n == 1 and _swapped(net) == {"up", "down"} and net.up.forward is own
+    assert net.up.__dict__["forward"] is own and _swapped(net) == {"up"}
+
+
+@onednn
+def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, monkeypatch):
+    asked = []
+
+    def budget(device, fraction=0.25):
+        asked.append((device, fraction))
+        return 0
+
+    monkeypatch.setattr(decode, "memory_budget", budget)
+    x = torch.randn(2 * cl.MIN_ROWS, 32)
+    with cl.onednn_linears(net, skip=net.head) as n:
+        assert n == 2
+        got = net(x)
+    assert asked == [("cpu", cl.PACK_MEMORY_FRACTION)]
+    assert len(onednn_calls) == 2  # still oneDNN, on the plain weights
+    assert not any("_ftrisk_onednn" in m.__dict__ for m in net.modules())
+    for g, w in zip(got, net(x)):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+@onednn
+def test_gradients_still_flow_through_torch_linear(net, onednn_calls):
+    """oneDNN's op has no autograd: a call that needs gradients (of the weights or of the input) takes torch's
+    linear; without them, the same layer takes oneDNN again."""
+    lin = net.up.requires_grad_(True)
+    x = torch.randn(cl.MIN_ROWS, 32)
+    with torch.enable_grad(), cl.onednn_linears(net, skip=net.head):
+        (lin(x) ** 2).sum().backward()  # trainable weights
+        got_w, got_b = lin.weight.grad.clone(), lin.bias.grad.clone()
+        lin.requires_grad_(False)
+        xg = x.clone().requires_grad_(True)
+        (net.down(torch.relu(lin(xg))) ** 2).sum().backward()  # frozen weights, an input that needs its gradient
+        with torch.inference_mode():
+            lin(x)
+    assert onednn_calls == [cl.MIN_ROWS]  # only the call under inference_mode
+    lin.requires_grad_(True)
+    lin.zero_grad()
+    with torch.enable_grad():
+        (_ref(lin, x) ** 2).sum().backward()
+        torch.testing.assert_close(got_w, lin.weight.grad)
+        torch.testing.assert_close(got_b, lin.bias.grad)
+        xr = x.clone().requires_grad_(True)
+        (F.linear(torch.relu(_ref(lin, xr)), net.down.weight) ** 2).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad)
+
+
+def test_applies_only_to_float32_on_x86_with_the_flag_on(net, fresh_available, monkeypatch):
+    if not cl._available():
+        pytest.skip("needs an x86-64 CPU and torch with oneDNN")
+    assert cl.applies(net) and cl.describe(net).startswith("oneDNN")
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
+    with cl.onednn_linears(net) as n:
+        assert n == 0 and _swapped(net) == set()
+    assert not cl.applies(net) and cl.describe(net) == "torch (nn.Linear)"
+    monkeypatch.undo()
+    bf16 = Net().to(torch.bfloat16)
+    with cl.onednn_linears(bf16) as n:
+        assert n == 0 and _swapped(bf16) == set()
+    assert not cl.applies(bf16) and cl.describe(bf16) == "torch (nn.Linear)"
+    for machine in ("aarch64", "arm64"):
+        monkeypatch.setattr(platform, "machine", lambda: machine)
+        cl._available.cache_clear()
+        assert not cl.applies(net) and cl.describe(net) == "torch (nn.Linear)"
+        with cl.onednn_linears(net) as n:
+            assert n == 0 and _swapped(net) == set()
+    assert not cl.applies(torch.nn.Module())  # no parameters at all
+
+
+# --------------------------------------------------------------------------- decode_attention
+
+
+def _module(groups, training=False):
+    return types.SimpleNamespace(num_key_value_groups=groups, training=training, is_causal=True)
+
+
+def _qkv(rows=5, heads=9, kv_heads=3, q=1, n=11, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(rows, heads, q, dim, generator=g), torch.randn(rows, kv_heads, n, dim, generator=g),
+            torch.randn(rows, kv_heads, n, dim, generator=g))
+
+
+def _left_padded(pads, n, q=1):
+    """Boolean [rows, 1, q, n] mask: row i's first pads[i] keys padding, causal over the last q keys."""
+    j = torch.arange(n)
+    t = torch.arange(q)[:, None]
+    return torch.stack([(j >= p) & (j <= n - q + t) for p in pads])[:, None]
+
+
+@pytest.fixture
+def sdpa_calls(monkeypatch):
+    """Calls that ``decode_attention`` hands to transformers' ``sdpa`` function (imported at each call)."""
+    from transformers.integrations import sdpa_attention
+
+    real = sdpa_attention.sdpa_attention_forward
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", spy)
+    return calls, real
+
+
+def test_decode_attention_equals_sdpa_for_one_query_with_grouped_heads(sdpa_calls):
+    calls, sdpa = sdpa_calls
+    mod = _module(3)
+    q, k, v = _qkv()
+    mask = _left_padded([0, 3, 7, 1, 10], 11)  # the last row attends to its one own key only
+    for m, scaling in ((mask, None), (None, None), (mask, 0.3), (mask[:1], None)):  # [:1]: broadcast over rows
+        got, weights = da.decode_attention(mod, q, k, v, m, scaling=scaling)
+        want = sdpa(mod, q, k, v, m, scaling=scaling)[0]
+        assert weights is None and got.shape == want.shape == (5, 1, 9, 16)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert calls == []  # every one computed by the two products, none handed on
+    # one key/value head per query head, and a transposed (non-contiguous) query as the model passes it
+    q1, k1, v1 = _qkv(rows=3, heads=4, kv_heads=4, n=6, dim=8, seed=1)
+    q1 = q1.transpose(1, 2).contiguous().transpose(1, 2)
+    m1 = _left_padded([2, 0, 5], 6)
+    torch.testing.assert_close(da.decode_attention(_module(1), q1, k1, v1, m1)[0], sdpa(_module(1), q1, k1, v1, m1)[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_decode_attention_hands_everything_else_to_sdpa_unchanged(sdpa_calls):
+    calls, sdpa = sdpa_calls
+    mod = _module(3)
+    q, k, v = _qkv(q=4)
+    mask = _left_padded([0, 3, 5, 1, 2], 11, q=4)
+    assert torch.equal(da.decode_attention(mod, q, k, v, mask)[0], sdpa(mod, q, k, v, mask)[0])  # a prefill
+    q, k, v = _qkv()
+    additive = torch.zeros(5, 1, 1, 11).masked_fill(~_left_padded([0, 3, 7, 1, 10], 11), float("-inf"))
+    assert torch.equal(da.decode_attention(mod, q, k, v, additive)[0], sdpa(mod, q, k, v, additive)[0])  # float mask
+    bias = torch.randn(5, 9, 1, 11)
+    assert torch.equal(da.decode_attention(mod, q, k, v, None, position_bias=bias)[0],
+                       sdpa(mod, q, k, v, None, position_bias=bias)[0])
+    torch.manual_seed(0)
+    got = da.decode_attention(_module(3, training=True), q, k, v, None, dropout=0.5)[0]
+    torch.manual_seed(0)
+    assert torch.equal(got, sdpa(_module(3, training=True), q, k, v, None, dropout=0.5)[0])
+    assert len(calls) == 4
+
+
+def test_decode_attention_value_head_size_other_than_the_query_s():
+    """Multi-head latent attention (DeepSeek-V2/V3, MiniCPM3) has values narrower than queries and keys."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    q, k, _ = _qkv(rows=3, heads=4, kv_heads=2, dim=24)
+    v = torch.randn(3, 2, 11, 16)
+    torch.testing.assert_close(da.decode_attention(_module(2), q, k, v, None)[0],
+                               sdpa_attention_forward(_module(2), q, k, v, None)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_decode_attention_switches_and_restores(sensitive, monkeypatch):
+    model, _ = sensitive
+    assert model.config._attn_implementation == "sdpa"
+    with da.cpu_decode_attention(model) as on:
+        assert on and model.config._attn_implementation == da.ATTENTION
+        assert {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")} == {da.ATTENTION}
+    assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(KeyError):
+        with da.cpu_decode_attention(model):
+            raise KeyError("boom")
+    assert {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")} == {"sdpa"}
+    monkeypatch.setattr(da, "DECODE_ATTENTION", False)
+    with da.cpu_decode_attention(model) as on:
+        assert not on and model.config._attn_implementation == "sdpa"
+
+
+def test_cpu_decode_attention_leaves_an_eager_model_alone(sensitive):
+    from transformers import LlamaForCausalLM
+
+    cfg = sensitive[0].config.__class__.from_dict(sensitive[0].config.to_dict())
+    cfg.num_hidden_layers = 1
+    cfg._attn_implementation = "eager"
+    eager = LlamaForCausalLM(cfg)
+    assert eager.config._attn_implementation == "eager"
+    with da.cpu_decode_attention(eager) as on:
+        assert not on and eager.config._attn_implementation == "eager"
+    assert eager.config._attn_implementation == "eager"
+
+
+def test_cpu_decode_attention_restores_each_sub_config_s_own_setting():
+    from transformers import LlavaConfig
+
+    cfg = LlavaConfig()
+    cfg._attn_implementation = {"": "sdpa", "text_config": "sdpa", "vision_config": "eager"}
+    holder = torch.nn.Linear(2, 2)
+    holder.config = cfg
+    with da.cpu_decode_attention(holder):
+        pass
+    assert (cfg._attn_implementation, cfg.text_config._attn_implementation,
+            cfg.vision_config._attn_implementation) == ("sdpa", "sdpa", "eager")
+
+
+# --------------------------------------------------------------------------- the decode loop with both
+
+
+def test_greedy_same_tokens_with_the_cpu_kernels_on_and_off(sensitive, monkeypatch):
+    """Both kernels really run in the decode steps (>= MIN_ROWS rows, one query per row) and change no token:
+    the same ids as with both off, and as each prompt alone through ``model.generate``."""
+    from transformers import AttentionInterface
+    from transformers.integrations import sdpa_attention
+
+    model, tok = sensitive
+    eos = tok.eos_token_id
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    assert len(rows) >= cl.MIN_ROWS + 2 and len({len(r) for r in rows}) > 1  # left padding in the decode steps
+    alone = [_plain(model, r, 10, eos) for r in rows]
+
+    step = []  # each forward pass's (new tokens per row, rows): 1 new token, a decode step
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda m, args, kw: step.append(tuple(kw["input_ids"].shape[::-1])), with_kwargs=True)
+    real_op, linear_calls = torch.ops.mkldnn._linear_pointwise, []  # the forward pass of each float32 call
+
+    def op(x, *args, **kwargs):
+        if x.dtype == torch.float32:  # not the screened head's bfloat16 products
+            linear_calls.append(step[-1])
+        return real_op(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", op)
+    da._register()
+    real_attn, queries = AttentionInterface._global_mapping[da.ATTENTION], []
+    monkeypatch.setitem(AttentionInterface._global_mapping, da.ATTENTION,
+                        lambda m, q, *a, **k: queries.append(q.shape[2]) or real_attn(m, q, *a, **k))
+    real_sdpa, handed_on = sdpa_attention.sdpa_attention_forward, []
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward",
+                        lambda m, q, *a, **k: handed_on.append(q.shape[2]) or real_sdpa(m, q, *a, **k))
+    try:
+        on = _greedy(model, rows, 10, eos)
+        decode_steps = [n for q, n in step if q == 1]
+        assert decode_steps and decode_steps[0] == len(rows)
+        if cl._available():  # every swapped linear once per decode step of >= MIN_ROWS rows, never below
+            layers = len(cl._layers(model, skip=model.lm_head))
+            assert layers == 7 * model.config.num_hidden_layers  # q k v o gate up down; not the head
+            big = sum(n >= cl.MIN_ROWS for n in decode_steps)
+            assert big >= 1 and sum(q == 1 for q, n in linear_calls) == layers * big
+            assert all(n >= cl.MIN_ROWS for q, n in linear_calls if q == 1)
+        assert queries.count(1) == len(decode_steps) * model.config.num_hidden_layers
+        assert handed_on and 1 not in handed_on  # the prefill to sdpa, every decode step to the two products
+        assert model.config._attn_implementation == "sdpa" and _swapped(model) == set()
+
+        monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
+        monkeypatch.setattr(da, "DECODE_ATTENTION", False)
+        n_linear, n_attn = len(linear_calls), len(queries)
+        off = _greedy(model, rows, 10, eos)
+        assert (len(linear_calls), len(queries)) == (n_linear, n_attn)  # off: neither runs
+    finally:
+        hook.remove()
+    assert [o.ids for o in on] == [o.ids for o in off] == alone
+    assert len({tuple(a) for a in alone}) > len(PROMPTS)  # replies that depend on the prompt
