@@ -29,7 +29,7 @@ def test_yaml_load_and_defaults(tmp_path):
     assert cfg.model.spec == "/some/dir"
     assert cfg.generation.max_new_tokens == 12
     # untouched fields keep their defaults
-    assert cfg.generation.batch_size == 64
+    assert cfg.generation.batch_size == 128 and cfg.generation.max_batch_tokens == 16384
     assert cfg.model.dtype == "float32" and cfg.model.trust_remote_code is False
     assert cfg.attack.lora.r == 8 and cfg.harden.lora.r == 16
     assert cfg.attack.data == "builtin:advbench-affirm"
