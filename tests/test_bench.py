@@ -79,8 +79,12 @@ def test_ceiling_from_a_generation_row(monkeypatch):
 
 @pytest.mark.heavy
 def test_matmul_gflops_measures_something():
+    from ftrisk.backends import cpu_linear
+
     got = bench.matmul_gflops()
     assert got["achievable"] > 0 and "threads_1" in got
+    assert ("onednn_threads_1" in got) == cpu_linear._available()  # the kernel the decode loop uses, where it does
+    assert got["achievable"] == max(v for k, v in got.items() if k != "achievable")
 
 
 @pytest.mark.heavy

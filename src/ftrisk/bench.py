@@ -291,9 +291,26 @@ def _max(xs):
 
 # --------------------------------------------------------------------------- ceiling
 
+def onednn_gflops(n: int = 1536) -> float | None:
+    """float32 GFLOP/s of the same product through oneDNN with the weight packed (the kernel the decode loop's
+    linears use, :mod:`ftrisk.backends.cpu_linear`), at torch's current thread count; None where it is not used."""
+    import torch
+
+    from .backends import cpu_linear
+    from .plan import _median_rate
+
+    if not cpu_linear._available():
+        return None
+    a, w = torch.randn(n, n), cpu_linear.packed_weight(torch.randn(n, n))
+    return _median_rate(2 * n**3 / 1e9, lambda: cpu_linear.linear(a, w))
+
+
 def matmul_gflops() -> dict:
-    """Achievable float32 GFLOP/s here: a 1536-square matrix product at one thread and at all physical cores
-    (the better is the ceiling; on a shared machine one thread is often the faster)."""
+    """Achievable float32 GFLOP/s here: a 1536-square matrix product at one thread and at all physical cores,
+    through torch's ``matmul`` (MKL) and through oneDNN with a packed weight where the decode loop uses it (on an
+    AMD CPU MKL takes its AVX2 path, and oneDNN's AVX-512 kernel is measured to be faster: a ceiling from
+    ``matmul`` alone would be below what the loop reaches); the best of them is the ceiling (on a shared machine
+    one thread is often the faster)."""
     import torch
 
     from .backends.decode import physical_cores
@@ -305,6 +322,9 @@ def matmul_gflops() -> dict:
         for threads in sorted({1, physical_cores()}):
             torch.set_num_threads(threads)
             out[f"threads_{threads}"] = measure_cpu_gflops()
+            onednn = onednn_gflops()
+            if onednn is not None:
+                out[f"onednn_threads_{threads}"] = onednn
     finally:
         torch.set_num_threads(before)
     out["achievable"] = max(out.values())
