@@ -4,7 +4,8 @@ Why: torch's float32 ``linear`` on the CPU calls MKL's SGEMM, and MKL takes its 
 not Intel's; oneDNN (also inside torch) uses AVX-512 wherever the CPU has it. Measured on the 2-core AMD EPYC
 (Zen 5) with SmolLM2-135M's decode shapes at 64 rows: MKL 144-168 GFLOP/s, oneDNN with its weights packed once
 196-397 GFLOP/s; the bench workload (120 prompts x 64 tokens through :func:`decode.greedy`) 26.4 s -> 17.2 s,
-120/120 replies identical. Still float32 throughout: oneDNN's default math mode is strict (float32 products and
+120/120 replies identical. On a Zen 4 host (2026-12-05): 204-219 against 165-169 GFLOP/s at 64 rows, the
+bench workload 21.4-23.9 s against 27.2-30.1 s with MKL (medians of 3 interleaved, two sets), replies identical. Still float32 throughout: oneDNN's default math mode is strict (float32 products and
 float32 accumulation, no bfloat16 or TF32 rounding), so only the order of float additions differs, as it does
 between batch shapes anyway. No library does this swap for us: transformers calls ``nn.Linear``, and inductor's
 packed float32 path calls MKL again (``mkl._mkl_linear``).
