@@ -1,14 +1,14 @@
 """float32 linear layers through oneDNN on an x86-64 CPU, for inference (the decode loop).
 
 Why: torch's float32 ``linear`` on the CPU calls MKL's SGEMM, and MKL takes its AVX2 code path on a CPU that is
-not Intel's; oneDNN (also inside torch) uses AVX-512 wherever the CPU has it. Measured on the 2-core AMD EPYC
-(Zen 5) with SmolLM2-135M's decode shapes at 64 rows: MKL 144-168 GFLOP/s, oneDNN with its weights packed once
-196-397 GFLOP/s; the bench workload (120 prompts x 64 tokens through :func:`decode.greedy`) 26.4 s -> 17.2 s,
-120/120 replies identical. On a Zen 4 host (2026-12-05): 204-219 against 165-169 GFLOP/s at 64 rows, the
-bench workload 21.4-23.9 s against 27.2-30.1 s with MKL (medians of 3 interleaved, two sets), replies identical. Still float32 throughout: oneDNN's default math mode is strict (float32 products and
-float32 accumulation, no bfloat16 or TF32 rounding), so only the order of float additions differs, as it does
-between batch shapes anyway. No library does this swap for us: transformers calls ``nn.Linear``, and inductor's
-packed float32 path calls MKL again (``mkl._mkl_linear``).
+not Intel's; oneDNN (also inside torch) uses AVX-512 wherever the CPU has it. Measured on a 2-core AMD EPYC (Zen 4,
+2026-12-05) at SmolLM2-135M's decode shapes (576 -> 576 / 1,536, 1,536 -> 576): at 64 rows oneDNN with the
+weight packed 204-219 GFLOP/s, with the plain weight 174-189, MKL 165-169; at 8 rows 114-158 packed against MKL's
+70-81 (but 58 against 73 for 576 -> 192). The bench workload (120 prompts x 64 tokens) 21.4-23.9 s against
+27.2-30.1 s with MKL (medians of 3 interleaved, two sets), replies identical. Still float32 throughout: oneDNN's
+default math mode is strict (float32 products and float32 accumulation, no bfloat16 or TF32 rounding), so only
+the order of float additions differs, as it does between batch shapes anyway. No library does this swap for us:
+transformers calls ``nn.Linear``, and inductor's packed float32 path calls MKL again (``mkl._mkl_linear``).
 
 Only for inference: oneDNN's op has no autograd, so a call that needs gradients goes to ``nn.Linear``'s own forward.
 """
@@ -21,11 +21,11 @@ import platform
 
 #: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`); False: torch's own.
 ONEDNN_LINEAR = True
-#: Fewer rows than this go to torch's own ``linear``: at 1 row MKL is faster (measured 31 vs 20 GFLOP/s on the
-#: 576x576 product), from 8 rows oneDNN (168 vs 79).
+#: Fewer rows than this go to torch's own ``linear``: from 8 rows oneDNN is faster (above); an earlier session
+#: measured MKL ahead at 1 row (31 against 20 GFLOP/s on the 576 x 576 product; not re-measured).
 MIN_ROWS = 8
-#: Packed weights may take this share of the free memory; above it oneDNN gets the plain weights (measured on the
-#: bench workload on a Zen 5 host: 18.9 s instead of 17.2 s, still well ahead of MKL's 26.9 s).
+#: Packed weights may take this share of the free memory; above it oneDNN gets the plain weights (174-189 against
+#: 204-219 GFLOP/s packed at 64 rows, still ahead of MKL's 165-169).
 PACK_MEMORY_FRACTION = 0.25
 
 
@@ -56,13 +56,12 @@ def applies(model) -> bool:
 
 
 class PackedWeight:
-    """A linear layer's weight laid out once for oneDNN (:func:`packed_weight`); :func:`linear` multiplies by it."""
+    """A linear layer's weight for oneDNN, laid out once (``pack``) or as it is; :func:`linear` multiplies by it."""
 
-    def __init__(self, weight):
+    def __init__(self, weight, pack: bool = True):
         import torch
 
-        self.shape, self.dtype = weight.shape, weight.dtype
-        self.data = torch.ops.mkldnn._reorder_linear_weight(weight)
+        self.data = torch.ops.mkldnn._reorder_linear_weight(weight) if pack else weight
 
 
 def packed_weight(weight):
@@ -74,31 +73,26 @@ def packed_weight(weight):
     return PackedWeight(weight.detach())
 
 
-def linear(x, weight):
-    """``x @ weight.T`` for a weight from :func:`packed_weight` (either kind)."""
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias`` for a weight from :func:`packed_weight` (either kind)."""
     import torch
 
     if not isinstance(weight, PackedWeight):
-        return torch.nn.functional.linear(x, weight)
-    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight.data, None, "none", [], "")
+        return torch.nn.functional.linear(x, weight, bias)
+    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight.data, bias, "none", [], "")
     return y.view(*x.shape[:-1], y.shape[-1])
 
 
-def _forward(m, weight):
+def _forward(m, weight: PackedWeight):
     import torch
-
-    linear = torch.nn.functional.linear
-    op = torch.ops.mkldnn._linear_pointwise
 
     def forward(x):
         rows = x.numel() // x.shape[-1] if x.dim() else 0
         if (rows < MIN_ROWS or x.dtype != torch.float32 or x.device.type != "cpu"
                 or (torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad
                                                  or (m.bias is not None and m.bias.requires_grad)))):
-            return linear(x, m.weight, m.bias)
-        bias = None if m.bias is None else m.bias.detach()
-        y = op(x.reshape(rows, x.shape[-1]), weight, bias, "none", [], "")
-        return y.view(*x.shape[:-1], y.shape[-1])
+            return torch.nn.functional.linear(x, m.weight, m.bias)
+        return linear(x, weight, None if m.bias is None else m.bias.detach())
     return forward
 
 
@@ -110,16 +104,13 @@ def onednn_linears(model, skip=None):
     generation call): a weight changed in place through ``.data`` (as PEFT's merge does) leaves no trace that a
     cache key could check, so no packed copy may outlive the block. A nested block finds the layers taken and does
     nothing. Yields the number of layers taken."""
-    import torch
-
     layers = _layers(model, skip) if applies(model) else []
     if layers:
         from .decode import memory_budget
 
         pack = sum(m.weight.numel() * 4 for m in layers) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
         for m in layers:
-            w = m.weight.detach()
-            m.__dict__["_ftrisk_onednn"] = torch.ops.mkldnn._reorder_linear_weight(w) if pack else w
+            m.__dict__["_ftrisk_onednn"] = PackedWeight(m.weight.detach(), pack)
             m.forward = _forward(m, m.__dict__["_ftrisk_onednn"])
     try:
         yield len(layers)

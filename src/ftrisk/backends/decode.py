@@ -185,7 +185,7 @@ def screen_applies(head) -> bool:
 
 def screened_head(head) -> "ScreenedHead":
     """``head``'s :class:`ScreenedHead`: within a :func:`kernels` block built once and kept on the module until the
-    block ends (building it takes 0.15-0.4 s for SmolLM2's head: at every batch it would cost seconds per demo);
+    block ends (building it took 0.13-0.41 s for SmolLM2's head: at every batch it would cost seconds per demo);
     outside one, built for the caller alone. Never kept longer: a weight changed in place through ``.data`` (as
     PEFT's merge does) leaves no trace that a cache key could check."""
     if head.__dict__.get("_ftrisk_kernels") is None:
@@ -201,7 +201,7 @@ def kernels(model):
     float32 linears through oneDNN with their weights packed once (:mod:`.cpu_linear`), one-query attention as two
     batched products (:mod:`.decode_attention`), the LM head's bfloat16 screen built once. All of it is dropped at
     the end, so nothing outlives the weights it was made from. A nested block uses the enclosing one's. Packing
-    and the screen take ~0.5 s for SmolLM2 (measured 0.11-0.29 s and 0.18-0.41 s), once per block."""
+    and the screen took 0.24-0.7 s for SmolLM2 (measured 0.11-0.29 s and 0.13-0.41 s), once per block."""
     parts = fast_parts(model)
     head = parts[1] if parts else None
     marker = head if head is not None else model
