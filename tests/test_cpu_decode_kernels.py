@@ -359,6 +359,102 @@ def test_cpu_decode_attention_restores_each_sub_config_s_own_setting():
             cfg.vision_config._attn_implementation) == ("sdpa", "sdpa", "eager")
 
 
+# --------------------------------------------------------------------------- blocked keys, values as weighted sums
+
+
+def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(monkeypatch):
+    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    g = torch.Generator().manual_seed(2)
+    keys = torch.randn(5, 3, 14, 8, generator=g)
+    buf = da.blocked_zeros(keys, 5, 14)
+    assert buf.shape == (5, 3, 4, 8, 4)  # 14 positions in 4 blocks of 4
+    for a, b in ((0, 3), (3, 4), (4, 9), (9, 13)):  # a prefix, one step, pieces across block edges
+        da.write_blocked(buf, a, keys[:, :, a:b])
+    assert torch.equal(da.unblocked(buf, 13), keys[:, :, :13])
+    assert not buf.transpose(-1, -2).reshape(5, 3, 16, 8)[:, :, 13:].any()  # nothing past the last position
+    q = torch.randn(5, 3, 3, 8, generator=g)
+    for n in (1, 4, 5, 13):
+        got = da.blocked_scores(q, buf, n)
+        assert got.shape == (5, 3, 3, n)
+        torch.testing.assert_close(got, torch.einsum("rhgd,rhnd->rhgn", q, keys[:, :, :n]), rtol=1e-5, atol=1e-5)
+    part = da.blocked_zeros(keys, 5, 14)  # some rows only, as the prefill writes its groups
+    rows = torch.tensor([4, 1])
+    da.write_blocked(part, 2, keys[:2, :, 2:11], rows)
+    back = da.unblocked(part, 11)
+    assert torch.equal(back[rows][:, :, 2:11], keys[:2, :, 2:11])
+    assert not back[[0, 2, 3]].any() and not back[rows][:, :, :2].any()
+
+
+def test_decode_attention_with_blocked_keys_equals_sdpa_and_hands_the_rest_on_unblocked(sdpa_calls, monkeypatch):
+    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    calls, sdpa = sdpa_calls
+    mod = _module(3)
+    q, k, v = _qkv()  # 11 keys
+    buf = da.blocked_zeros(k, 5, 13)
+    da.write_blocked(buf, 0, k)
+    vbuf = torch.zeros(5, 3, 13, 16)
+    vbuf[:, :, :11] = v
+    mask = _left_padded([0, 3, 7, 1, 10], 11)
+    for m in (mask, None):
+        torch.testing.assert_close(da.decode_attention(mod, q, buf, vbuf[:, :, :11], m)[0], sdpa(mod, q, k, v, m)[0],
+                                   rtol=1e-5, atol=1e-5)
+    assert calls == []
+    additive = torch.zeros(5, 1, 1, 11).masked_fill(~mask, float("-inf"))  # a float mask: handed on, keys plain
+    assert torch.equal(da.decode_attention(mod, q, buf, vbuf[:, :, :11], additive)[0], sdpa(mod, q, k, v, additive)[0])
+    assert calls == [q.shape]
+
+
+def test_the_additive_mask_is_remade_for_another_mask_or_a_changed_one(sdpa_calls):
+    """The 0 / -inf form of a mask is kept for the mask object (every layer of a step gets the same one): another
+    mask of the same shape, or the same mask changed in place, gets its own."""
+    _, sdpa = sdpa_calls
+    mod = _module(3)
+    q, k, v = _qkv()
+    first, second = _left_padded([0, 3, 7, 1, 10], 11), _left_padded([5, 0, 2, 9, 4], 11)
+    for m in (first, second, first):
+        torch.testing.assert_close(da.decode_attention(mod, q, k, v, m)[0], sdpa(mod, q, k, v, m)[0], rtol=1e-5,
+                                   atol=1e-5)
+    first[:, :, :, :6] = False  # in place: a new version
+    torch.testing.assert_close(da.decode_attention(mod, q, k, v, first)[0], sdpa(mod, q, k, v, first)[0], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_weighted_values_sums_a_buffer_s_rows_and_falls_back_for_other_layouts(monkeypatch):
+    real, bags = F.embedding_bag, []
+    monkeypatch.setattr(F, "embedding_bag", lambda *a, **k: bags.append(a[1].shape) or real(*a, **k))
+    g = torch.Generator().manual_seed(3)
+    buf = torch.randn(4, 2, 9, 16, generator=g)
+    p = torch.rand(4, 2, 3, 6, generator=g).softmax(-1)
+    short = torch.randn(4 * 2 * 9 * 16 - 40, generator=g)  # a view whose storage ends before the 4th row's capacity
+    cases = {"buffer": (buf[:, :, :6], True), "contiguous": (buf[:, :, :6].contiguous(), True),
+             "transposed": (torch.randn(4, 2, 16, 9, generator=g).transpose(-1, -2)[:, :, :6], False),
+             "every other row": (torch.randn(8, 2, 9, 16, generator=g)[::2, :, :6], False),
+             "short storage": (short.as_strided((4, 2, 6, 16), (2 * 9 * 16, 9 * 16, 16, 1)), False)}
+    for name, (v, bag) in cases.items():
+        bags.clear()
+        torch.testing.assert_close(da.weighted_values(p, v), torch.matmul(p, v), rtol=1e-5, atol=1e-5, msg=name)
+        assert bags == ([(4 * 2 * (9 if name == "buffer" else 6), 16)] if bag else []), name
+    bags.clear()
+    torch.testing.assert_close(da.weighted_values(p.bfloat16(), buf[:, :, :6].bfloat16()).float(),
+                               torch.matmul(p.bfloat16(), buf[:, :, :6].bfloat16()).float())
+    assert bags == []  # bfloat16: the batched product
+    monkeypatch.setattr(da, "VALUES_BAG", False)
+    da.weighted_values(p, buf[:, :, :6])
+    assert bags == []
+
+
+def test_keys_blocked_only_under_decode_attention_for_listed_float32_models(sensitive, monkeypatch):
+    model, _ = sensitive
+    assert not da.keys_blocked(model)  # sdpa outside the block
+    with da.cpu_decode_attention(model):
+        assert da.keys_blocked(model)
+        monkeypatch.setattr(da, "BLOCKED_KEY_MODELS", ("qwen3",))
+        assert not da.keys_blocked(model)
+        monkeypatch.undo()
+        monkeypatch.setattr(da, "KEY_BLOCK", 0)
+        assert not da.keys_blocked(model)
+
+
 # --------------------------------------------------------------------------- the decode loop with both
 
 
@@ -415,3 +511,20 @@ def test_greedy_same_tokens_with_the_cpu_kernels_on_and_off(sensitive, monkeypat
         hook.remove()
     assert [o.ids for o in on] == [o.ids for o in off] == alone
     assert len({tuple(a) for a in alone}) > len(PROMPTS)  # replies that depend on the prompt
+
+
+def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, monkeypatch):
+    """Small blocks, so that the prefill's pieces and the steps cross block edges; a row that stops early leaves
+    the batch and its blocked keys with it."""
+    model, tok = sensitive
+    eos = tok.eos_token_id
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    real, scored = da.blocked_scores, []
+    monkeypatch.setattr(da, "blocked_scores", lambda q, buf, n, *a: scored.append((q.shape[0], n)) or real(q, buf, n, *a))
+    got = _greedy(model, rows, 10, eos, stop=lambda r, ids: r == 0 and len(ids) >= 3)
+    assert scored and scored[0][0] == len(rows) and min(r for r, _ in scored) < len(rows)  # row 0 left
+    assert max(n for _, n in scored) > 8  # more than two blocks
+    alone = [_plain(model, r, 10, eos) for r in rows]
+    assert got[0].truncated and got[0].ids == alone[0][:3]
+    assert [o.ids for o in got[1:]] == alone[1:]

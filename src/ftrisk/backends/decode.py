@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .cpu_linear import linear, onednn_linears, packed_weight
-from .decode_attention import cpu_decode_attention
+from .decode_attention import blocked_zeros, cpu_decode_attention, keys_blocked, write_blocked
 
 #: A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 4
@@ -290,17 +290,22 @@ def _growing_layer():
         def __init__(self, kbuf, vbuf, n: int):
             super().__init__()
             self.kbuf, self.vbuf, self.n = kbuf, vbuf, n
+            self.blocked = kbuf.dim() == 5  # keys in decode_attention's blocked layout
             self.device, self.is_initialized = kbuf.device, True
             self._views()
 
         def _views(self):
-            self.keys, self.values = self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+            self.keys = self.kbuf if self.blocked else self.kbuf[:, :, :self.n]
+            self.values = self.vbuf[:, :, :self.n]
 
         def update(self, key_states, value_states, *args, **kwargs):
             q = key_states.shape[-2]
-            if self.n + q > self.kbuf.shape[2]:
-                raise RuntimeError(f"decode cache full ({self.kbuf.shape[2]} positions)")
-            self.kbuf[:, :, self.n:self.n + q] = key_states
+            if self.n + q > self.vbuf.shape[2]:
+                raise RuntimeError(f"decode cache full ({self.vbuf.shape[2]} positions)")
+            if self.blocked:
+                write_blocked(self.kbuf, self.n, key_states)
+            else:
+                self.kbuf[:, :, self.n:self.n + q] = key_states
             self.vbuf[:, :, self.n:self.n + q] = value_states
             self.n += q
             self._views()
@@ -373,6 +378,7 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
     order = sorted(range(n), key=lambda i: -len(tails[i]))
     first = torch.empty(n, dtype=torch.long, device=dev)
     bufs = None
+    blocked = keys_blocked(model)
     group = PREFILL_ROWS if dev.type == "cpu" else n  # measured on the CPU only: a GPU prefills one batch
     for g in range(0, n, group):
         idx = order[g:g + group]
@@ -381,12 +387,16 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
         first[idx] = run(idx, w, cache)
         rows_t = torch.tensor(idx, device=dev)
         if bufs is None:
-            bufs = [(k.new_zeros((n, k.shape[1], capacity, k.shape[3])), v.new_zeros((n, v.shape[1], capacity, v.shape[3])))
-                    for k, v, *_ in cache]
+            bufs = [(blocked_zeros(k, n, capacity) if blocked else k.new_zeros((n, k.shape[1], capacity, k.shape[3])),
+                     v.new_zeros((n, v.shape[1], capacity, v.shape[3]))) for k, v, *_ in cache]
         for (kb, vb), (k, v, *_) in zip(bufs, cache):  # [prefix | zeros | own tokens], right-aligned at shared + width
-            kb[rows_t, :, :shared] = k[:, :, :shared]
+            if blocked:
+                write_blocked(kb, 0, k[:, :, :shared], rows_t)
+                write_blocked(kb, shared + width - w, k[:, :, shared:], rows_t)
+            else:
+                kb[rows_t, :, :shared] = k[:, :, :shared]
+                kb[rows_t, :, shared + width - w:shared + width] = k[:, :, shared:]
             vb[rows_t, :, :shared] = v[:, :, :shared]
-            kb[rows_t, :, shared + width - w:shared + width] = k[:, :, shared:]
             vb[rows_t, :, shared + width - w:shared + width] = v[:, :, shared:]
         del cache
     Growing = _growing_layer()
