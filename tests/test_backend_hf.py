@@ -136,7 +136,8 @@ def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
     from ftrisk.backends import cpu_linear, decode_attention
 
     assert be.record()["linear_kernel"].startswith("oneDNN" if cpu_linear.applies(model) else "torch")
-    assert be.record()["decode_attention"].startswith("two batched" if decode_attention.applies(model) else "the model")
+    assert be.record()["decode_attention"] == ("weighted sums over the KV cache (ftrisk; keys in transposed blocks of 32)"
+                                               if decode_attention.applies(model) else "the model's own (sdpa)")
     model.config._attn_implementation = "eager"
     try:
         assert be.record()["decode_attention"] == "the model's own (eager)"

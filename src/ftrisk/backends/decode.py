@@ -15,8 +15,9 @@ time went to work that a decode loop of its own can skip or share. It differs in
   ``DynamicLayer`` concatenates the whole cache every step);
 - on an x86-64 CPU the float32 linear layers run through oneDNN with packed weights instead of MKL's SGEMM
   (:mod:`ftrisk.backends.cpu_linear`: MKL takes its AVX2 path on a CPU that is not Intel's);
-- on the CPU a decode step's attention (one query per row) is two batched matrix products instead of the CPU
-  flash-attention kernel, which is written for blocks of queries (:mod:`ftrisk.backends.decode_attention`);
+- on the CPU a decode step's attention (one query per row) reads the cache once, as ``embedding_bag`` weighted sums,
+  instead of the CPU flash-attention kernel, which is written for blocks of queries; for Llama-type models the
+  cache keeps keys in transposed blocks for it (:mod:`ftrisk.backends.decode_attention`);
 - prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
 - on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
   over a core that another process keeps busy waits for it at every step.
@@ -198,8 +199,8 @@ def screened_head(head) -> "ScreenedHead":
 @contextlib.contextmanager
 def kernels(model):
     """The decode loop's CPU kernels set up on ``model`` for the block (one generation call, all its batches):
-    float32 linears through oneDNN with their weights packed once (:mod:`.cpu_linear`), one-query attention as two
-    batched products (:mod:`.decode_attention`), the LM head's bfloat16 screen built once. All of it is dropped at
+    float32 linears through oneDNN with their weights packed once (:mod:`.cpu_linear`), one-query attention as
+    weighted sums over the cache (:mod:`.decode_attention`), the LM head's bfloat16 screen built once. All of it is dropped at
     the end, so nothing outlives the weights it was made from. A nested block uses the enclosing one's. Packing
     and the screen took 0.24-0.7 s for SmolLM2 (measured 0.11-0.29 s and 0.13-0.41 s), once per block."""
     parts = fast_parts(model)
