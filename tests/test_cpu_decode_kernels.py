@@ -443,6 +443,37 @@ def test_weighted_values_sums_a_buffer_s_rows_and_falls_back_for_other_layouts(m
     assert bags == []
 
 
+@pytest.mark.parametrize("blocked", [False, True])
+def test_dropping_rows_moves_the_kept_ones_up_in_place_and_any_other_selection_gathers(blocked, monkeypatch):
+    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    Growing = decode._growing_layer()
+    g = torch.Generator().manual_seed(4)
+    keys, values = torch.randn(6, 2, 10, 8, generator=g), torch.randn(6, 2, 10, 8, generator=g)
+
+    def layer():
+        kb = da.blocked_zeros(keys, 6, 10) if blocked else torch.zeros(6, 2, 10, 8)
+        if blocked:
+            da.write_blocked(kb, 0, keys[:, :, :7])
+        else:
+            kb[:, :, :7] = keys[:, :, :7]
+        vb = torch.zeros(6, 2, 10, 8)
+        vb[:, :, :7] = values[:, :, :7]
+        return Growing(kb, vb, 7)
+
+    def plain_keys(lay):
+        return da.unblocked(lay.keys, lay.n) if blocked else lay.keys
+
+    for keep in ([0, 2, 3, 5], [1, 4], [2, 0], [3, 3, 1], [0, 0, 1]):  # the last three: not increasing, a gather
+        lay = layer()
+        before = (lay.kbuf.data_ptr(), lay.vbuf.data_ptr())
+        lay.batch_select_indices(torch.tensor(keep))
+        assert torch.equal(plain_keys(lay), keys[keep][:, :, :7]) and torch.equal(lay.values, values[keep][:, :, :7])
+        in_place = (lay.kbuf.data_ptr(), lay.vbuf.data_ptr()) == before
+        assert in_place == (keep in ([0, 2, 3, 5], [1, 4])), keep
+        lay.update(keys[:len(keep), :, 7:8], values[:len(keep), :, 7:8])  # the next step writes after them
+        assert torch.equal(plain_keys(lay)[:, :, 7], keys[:len(keep), :, 7])
+
+
 def test_keys_blocked_only_under_decode_attention_for_listed_float32_models(sensitive, monkeypatch):
     model, _ = sensitive
     assert not da.keys_blocked(model)  # sdpa outside the block

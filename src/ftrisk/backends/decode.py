@@ -316,7 +316,18 @@ def _growing_layer():
             return self.n
 
         def batch_select_indices(self, indices):
-            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            keep = indices.tolist()
+            if all(a < b for a, b in zip(keep, keep[1:])):
+                # the decode loop's case (rows leaving, the rest in order): the kept rows move up within the
+                # buffers, row by row (a row only moves to a lower, already vacated place), instead of a gather
+                # into new buffers, whose pages the kernel would have to fault in and zero again
+                for buf in (self.kbuf, self.vbuf):
+                    for j, i in enumerate(keep):
+                        if i != j:
+                            buf[j].copy_(buf[i])
+                self.kbuf, self.vbuf = self.kbuf[:len(keep)], self.vbuf[:len(keep)]
+            else:
+                self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
             self._views()
 
     return GrowingLayer
