@@ -404,6 +404,41 @@ def test_decode_attention_with_blocked_keys_equals_sdpa_and_hands_the_rest_on_un
     assert calls == [q.shape]
 
 
+def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_row(sdpa_calls, monkeypatch):
+    """Under ``same_positions(p)`` the first p positions, and every masked one, are read from row 0 (one copy in
+    the CPU's cache): the same result as sdpa when the promise holds; a broken promise shows that they really are
+    read from row 0."""
+    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    _, sdpa = sdpa_calls
+    mod = _module(3)
+    q, k, v = _qkv(n=14)
+    k[:, :, :8], v[:, :, :8] = k[:1, :, :8], v[:1, :, :8]  # 8 positions alike in every row: two whole blocks
+    mask = _left_padded([0, 0, 0, 0, 0], 14)
+    mask[1, ..., 8:12] = False  # row 1: positions 8-11 masked (a whole block), row 2: 9-10 (part of one)
+    mask[2, ..., 9:11] = False
+    k[1, :, 8:12] = k[2, :, 9:11].mean() + 100  # masked: whatever is there must not matter
+    buf = da.blocked_zeros(k, 5, 16)
+    da.write_blocked(buf, 0, k)
+    want = sdpa(mod, q, k, v, mask)[0]
+    for same in (0, 8):
+        with da.same_positions(same):
+            torch.testing.assert_close(da.decode_attention(mod, q, buf, v, mask)[0], want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(da.decode_attention(mod, q, k, v, mask)[0], want, rtol=1e-5, atol=1e-5)
+    broken_k, broken_v = k.clone(), v.clone()
+    broken_k[3, :, :4] += 1.0  # row 3's first block no longer like row 0's
+    broken_v[3, :, :8] += 1.0
+    bbuf = da.blocked_zeros(k, 5, 16)
+    da.write_blocked(bbuf, 0, broken_k)
+    honest = sdpa(mod, q, broken_k, broken_v, mask)[0]
+    with da.same_positions(8):
+        promised = da.decode_attention(mod, q, bbuf, broken_v, mask)[0]
+    assert not torch.allclose(promised[3], honest[3], atol=1e-3)  # row 3 read row 0's copy
+    torch.testing.assert_close(promised[[0, 1, 2, 4]], want[[0, 1, 2, 4]], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(da, "FIRST_ROW_READS", False)
+    with da.same_positions(8):
+        torch.testing.assert_close(da.decode_attention(mod, q, bbuf, broken_v, mask)[0], honest, rtol=1e-5, atol=1e-5)
+
+
 def test_the_additive_mask_is_remade_for_another_mask_or_a_changed_one(sdpa_calls):
     """The 0 / -inf form of a mask is kept for the mask object (every layer of a step gets the same one): another
     mask of the same shape, or the same mask changed in place, gets its own."""
@@ -551,11 +586,14 @@ def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, mo
     eos = tok.eos_token_id
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
     monkeypatch.setattr(da, "KEY_BLOCK", 4)
-    real, scored = da.blocked_scores, []
-    monkeypatch.setattr(da, "blocked_scores", lambda q, buf, n, *a: scored.append((q.shape[0], n)) or real(q, buf, n, *a))
+    real, scored, same = da.blocked_scores, [], set()
+    monkeypatch.setattr(da, "blocked_scores",
+                        lambda q, buf, n, *a: scored.append((q.shape[0], n)) or same.add(da._SAME.get()) or real(q, buf, n, *a))
     got = _greedy(model, rows, 10, eos, stop=lambda r, ids: r == 0 and len(ids) >= 3)
     assert scored and scored[0][0] == len(rows) and min(r for r, _ in scored) < len(rows)  # row 0 left
     assert max(n for _, n in scored) > 8  # more than two blocks
+    prefix = decode.common_prefix(rows)
+    assert prefix >= decode.MIN_SHARED_PREFIX and same == {prefix + -prefix % 4}  # the prefix and its gap, alike
     alone = [_plain(model, r, 10, eos) for r in rows]
     assert got[0].truncated and got[0].ids == alone[0][:3]
     assert [o.ids for o in got[1:]] == alone[1:]

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .cpu_linear import linear, onednn_linears, packed_weight
-from .decode_attention import blocked_zeros, cpu_decode_attention, keys_blocked, write_blocked
+from . import decode_attention as _attention
+from .decode_attention import blocked_zeros, cpu_decode_attention, keys_blocked, same_positions, write_blocked
 
 #: A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 4
@@ -434,9 +435,15 @@ def greedy(model, rows: list[list[int]], *, max_new_tokens: int, eos_id: int, pa
         shared = 0
     width = max(len(r) for r in rows) - shared
     set_threads = _thread_setter(threads)
-    with torch.inference_mode(), kernels(model):
+    with torch.inference_mode(), kernels(model), contextlib.ExitStack() as within:
+        if shared and keys_blocked(model):
+            # a masked gap after the shared prefix up to a block edge: then the prefix's key blocks are the same in
+            # every row, and the decode attention reads them (and masked positions) from the first row only
+            width += -shared % _attention.KEY_BLOCK
         step = NextToken(model)
         cache, nxt = _prefill(model, step, rows, shared, width, shared + width + max_new_tokens, pad_id, set_threads)
+        if shared and getattr(cache.layers[0], "blocked", False):
+            within.enter_context(same_positions(shared + -shared % _attention.KEY_BLOCK))
         mask = left_padded_mask([len(r) - shared for r in rows], shared, width)
         pos = mask.sum(-1, keepdim=True) - 1
         mask, pos = mask.to(dev), pos.to(dev)

@@ -19,6 +19,7 @@ Everything else (the prefill's many queries, dropout, soft-capping, sinks, anoth
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import weakref
 
@@ -30,6 +31,11 @@ DECODE_ATTENTION = True
 VALUES_BAG = True
 #: Positions per block of the decode loop's blocked key layout (:func:`blocked_scores`); 0: keys kept plain.
 KEY_BLOCK = 32
+#: Read the positions every row holds alike, and masked ones, from the first row (:func:`_redirect`).
+FIRST_ROW_READS = True
+#: Cache positions [0, n) that hold the same keys and values in every row (set by the decode loop for its steps,
+#: :func:`same_positions`): rows read them, and their masked positions, from the first row, which stays in cache.
+_SAME = contextvars.ContextVar("ftrisk_same_positions", default=0)
 #: Model types whose attention hands the cache's keys to the attention function untouched (read in their
 #: transformers 5.25 code), so the decode loop may keep their keys blocked.
 BLOCKED_KEY_MODELS = ("llama", "mistral", "qwen2", "qwen3")
@@ -55,8 +61,9 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
     kv_heads = key.shape[1]
     scale = dim ** -0.5 if scaling is None else scaling
     q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # the heads that share a key/value head, as rows
+    redirect = _redirect(attention_mask, rows, n)
     if key.dim() == 5:
-        scores = blocked_scores(q, key, n, scale)
+        scores = blocked_scores(q, key, n, scale, redirect)
     else:
         # einsum rather than ``matmul(q, key.transpose(-1, -2))``: the same products, laid out for the batched kernel
         # (measured 0.18 against 0.27 ms at 64 rows and 100 keys)
@@ -65,8 +72,58 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
         # adding 0 / -inf (made once per mask, for all layers) rather than ``masked_fill_``: the same scores, 0.02
         # against 0.14 ms at 120 rows, 9 heads and 123 positions (masked_fill_ broadcast over the heads is slow)
         scores = scores + _additive(attention_mask, scores.dtype)
-    out = weighted_values(scores.softmax(-1), value)  # [rows, kv heads, group, value dim]
+    out = weighted_values(scores.softmax(-1), value, redirect)  # [rows, kv heads, group, value dim]
     return out.reshape(rows, 1, heads, value.shape[-1]), None
+
+
+@contextlib.contextmanager
+def same_positions(n: int):
+    """Within the block the caller promises that cache positions [0, n) hold the same keys and values in every row
+    (the decode loop's shared prompt prefix, and its gap up to a block edge, which is masked)."""
+    token = _SAME.set(n)
+    try:
+        yield
+    finally:
+        _SAME.reset(token)
+
+
+_last_redirect: list = [None, None, None, None]  # (weak reference to a mask, its version, the key, the result)
+
+
+def _redirect(mask, rows: int, n: int):
+    """bool [rows, n]: the positions each row may read from the first row instead of its own, because they hold
+    the same keys and values in every row (:func:`same_positions`) or are masked out (their scores get -inf and
+    their values weight 0, so any finite row will do); None when there are none. Reading them from one row keeps
+    them in the CPU's cache instead of reading every row's copy from memory. Made once per mask (per step)."""
+    import torch
+
+    same = _SAME.get()
+    if not FIRST_ROW_READS or (mask is None and not same):
+        return None
+    version = None if mask is None or mask.is_inference() else mask._version
+    key = (rows, n, same, version)
+    if ((mask is None and _last_redirect[0] is None) or (_last_redirect[0] is not None and _last_redirect[0]() is mask)) \
+            and _last_redirect[2] == key:
+        return _last_redirect[3]
+    out = (torch.arange(n) < same)[None, :].expand(rows, n)
+    if mask is not None:
+        out = out | ~mask[:, 0, -1, :].expand(rows, n).cpu()
+    out = out.contiguous()
+    _last_redirect[:] = [None if mask is None else weakref.ref(mask), None, key, out]
+    return out
+
+
+_made: dict = {}  # what -> (weak reference to a redirect, its key, the indices made from it)
+
+
+def _per_redirect(what: str, redirect, key: tuple, make):
+    """``make()`` once per redirect tensor (one per step: every layer gets the same) and key."""
+    hit = _made.get(what)
+    if hit is not None and hit[0]() is redirect and hit[1] == key:
+        return hit[2]
+    out = make()
+    _made[what] = (weakref.ref(redirect), key, out)
+    return out
 
 
 _last_mask: list = [None, None, None]  # (weak reference to a mask, its version, its additive form)
@@ -111,12 +168,13 @@ def _bag_layout(bags_per_row: int, group: int, n: int, cap: int):
     return idx, torch.arange(bags_per_row * group, dtype=torch.int32) * n
 
 
-def weighted_values(p, value):
+def weighted_values(p, value, redirect=None):
     """``matmul(p, value)`` for probabilities p [rows, kv heads, group, n] and values [rows, kv heads, n, dim]. For
     float32 values laid out as a buffer's rows (:func:`_buffer_rows`) through ``embedding_bag``'s weighted sum
     (FBGEMM's kernel on x86), which reads each value row once: 0.49 against 0.90 ms for the batched product (MKL's
     small-matrix path) at 120 rows, 3 key/value heads of 3 query heads, 110 positions, head size 64, the values read
-    from memory as in the loop. Same sums, another order of additions."""
+    from memory as in the loop. Same sums, another order of additions. ``redirect`` [rows, n]: positions read from
+    the first row (:func:`_redirect`)."""
     import torch
     import torch.nn.functional as F
 
@@ -126,6 +184,12 @@ def weighted_values(p, value):
         return torch.matmul(p, value)
     table, cap = laid
     idx, off = _bag_layout(rows * kv_heads, group, n, cap)
+    if redirect is not None:  # bag (row r, head h) reads position l of head h in row 0: index h * cap + l
+        def make():
+            first = torch.arange(kv_heads, dtype=torch.int32)[:, None] * cap + torch.arange(n, dtype=torch.int32)
+            return torch.where(redirect[:, None, None, :], first[None, :, None, :],
+                               idx.view(rows, kv_heads, group, n)).reshape(-1)
+        idx = _per_redirect("values", redirect, (rows, kv_heads, group, n, cap), make)
     out = F.embedding_bag(idx, table, off, mode="sum", per_sample_weights=p.reshape(-1))
     return out.view(rows, kv_heads, group, value.shape[-1])
 
@@ -192,15 +256,26 @@ def _score_layout(bags: int, group: int, used: int, blocks: int, dim: int):
     return idx.reshape(-1), torch.arange(bags * group * used, dtype=torch.int32) * dim
 
 
-def blocked_scores(q, buf, n: int, scale: float = 1.0):
+def blocked_scores(q, buf, n: int, scale: float = 1.0, redirect=None):
     """``(q * scale) @ keys.T`` over the first ``n`` positions: q [rows, kv heads, group, dim], ``buf`` blocked keys;
-    returns [rows, kv heads, group, n] (a view into a buffer of whole blocks)."""
+    returns [rows, kv heads, group, n] (a view into a buffer of whole blocks). ``redirect`` [rows, n]: positions
+    that may be read from the first row (:func:`_redirect`); a block is read there when all of its are."""
+    import torch
     import torch.nn.functional as F
 
     rows, kv_heads, group, dim = q.shape
     blocks, block = buf.shape[2], buf.shape[4]
     used = -(-n // block)
     idx, off = _score_layout(rows * kv_heads, group, used, blocks, dim)
+    if redirect is not None:
+        def make():
+            pad = torch.ones(rows, used * block, dtype=torch.bool)  # positions past n: never used
+            pad[:, :n] = redirect
+            whole = pad.view(rows, used, block).all(dim=2)  # [rows, used blocks]
+            first = idx.view(rows, kv_heads, group, used, dim)[0]  # row 0's indices, [kv heads, group, used, dim]
+            return torch.where(whole[:, None, None, :, None], first[None],
+                               idx.view(rows, kv_heads, group, used, dim)).reshape(-1)
+        idx = _per_redirect("scores", redirect, (rows, kv_heads, group, used, blocks, dim, block), make)
     weights = (q * scale)[:, :, :, None].expand(rows, kv_heads, group, used, dim).reshape(-1)
     table = buf.view(rows * kv_heads * blocks * dim, block)
     out = F.embedding_bag(idx, table, off, mode="sum", per_sample_weights=weights)
