@@ -43,9 +43,9 @@ BLOCKED_KEY_MODELS = ("llama", "mistral", "qwen2", "qwen3")
 
 def decode_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers' attention-function signature: query [rows, heads, q, dim], keys/values [rows, kv heads, n,
-    dim] with their own head count, a boolean mask [rows, 1, q, n] (True: attend) or None; returns [rows, q, heads,
-    dim], or keys in the blocked layout (5-d, the decode loop's cache); returns [rows, q, heads, dim]. One query per
-    row on the CPU without extras: weighted sums; anything else: transformers' ``sdpa``."""
+    dim] with their own head count (keys may instead be in the blocked layout: 5-d, the decode loop's cache), a
+    boolean mask [rows, 1, q, n] (True: attend) or None; returns [rows, q, heads, dim]. One query per row on the CPU
+    without extras: weighted sums; anything else: transformers' ``sdpa``."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -87,7 +87,7 @@ def same_positions(n: int):
         _SAME.reset(token)
 
 
-_last_redirect: list = [None, None, None, None]  # (weak reference to a mask, its version, the key, the result)
+_last_redirect: list = [None, None, None]  # (weak reference to a mask or None, the key, the result)
 
 
 def _redirect(mask, rows: int, n: int):
@@ -102,14 +102,14 @@ def _redirect(mask, rows: int, n: int):
         return None
     version = None if mask is None or mask.is_inference() else mask._version
     key = (rows, n, same, version)
-    if ((mask is None and _last_redirect[0] is None) or (_last_redirect[0] is not None and _last_redirect[0]() is mask)) \
-            and _last_redirect[2] == key:
-        return _last_redirect[3]
+    ref = _last_redirect[0]
+    if _last_redirect[1] == key and (ref is None if mask is None else ref is not None and ref() is mask):
+        return _last_redirect[2]
     out = (torch.arange(n) < same)[None, :].expand(rows, n)
     if mask is not None:
         out = out | ~mask[:, 0, -1, :].expand(rows, n).cpu()
     out = out.contiguous()
-    _last_redirect[:] = [None if mask is None else weakref.ref(mask), None, key, out]
+    _last_redirect[:] = [None if mask is None else weakref.ref(mask), key, out]
     return out
 
 
