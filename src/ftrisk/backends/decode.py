@@ -351,13 +351,15 @@ def left_padded_mask(own_lengths: list[int], shared: int, width: int):
     return mask
 
 
-def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: int, pad_id: int, set_threads):
+def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: int, pad_id: int, set_threads,
+             blocked: bool = False):
     """Prefill every row; returns (cache holding ``shared + width`` positions per row in the left-padded layout
     ``[shared prefix | padding | row's own tokens]``, first greedy token per row).
 
     With plain cache layers the rows are prefilled in groups of :data:`PREFILL_ROWS` (in length order), each group
     padded to its own longest row, on top of the shared prefix computed once; the groups' keys and values are then
-    placed in one preallocated buffer per layer (padding positions zero and masked). Otherwise: one padded batch."""
+    placed in one preallocated buffer per layer (padding positions zero and masked), keys in decode_attention's
+    blocked layout when ``blocked``. Otherwise: one padded batch."""
     import torch
     from transformers import DynamicCache
 
@@ -391,7 +393,6 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
     order = sorted(range(n), key=lambda i: -len(tails[i]))
     first = torch.empty(n, dtype=torch.long, device=dev)
     bufs = None
-    blocked = keys_blocked(model)
     group = PREFILL_ROWS if dev.type == "cpu" else n  # measured on the CPU only: a GPU prefills one batch
     for g in range(0, n, group):
         idx = order[g:g + group]
@@ -436,14 +437,16 @@ def greedy(model, rows: list[list[int]], *, max_new_tokens: int, eos_id: int, pa
     width = max(len(r) for r in rows) - shared
     set_threads = _thread_setter(threads)
     with torch.inference_mode(), kernels(model), contextlib.ExitStack() as within:
-        if shared and keys_blocked(model):
-            # a masked gap after the shared prefix up to a block edge: then the prefix's key blocks are the same in
-            # every row, and the decode attention reads them (and masked positions) from the first row only
-            width += -shared % _attention.KEY_BLOCK
+        blocked = keys_blocked(model)
+        # with blocked keys, a masked gap after the shared prefix up to a block edge: then the prefix's key blocks are
+        # the same in every row, and the decode attention reads them (and masked positions) from the first row only
+        gap = -shared % _attention.KEY_BLOCK if shared and blocked else 0
+        width += gap
         step = NextToken(model)
-        cache, nxt = _prefill(model, step, rows, shared, width, shared + width + max_new_tokens, pad_id, set_threads)
+        cache, nxt = _prefill(model, step, rows, shared, width, shared + width + max_new_tokens, pad_id, set_threads,
+                              blocked)
         if shared and getattr(cache.layers[0], "blocked", False):
-            within.enter_context(same_positions(shared + -shared % _attention.KEY_BLOCK))
+            within.enter_context(same_positions(shared + gap))
         mask = left_padded_mask([len(r) - shared for r in rows], shared, width)
         pos = mask.sum(-1, keepdim=True) - 1
         mask, pos = mask.to(dev), pos.to(dev)

@@ -87,7 +87,24 @@ def same_positions(n: int):
         _SAME.reset(token)
 
 
-_last_redirect: list = [None, None, None]  # (weak reference to a mask or None, the key, the result)
+_made: dict = {}  # what -> (weak reference to the object it was made for, or None; its key; what was made)
+
+
+def _once(what: str, obj, key: tuple, make):
+    """``make()`` once per object and key: a decode step passes the same mask (and so the same derived tensors) to
+    every layer. ``obj`` is held by a weak reference, so a later object never meets another's result; None: the
+    key alone decides."""
+    hit = _made.get(what)
+    if hit is not None and hit[1] == key and (hit[0] is None if obj is None else hit[0] is not None and hit[0]() is obj):
+        return hit[2]
+    out = make()
+    _made[what] = (None if obj is None else weakref.ref(obj), key, out)
+    return out
+
+
+def _version(t):
+    """A tensor's version counter, None for an inference tensor (it keeps none)."""
+    return None if t is None or t.is_inference() else t._version
 
 
 def _redirect(mask, rows: int, n: int):
@@ -100,48 +117,23 @@ def _redirect(mask, rows: int, n: int):
     same = _SAME.get()
     if not FIRST_ROW_READS or (mask is None and not same):
         return None
-    version = None if mask is None or mask.is_inference() else mask._version
-    key = (rows, n, same, version)
-    ref = _last_redirect[0]
-    if _last_redirect[1] == key and (ref is None if mask is None else ref is not None and ref() is mask):
-        return _last_redirect[2]
-    out = (torch.arange(n) < same)[None, :].expand(rows, n)
-    if mask is not None:
-        out = out | ~mask[:, 0, -1, :].expand(rows, n).cpu()
-    out = out.contiguous()
-    _last_redirect[:] = [None if mask is None else weakref.ref(mask), key, out]
-    return out
 
-
-_made: dict = {}  # what -> (weak reference to a redirect, its key, the indices made from it)
-
-
-def _per_redirect(what: str, redirect, key: tuple, make):
-    """``make()`` once per redirect tensor (one per step: every layer gets the same) and key."""
-    hit = _made.get(what)
-    if hit is not None and hit[0]() is redirect and hit[1] == key:
-        return hit[2]
-    out = make()
-    _made[what] = (weakref.ref(redirect), key, out)
-    return out
-
-
-_last_mask: list = [None, None, None]  # (weak reference to a mask, its version, its additive form)
+    def make():
+        out = (torch.arange(n) < same)[None, :].expand(rows, n)
+        if mask is not None:
+            out = out | ~mask[:, 0, -1, :].expand(rows, n)
+        return out.contiguous()
+    return _once("redirect", mask, (rows, n, same, _version(mask)), make)
 
 
 def _additive(mask, dtype):
-    """The boolean mask's last query row as 0 (attend) / -inf, cached for the mask object (a decode step passes one
-    mask to every layer)."""
+    """The boolean mask's last query row as 0 (attend) / -inf, made once per mask (per step)."""
     import torch
 
-    version = None if mask.is_inference() else mask._version  # inference tensors keep no version counter
-    if (_last_mask[0] is not None and _last_mask[0]() is mask and _last_mask[1] == version
-            and _last_mask[2].dtype == dtype):
-        return _last_mask[2]
-    last = mask[:, :, -1:, :]
-    bias = torch.zeros(last.shape, dtype=dtype, device=mask.device).masked_fill_(~last, float("-inf"))
-    _last_mask[:] = [weakref.ref(mask), version, bias]
-    return bias
+    def make():
+        last = mask[:, :, -1:, :]
+        return torch.zeros(last.shape, dtype=dtype, device=mask.device).masked_fill_(~last, float("-inf"))
+    return _once("additive", mask, (_version(mask), dtype), make)
 
 
 def _buffer_rows(t):
@@ -189,7 +181,7 @@ def weighted_values(p, value, redirect=None):
             first = torch.arange(kv_heads, dtype=torch.int32)[:, None] * cap + torch.arange(n, dtype=torch.int32)
             return torch.where(redirect[:, None, None, :], first[None, :, None, :],
                                idx.view(rows, kv_heads, group, n)).reshape(-1)
-        idx = _per_redirect("values", redirect, (rows, kv_heads, group, n, cap), make)
+        idx = _once("values", redirect, (rows, kv_heads, group, n, cap), make)
     out = F.embedding_bag(idx, table, off, mode="sum", per_sample_weights=p.reshape(-1))
     return out.view(rows, kv_heads, group, value.shape[-1])
 
@@ -204,16 +196,19 @@ def weighted_values(p, value, redirect=None):
 # (``decode.GrowingLayer``) keeps keys this way when :func:`keys_blocked` says so and hands the 5-d buffer to the
 # attention function, which is this module's then.
 
-def keys_blocked(model) -> bool:
-    """Whether the decode loop may keep ``model``'s keys blocked: its attention is :func:`decode_attention` now (within
-    :func:`cpu_decode_attention`), float32, and its type hands keys over untouched (:data:`BLOCKED_KEY_MODELS`)."""
+def _blockable(model) -> bool:
+    """float32, and a type that hands keys over untouched (:data:`BLOCKED_KEY_MODELS`), with :data:`KEY_BLOCK` on."""
     import torch
 
     p = next(model.parameters(), None)
-    c = model.config
     return (KEY_BLOCK > 0 and p is not None and p.dtype == torch.float32
-            and getattr(c, "model_type", None) in BLOCKED_KEY_MODELS
-            and getattr(c, "_attn_implementation", None) == ATTENTION)
+            and getattr(model.config, "model_type", None) in BLOCKED_KEY_MODELS)
+
+
+def keys_blocked(model) -> bool:
+    """Whether the decode loop may keep ``model``'s keys blocked: :func:`_blockable`, and its attention is
+    :func:`decode_attention` now (within :func:`cpu_decode_attention`)."""
+    return _blockable(model) and getattr(model.config, "_attn_implementation", None) == ATTENTION
 
 
 def blocked_zeros(like, rows: int, cap: int):
@@ -275,7 +270,7 @@ def blocked_scores(q, buf, n: int, scale: float = 1.0, redirect=None):
             first = idx.view(rows, kv_heads, group, used, dim)[0]  # row 0's indices, [kv heads, group, used, dim]
             return torch.where(whole[:, None, None, :, None], first[None],
                                idx.view(rows, kv_heads, group, used, dim)).reshape(-1)
-        idx = _per_redirect("scores", redirect, (rows, kv_heads, group, used, blocks, dim, block), make)
+        idx = _once("scores", redirect, (rows, kv_heads, group, used, blocks, dim, block), make)
     weights = (q * scale)[:, :, :, None].expand(rows, kv_heads, group, used, dim).reshape(-1)
     table = buf.view(rows * kv_heads * blocks * dim, block)
     out = F.embedding_bag(idx, table, off, mode="sum", per_sample_weights=weights)
@@ -302,11 +297,8 @@ def describe(model) -> str:
     """For the generation record: how the decode loop's one-query steps attend."""
     if not applies(model):
         return f"the model's own ({getattr(model.config, '_attn_implementation', None)})"
-    p = next(model.parameters())
-    blocked = (KEY_BLOCK > 0 and str(p.dtype) == "torch.float32"
-               and getattr(model.config, "model_type", None) in BLOCKED_KEY_MODELS)
-    return ("weighted sums over the KV cache (ftrisk" + (f"; keys in transposed blocks of {KEY_BLOCK})" if blocked
-                                                         else ")"))
+    blocks = f"; keys in transposed blocks of {KEY_BLOCK}" if _blockable(model) else ""
+    return f"weighted sums over the KV cache (ftrisk{blocks})"
 
 
 def _configs(model) -> list:
