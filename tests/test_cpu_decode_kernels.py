@@ -597,3 +597,103 @@ def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, mo
     alone = [_plain(model, r, 10, eos) for r in rows]
     assert got[0].truncated and got[0].ids == alone[0][:3]
     assert [o.ids for o in got[1:]] == alone[1:]
+
+
+# --------------------------------------------------------------------------- kept from one call to the next
+
+
+def test_weights_fingerprint_sees_an_in_place_change_through_data(sensitive):
+    model, _ = sensitive
+    before = decode.weights_fingerprint(model)
+    assert before is not None and decode.weights_fingerprint(model) == before
+    w = model.model.layers[1].mlp.up_proj.weight
+    old = w.data[3, 5].item()
+    w.data[3, 5] = old + 1e-3  # one element, in place through .data: no version bump, same place
+    try:
+        assert decode.weights_fingerprint(model) != before
+    finally:
+        w.data[3, 5] = old
+    assert decode.weights_fingerprint(model) == before
+    w.data.mul_(-1.0)  # every sign flipped: an xor of the elements of each row would not see it
+    try:
+        assert decode.weights_fingerprint(model) != before
+    finally:
+        w.data.mul_(-1.0)
+
+
+def test_kernel_cache_keeps_packed_weights_and_screen_and_rebuilds_after_an_in_place_change(sensitive, monkeypatch):
+    model, tok = sensitive
+    eos = tok.eos_token_id
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU
+    packs = []
+    real = cl.PackedWeight
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            packs.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(cl, "PackedWeight", Counting)
+    layers = len(cl._layers(model, skip=model.lm_head)) if cl.applies(model) else 0
+    kept = decode.KernelCache()
+    with decode.kernels(model, kept):
+        first = _greedy(model, rows, 8, eos)
+        screen = decode.NextToken(model).screen
+    assert screen is not None and kept.screen is screen and len(packs) == layers + 1  # + the screen's bfloat16 weight
+    assert _swapped(model) == set() and "_ftrisk_screen" not in model.lm_head.__dict__  # the modules are plain again
+    with decode.kernels(model, kept):
+        again = _greedy(model, rows, 8, eos)
+        assert decode.NextToken(model).screen is screen
+    assert len(packs) == layers + 1 and [o.ids for o in again] == [o.ids for o in first]  # nothing built again
+
+    w = model.model.layers[0].mlp.down_proj.weight  # a packed layer, changed as PEFT's merge does
+    w.data.mul_(-1.0)
+    try:
+        with decode.kernels(model, kept):
+            changed = _greedy(model, rows, 8, eos)
+            assert decode.NextToken(model).screen is not screen
+        assert len(packs) == 2 * (layers + 1)  # all built again
+        fresh = _greedy(model, rows, 8, eos)  # no cache at all
+        assert [o.ids for o in changed] == [o.ids for o in fresh] != [o.ids for o in first]
+    finally:
+        w.data.mul_(-1.0)
+    kept.clear()
+    assert not kept.packed and kept.screen is None and kept.held_bytes() == 0
+
+
+def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive):
+    model, tok = sensitive
+    eos = tok.eos_token_id
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    kept = decode.KernelCache()
+    with decode.kernels(model, kept):
+        first = _greedy(model, rows, 8, eos)
+    assert len(kept.kv.flats) == 2 * model.config.num_hidden_layers
+    where = {slot: f.data_ptr() for slot, f in kept.kv.flats.items()}
+    with torch.inference_mode():
+        for f in kept.kv.flats.values():
+            f.fill_(float("nan"))  # whatever the last call left: a position the next one masks must not read it
+    short = rows[2:6]
+    with decode.kernels(model, kept):
+        second = _greedy(model, short, 8, eos)
+    assert {slot: f.data_ptr() for slot, f in kept.kv.flats.items()} == where  # the same storage, not fresh pages
+    assert [o.ids for o in second] == [o.ids for o in _greedy(model, short, 8, eos)] == [o.ids for o in first[2:6]]
+    with kept.kv.lease() as a, kept.kv.lease() as b:
+        assert a is kept.kv and b is None  # a second decode meanwhile gets fresh buffers
+
+
+def test_hf_backend_keeps_its_kernels_between_calls_and_frees_them_on_close(tiny_subject):
+    from ftrisk.backends import open_backend
+    from ftrisk.config import GenerationConfig
+    from ftrisk.benchmarks import Item
+
+    be = open_backend("hf", tiny_subject, GenerationConfig(max_new_tokens=4))
+    items = [Item(id=str(i), prompt=p) for i, p in enumerate(MORE_PROMPTS)]
+    one = [r for rows in be.generate(items, max_new_tokens=4) for r in rows]
+    held = be._kept.held_bytes()
+    assert held > 0 and be._kept.kv.flats
+    two = [r for rows in be.generate(items, max_new_tokens=4) for r in rows]
+    assert one == two and be._kept.held_bytes() == held
+    be.close()
+    assert be._kept.held_bytes() == 0 and not be._kept.kv.flats

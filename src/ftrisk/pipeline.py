@@ -135,7 +135,7 @@ class Experiment:
             from . import capability as cap
 
             reuse = backend.hf_model() if backend and (subject.adapter is None or subject.quantize) else None
-            if backend is not None and reuse is None:  # an engine (vLLM) holding GPU memory: free it first
+            if backend is not None:  # an engine (vLLM) holding GPU memory, or what hf keeps between calls: freed first
                 backend.close()
                 backend = None
             result["capability"] = cap.evaluate(subject, cfg.capability, self.out / "capability" / stage,

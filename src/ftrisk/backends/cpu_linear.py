@@ -97,21 +97,28 @@ def _forward(m, weight: PackedWeight):
 
 
 @contextlib.contextmanager
-def onednn_linears(model, skip=None):
+def onednn_linears(model, skip=None, keep: dict | None = None):
     """Within the block, ``model``'s float32 ``nn.Linear`` layers (all but ``skip``: the LM head the decode loop
     computes itself) run through oneDNN where :func:`applies`, their weights packed on entry; torch's own forward
-    again afterwards, and the packed copies dropped. The packed copies live only as long as the block (one
-    generation call): a weight changed in place through ``.data`` (as PEFT's merge does) leaves no trace that a
-    cache key could check, so no packed copy may outlive the block. A nested block finds the layers taken and does
+    again afterwards. The packed copies are dropped with the block, unless the caller passes ``keep`` (a dict,
+    layer -> packed weight, of :class:`ftrisk.backends.decode.KernelCache`, which checks at every block that the
+    weights did not change: a weight changed in place through ``.data``, as PEFT's merge does, leaves no version
+    bump): packed weights found there are used, new ones put there. A nested block finds the layers taken and does
     nothing. Yields the number of layers taken."""
     layers = _layers(model, skip) if applies(model) else []
     if layers:
         from .decode import memory_budget
 
-        pack = sum(m.weight.numel() * 4 for m in layers) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
+        todo = [m for m in layers if keep is None or m not in keep]
+        pack = not todo or sum(m.weight.numel() * 4 for m in todo) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
         for m in layers:
-            m.__dict__["_ftrisk_onednn"] = PackedWeight(m.weight.detach(), pack)
-            m.forward = _forward(m, m.__dict__["_ftrisk_onednn"])
+            w = keep.get(m) if keep is not None else None
+            if w is None:
+                w = PackedWeight(m.weight.detach(), pack)
+                if keep is not None:
+                    keep[m] = w
+            m.__dict__["_ftrisk_onednn"] = w
+            m.forward = _forward(m, w)
     try:
         yield len(layers)
     finally:

@@ -211,10 +211,14 @@ def keys_blocked(model) -> bool:
     return _blockable(model) and getattr(model.config, "_attn_implementation", None) == ATTENTION
 
 
+def blocked_shape(like, rows: int, cap: int) -> tuple:
+    """The shape of a blocked buffer for ``rows`` rows and ``cap`` positions of keys like ``like`` [r, kv, n, dim]."""
+    return (rows, like.shape[1], -(-cap // KEY_BLOCK), like.shape[3], KEY_BLOCK)
+
+
 def blocked_zeros(like, rows: int, cap: int):
     """A zeroed blocked buffer for ``rows`` rows and ``cap`` positions, shaped after keys ``like`` [r, kv, n, dim]."""
-    blocks = -(-cap // KEY_BLOCK)
-    return like.new_zeros((rows, like.shape[1], blocks, like.shape[3], KEY_BLOCK))
+    return like.new_zeros(blocked_shape(like, rows, cap))
 
 
 def write_blocked(buf, start: int, keys, rows=None) -> None:

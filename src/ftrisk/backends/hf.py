@@ -55,6 +55,9 @@ class HFBackend(Backend):
     def __init__(self, subject, settings, loaded=None):
         super().__init__(subject, settings)
         self._loaded = loaded
+        # packed weights, the head's screen and the KV buffers, kept from one generate call to the next (checked
+        # against the weights at each) and freed by close
+        self._kept = decode.KernelCache()
 
     def hf_model(self):
         if self._loaded is None:
@@ -85,10 +88,11 @@ class HFBackend(Backend):
         lengths = {i: len(tok(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]
-        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION)
+        # what this backend keeps between calls counts as free: the next batch reuses it
+        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION) + int(self._kept.held_bytes() * MEMORY_FRACTION)
         batches = token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
                                 budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens))
-        with decode.kernels(model):  # weights packed and the head's screen built once for all the batches
+        with decode.kernels(model, self._kept):  # weights packed and the head's screen built once (kept across calls)
             for batch in batches:
                 batch_texts = [texts[it.id] for it in batch]
                 outs = (generate_texts(model, tok, batch_texts, max_new_tokens, stop_chars=stop_chars) if stop_chars
@@ -103,6 +107,7 @@ class HFBackend(Backend):
                 yield rows
 
     def close(self) -> None:
+        self._kept.clear()
         self._loaded = None
 
 
