@@ -61,6 +61,7 @@ def test_generation_workload_structure(tiny_model_dir, torch_single_thread):
     assert 0 <= row["label_agreement"] <= 1 and 0 <= row["identical_replies"] <= 1
     assert 0 < row["baseline_tokens"] <= 10 * 6 and 0 < row["ftrisk_tokens"] <= 10 * 6
     assert row["backend"] == "hf" and row["backend_record"]["backend"] == "hf"
+    assert row["ftrisk_held_mb"] > 0  # the backend kept its kernels and KV buffers between its calls
     for d in row["differences"]:  # every differing reply is explained at its first differing token
         assert {"id", "first_diff_token", "baseline_token", "ftrisk_token", "logit_gap_alone", "alone_picks"} <= set(d)
     json.dumps(row)

@@ -240,12 +240,16 @@ def bench_generation(spec: str | None = None, *, n: int | None = None, max_new_t
     load_before = _load()
     runs = {"baseline": [], "ftrisk": []}
     peak = {"baseline": [], "ftrisk": []}
+    held_mb = []
     for r in range(repeats):  # interleaved, alternating who goes first, so drift in load hits both alike
         order = (("baseline", base), ("ftrisk", ours)) if r % 2 == 0 else (("ftrisk", ours), ("baseline", base))
         for side, fn in order:
+            # the baseline's peak without what ftrisk's backend keeps resident between its calls meanwhile
+            held = be.held_bytes() / 2**20 if side == "baseline" else 0.0
             result, seconds, mb = _side(fn)
             runs[side].append((result, seconds))
-            peak[side].append(mb)
+            peak[side].append(None if mb is None else mb - held)
+            held_mb.append(be.held_bytes() / 2**20)
             if progress:
                 print(f"  {side}: {seconds:.1f}s", file=sys.stderr)
     base_ids = dict(zip([it.id for it in items], runs["baseline"][-1][0]))
@@ -271,6 +275,7 @@ def bench_generation(spec: str | None = None, *, n: int | None = None, max_new_t
         "ratio": (ours_tokens / o_s) / (base_tokens / b_s),
         "baseline_peak_rss_mb": _max(peak["baseline"]), "ftrisk_peak_rss_mb": _max(peak["ftrisk"]),
         "peak_rss_mb": _max(peak["baseline"] + peak["ftrisk"]),
+        "ftrisk_held_mb": _max(held_mb),  # kept by ftrisk's backend between calls, taken off the baseline's peak
         "same_prompts": sorted(base_ids) == sorted(ours_rows) == sorted(ids),
         "identical_replies": sum(base_text[i] == ours_text[i] for i in ids) / len(ids) if ids else 1.0,
         "headline_judge": judge.name, "label_agreement": labels["label_agreement"],
@@ -508,8 +513,8 @@ def print_generation(row: dict) -> None:
     print(f"  label agreement ({row['headline_judge']}) {100 * row['label_agreement']:.1f}%, identical replies "
           f"{100 * row['identical_replies']:.1f}%, refusal rate baseline {100 * row['baseline_refusal_rate']:.1f}% "
           f"ftrisk {100 * row['ftrisk_refusal_rate']:.1f}%")
-    print(f"  peak RSS baseline {_mb(row['baseline_peak_rss_mb'])}, ftrisk {_mb(row['ftrisk_peak_rss_mb'])}; "
-          f"load {row['load_before']} -> {row['load_after']}")
+    print(f"  peak RSS baseline {_mb(row['baseline_peak_rss_mb'])}, ftrisk {_mb(row['ftrisk_peak_rss_mb'])} (of which "
+          f"{_mb(row.get('ftrisk_held_mb'))} kept between calls); load {row['load_before']} -> {row['load_after']}")
     for d in row.get("differences", []):
         print(f"  differs {d['id']}: token {d['first_diff_token']} {d['baseline_token']!r} vs {d['ftrisk_token']!r}, "
               f"alone picks {d['alone_picks']} (logit gap {d['logit_gap_alone']:+.4f}), labels {d['labels']}")

@@ -35,6 +35,10 @@ class Backend:
         """(model, tokenizer) when this backend holds a transformers model (capability reuses it), else None."""
         return None
 
+    def held_bytes(self) -> int:
+        """Memory this backend keeps resident between ``generate`` calls (freed by ``close``)."""
+        return 0
+
     def close(self) -> None:
         pass
 

@@ -89,7 +89,7 @@ class HFBackend(Backend):
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]
         # what this backend keeps between calls counts as free: the next batch reuses it
-        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION) + int(self._kept.held_bytes() * MEMORY_FRACTION)
+        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION) + int(self.held_bytes() * MEMORY_FRACTION)
         batches = token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
                                 budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens))
         with decode.kernels(model, self._kept):  # weights packed and the head's screen built once (kept across calls)
@@ -105,6 +105,9 @@ class HFBackend(Backend):
                         row["truncated"] = True
                     rows.append(row)
                 yield rows
+
+    def held_bytes(self) -> int:
+        return self._kept.held_bytes()
 
     def close(self) -> None:
         self._kept.clear()
