@@ -18,6 +18,8 @@ time went to work that a decode loop of its own can skip or share. It differs in
 - on the CPU a decode step's attention (one query per row) reads the cache once, as ``embedding_bag`` weighted sums,
   instead of the CPU flash-attention kernel, which is written for blocks of queries; for Llama-type models the
   cache keeps keys in transposed blocks for it (:mod:`ftrisk.backends.decode_attention`);
+- the packed weights, the head's screen and the KV buffers are kept by the backend from one call to the next,
+  checked against a fingerprint of the weights (:class:`KernelCache`);
 - prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
 - on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
   over a core that another process keeps busy waits for it at every step.
