@@ -330,7 +330,8 @@ class KernelCache:
 
     def held_bytes(self) -> int:
         """Memory held between calls (a new call reuses it)."""
-        packed = sum(w.data.numel() * w.data.element_size() for w in self.packed.values())
+        packed = sum(w.data.numel() * w.data.element_size() for w in self.packed.values()
+                     if w.data.is_mkldnn)  # an unpacked "copy" is the layer's own weight
         screen = 0 if self.screen is None else self.screen.weight.numel() * 2
         return packed + screen + self.kv.nbytes()
 
