@@ -679,6 +679,11 @@ def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive
         second = _greedy(model, short, 8, eos)
     assert {slot: f.data_ptr() for slot, f in kept.kv.flats.items()} == where  # the same storage, not fresh pages
     assert [o.ids for o in second] == [o.ids for o in _greedy(model, short, 8, eos)] == [o.ids for o in first[2:6]]
+    early = lambda r, ids: r in (0, 2) and len(ids) >= 3  # noqa: E731 (rows leave: the kept rows move up in the pool)
+    with decode.kernels(model, kept):
+        third = _greedy(model, rows, 8, eos, stop=early)
+    assert third[0].truncated and third[2].truncated
+    assert [o.ids for o in third] == [o.ids for o in _greedy(model, rows, 8, eos, stop=early)]
     with kept.kv.lease() as a, kept.kv.lease() as b:
         assert a is kept.kv and b is None  # a second decode meanwhile gets fresh buffers
 

@@ -189,9 +189,10 @@ def screen_applies(head) -> bool:
 
 def screened_head(head) -> "ScreenedHead":
     """``head``'s :class:`ScreenedHead`: within a :func:`kernels` block built once and kept on the module until the
-    block ends (building it took 0.13-0.41 s for SmolLM2's head: at every batch it would cost seconds per demo);
-    outside one, built for the caller alone. Never kept longer: a weight changed in place through ``.data`` (as
-    PEFT's merge does) leaves no trace that a cache key could check."""
+    block ends (building it took 0.13-0.41 s for SmolLM2's head: at every batch it would cost seconds per demo),
+    and after it only by a :class:`KernelCache`, which checks the weights' bytes at its next block (a weight
+    changed in place through ``.data``, as PEFT's merge does, bumps no version); outside a block, built for the
+    caller alone."""
     if head.__dict__.get("_ftrisk_kernels") is None:
         return ScreenedHead(head.weight)
     if head.__dict__.get("_ftrisk_screen") is None:
@@ -219,6 +220,8 @@ def kernels(model, cache: "Optional[KernelCache]" = None):
     marker.__dict__["_ftrisk_kernels"] = cache if cache is not None else True
     if cache is not None and cache.screen is not None and head is not None:
         head.__dict__["_ftrisk_screen"] = cache.screen
+    elif cache is not None and cache.fingerprint is not None and head is not None and screen_applies(head):
+        screened_head(head)  # now, from the weights the fingerprint was taken of
     try:
         keep = cache.packed if cache is not None and cache.fingerprint is not None else None
         with onednn_linears(model, skip=head, keep=keep), cpu_decode_attention(model):
@@ -257,7 +260,7 @@ def weights_fingerprint(model) -> Optional[bytes]:
                 return None
             d.update(f"{name}|{t.data_ptr()}|{tuple(t.shape)}|{t.stride()}|{t.dtype}".encode())
             crc = zlib.crc32(t.contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
-    except (RuntimeError, TypeError, ValueError):
+    except Exception:  # a tensor that cannot be read as bytes (a subclass, meta): nothing kept, as without torch
         return None
     d.update(crc.to_bytes(4, "little"))
     return d.digest()
@@ -271,10 +274,11 @@ class KVPool:
 
     def __init__(self):
         self.flats: dict = {}
-        self.busy = False
+        self.busy = False  # one decode at a time (a backend is used from one thread); no lock
 
     def zeros(self, slot, shape: tuple, like):
-        """A zeroed tensor of ``shape``, ``like``'s dtype and device, on slot ``slot``'s storage."""
+        """A zeroed tensor of ``shape``, ``like``'s dtype and device, on slot ``slot``'s storage. Within
+        ``torch.inference_mode`` only, as the decode loop runs (the storage is an inference tensor)."""
         import math
 
         n = math.prod(shape)

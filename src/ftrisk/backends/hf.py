@@ -88,8 +88,8 @@ class HFBackend(Backend):
         lengths = {i: len(tok(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]
-        # what this backend keeps between calls counts as free: the next batch reuses it
-        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION) + int(self.held_bytes() * MEMORY_FRACTION)
+        # the KV buffers this backend keeps between calls count as free: the next batch reuses them
+        budget = decode.memory_budget(str(model.device), MEMORY_FRACTION) + int(self._kept.kv.nbytes() * MEMORY_FRACTION)
         batches = token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
                                 budget, lambda w: decode.row_bytes(model, w - max_new_tokens, max_new_tokens))
         with decode.kernels(model, self._kept):  # weights packed and the head's screen built once (kept across calls)
