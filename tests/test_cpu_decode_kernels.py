@@ -366,7 +366,7 @@ def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(
     monkeypatch.setattr(da, "KEY_BLOCK", 4)
     g = torch.Generator().manual_seed(2)
     keys = torch.randn(5, 3, 14, 8, generator=g)
-    buf = da.blocked_zeros(keys, 5, 14)
+    buf = keys.new_zeros(da.blocked_shape(keys, 5, 14))
     assert buf.shape == (5, 3, 4, 8, 4)  # 14 positions in 4 blocks of 4
     for a, b in ((0, 3), (3, 4), (4, 9), (9, 13)):  # a prefix, one step, pieces across block edges
         da.write_blocked(buf, a, keys[:, :, a:b])
@@ -377,7 +377,7 @@ def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(
         got = da.blocked_scores(q, buf, n)
         assert got.shape == (5, 3, 3, n)
         torch.testing.assert_close(got, torch.einsum("rhgd,rhnd->rhgn", q, keys[:, :, :n]), rtol=1e-5, atol=1e-5)
-    part = da.blocked_zeros(keys, 5, 14)  # some rows only, as the prefill writes its groups
+    part = keys.new_zeros(da.blocked_shape(keys, 5, 14))  # some rows only, as the prefill writes its groups
     rows = torch.tensor([4, 1])
     da.write_blocked(part, 2, keys[:2, :, 2:11], rows)
     back = da.unblocked(part, 11)
@@ -390,7 +390,7 @@ def test_decode_attention_with_blocked_keys_equals_sdpa_and_hands_the_rest_on_un
     calls, sdpa = sdpa_calls
     mod = _module(3)
     q, k, v = _qkv()  # 11 keys
-    buf = da.blocked_zeros(k, 5, 13)
+    buf = k.new_zeros(da.blocked_shape(k, 5, 13))
     da.write_blocked(buf, 0, k)
     vbuf = torch.zeros(5, 3, 13, 16)
     vbuf[:, :, :11] = v
@@ -417,7 +417,7 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     mask[1, ..., 8:12] = False  # row 1: positions 8-11 masked (a whole block), row 2: 9-10 (part of one)
     mask[2, ..., 9:11] = False
     k[1, :, 8:12] = k[2, :, 9:11].mean() + 100  # masked: whatever is there must not matter
-    buf = da.blocked_zeros(k, 5, 16)
+    buf = k.new_zeros(da.blocked_shape(k, 5, 16))
     da.write_blocked(buf, 0, k)
     want = sdpa(mod, q, k, v, mask)[0]
     for same in (0, 8):
@@ -427,7 +427,7 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     broken_k, broken_v = k.clone(), v.clone()
     broken_k[3, :, :4] += 1.0  # row 3's first block no longer like row 0's
     broken_v[3, :, :8] += 1.0
-    bbuf = da.blocked_zeros(k, 5, 16)
+    bbuf = k.new_zeros(da.blocked_shape(k, 5, 16))
     da.write_blocked(bbuf, 0, broken_k)
     honest = sdpa(mod, q, broken_k, broken_v, mask)[0]
     with da.same_positions(8):
@@ -486,7 +486,7 @@ def test_dropping_rows_moves_the_kept_ones_up_in_place_and_any_other_selection_g
     keys, values = torch.randn(6, 2, 10, 8, generator=g), torch.randn(6, 2, 10, 8, generator=g)
 
     def layer():
-        kb = da.blocked_zeros(keys, 6, 10) if blocked else torch.zeros(6, 2, 10, 8)
+        kb = keys.new_zeros(da.blocked_shape(keys, 6, 10)) if blocked else torch.zeros(6, 2, 10, 8)
         if blocked:
             da.write_blocked(kb, 0, keys[:, :, :7])
         else:

@@ -216,10 +216,6 @@ def blocked_shape(like, rows: int, cap: int) -> tuple:
     return (rows, like.shape[1], -(-cap // KEY_BLOCK), like.shape[3], KEY_BLOCK)
 
 
-def blocked_zeros(like, rows: int, cap: int):
-    """A zeroed blocked buffer for ``rows`` rows and ``cap`` positions, shaped after keys ``like`` [r, kv, n, dim]."""
-    return like.new_zeros(blocked_shape(like, rows, cap))
-
 
 def write_blocked(buf, start: int, keys, rows=None) -> None:
     """Write keys [r, kv, m, dim] at positions [start, start + m) of the blocked buffer (rows ``rows`` of it, or
