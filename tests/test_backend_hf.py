@@ -243,6 +243,15 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
     assert torch.equal(head(h), decode.head_argmax(h, w)) and head.fallbacks == 2
 
 
+def test_screen_candidates_include_every_column_the_float32_threshold_admits():
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        h, w = torch.randn(16, 64, generator=g) * 3, torch.randn(2000, 64, generator=g) * 0.3
+        a, cand, margin = decode.ScreenedHead(w).candidates(h)
+        threshold = a.float().amax(1) - 2 * margin
+        assert not (a.float() >= threshold[:, None]).logical_and(~cand).any()
+
+
 def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monkeypatch):
     model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
