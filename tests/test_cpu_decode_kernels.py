@@ -27,6 +27,12 @@ def _one_thread(torch_single_thread):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _onednn_on_any_x86(monkeypatch):
+    """The kernels are tested on any x86-64 CPU, also an Intel one, where "auto" leaves the linears to MKL."""
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", True)
+
+
 class Net(torch.nn.Module):
     """Two float32 linears that oneDNN takes, one too narrow for it, one in bfloat16, and a head to skip."""
 
@@ -219,7 +225,7 @@ def test_applies_only_to_float32_on_x86_with_the_flag_on(net, fresh_available, m
     with cl.onednn_linears(net) as n:
         assert n == 0 and _swapped(net) == set()
     assert not cl.applies(net) and cl.describe(net) == "torch (nn.Linear)"
-    monkeypatch.undo()
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", True)
     bf16 = Net().to(torch.bfloat16)
     with cl.onednn_linears(bf16) as n:
         assert n == 0 and _swapped(bf16) == set()
@@ -231,6 +237,29 @@ def test_applies_only_to_float32_on_x86_with_the_flag_on(net, fresh_available, m
         with cl.onednn_linears(net) as n:
             assert n == 0 and _swapped(net) == set()
     assert not cl.applies(torch.nn.Module())  # no parameters at all
+
+
+def test_auto_leaves_the_linears_to_mkl_on_an_intel_cpu_only(net, fresh_available, monkeypatch):
+    if not cl._available():
+        pytest.skip("needs an x86-64 CPU and torch with oneDNN")
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
+    for vendor, taken in (("GenuineIntel", False), ("AuthenticAMD", True), ("", True)):
+        monkeypatch.setattr(cl, "cpu_info", lambda v=vendor: (v, frozenset({"avx512f"})))
+        assert cl.applies(net) is taken
+        with cl.onednn_linears(net, skip=net.head) as n:
+            assert n == (2 if taken else 0)
+        assert cl.describe(net) == ("oneDNN (float32, strict math; fewer than 8 rows: torch's)" if taken
+                                    else "torch (nn.Linear on an Intel CPU: MKL)")
+        assert cl.describe(Net().to(torch.bfloat16)) == "torch (nn.Linear)"  # not taken for its dtype, anywhere
+    assert isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)  # the screen's weight: packed anyway
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
+    assert not isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)
+
+
+def test_cpu_info_reads_vendor_and_flags():
+    vendor, flags = cl.cpu_info()
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine") and "sse2" in flags
 
 
 # --------------------------------------------------------------------------- decode_attention

@@ -1,7 +1,10 @@
-"""float32 linear layers through oneDNN on an x86-64 CPU, for inference (the decode loop).
+"""float32 linear layers through oneDNN on an x86-64 CPU that is not Intel's, for inference (the decode loop).
 
 Why: torch's float32 ``linear`` on the CPU calls MKL's SGEMM, and MKL takes its AVX2 code path on a CPU that is
-not Intel's; oneDNN (also inside torch) uses AVX-512 wherever the CPU has it. Measured on a 2-core AMD EPYC (Zen 4,
+not Intel's; oneDNN (also inside torch) uses AVX-512 wherever the CPU has it. On an Intel CPU MKL takes its
+AVX-512 path and was the faster of the two in the loop (2026-12-06, a 2-core Intel Xeon with AVX-512 and AMX, the
+bench workload: 12.81 against 13.18 s, medians of 3 interleaved, replies identical; alone at 120 rows the two
+within 0-8% of each other either way), so there torch's own ``linear`` stays (:func:`mkl_native`). Measured on a 2-core AMD EPYC (Zen 4,
 2026-12-05) at SmolLM2-135M's decode shapes (576 -> 576 / 1,536, 1,536 -> 576): at 64 rows oneDNN with the
 weight packed 204-219 GFLOP/s, with the plain weight 174-189, MKL 165-169; at 8 rows 114-158 packed against MKL's
 70-81 (but 58 against 73 for 576 -> 192). The bench workload (120 prompts x 64 tokens) 21.4-23.9 s against
@@ -19,8 +22,10 @@ import contextlib
 import functools
 import platform
 
-#: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`); False: torch's own.
-ONEDNN_LINEAR = True
+#: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`): "auto" on an x86-64 CPU
+#: where MKL would take a slower path than its own (not Intel's, :func:`mkl_native`), True on any x86-64 CPU,
+#: False never (torch's own ``linear``). The LM head's bfloat16 screen packs its weight for oneDNN unless False.
+ONEDNN_LINEAR = "auto"
 #: Fewer rows than this go to torch's own ``linear``: from 8 rows oneDNN is faster (above); an earlier session
 #: measured MKL ahead at 1 row (31 against 20 GFLOP/s on the 576 x 576 product; not re-measured).
 MIN_ROWS = 8
@@ -37,6 +42,31 @@ def _available() -> bool:
             and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+@functools.cache
+def cpu_info() -> tuple[str, frozenset]:
+    """(vendor, flags) of this CPU from ``/proc/cpuinfo``; ("", empty) where it cannot be read."""
+    vendor, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key == "flags" and not flags:
+                    flags = frozenset(value.split())
+                if vendor and flags:
+                    break
+    except OSError:
+        pass
+    return vendor, flags
+
+
+def mkl_native() -> bool:
+    """True on an Intel CPU, where MKL's SGEMM takes its own fastest code path (AVX-512 where there is one)."""
+    return cpu_info()[0] == "GenuineIntel"
+
+
 def _layers(model, skip=None) -> list:
     """The float32 CPU ``nn.Linear`` layers oneDNN takes: all but ``skip`` and those narrower than 16, and none that
     already has a forward of its own on the instance (a hook that accelerate put there, or an enclosing block's)."""
@@ -48,11 +78,16 @@ def _layers(model, skip=None) -> list:
 
 
 def applies(model) -> bool:
-    """float32 linear layers on an x86-64 CPU whose torch has oneDNN, and :data:`ONEDNN_LINEAR` on."""
+    """float32 linear layers on an x86-64 CPU whose torch has oneDNN, and :data:`ONEDNN_LINEAR` True, or "auto" on a
+    CPU where MKL is not native."""
+    return (ONEDNN_LINEAR is True or (ONEDNN_LINEAR == "auto" and not mkl_native())) and _eligible(model)
+
+
+def _eligible(model) -> bool:
     import torch
 
     p = next(model.parameters(), None)
-    return (ONEDNN_LINEAR and p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and _available())
+    return p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and _available()
 
 
 class PackedWeight:
@@ -68,7 +103,7 @@ def packed_weight(weight):
     """``weight`` packed for oneDNN on an x86-64 CPU whose torch has it, else ``weight`` itself. Measured for the
     screened LM head (SmolLM2's 49,152 x 576 in bfloat16): 2.4 instead of 5.1 ms at 8 rows, 9.2 instead of 11.9 ms
     at 64 (``F.linear`` lays the weight out again at every call); the same bits out."""
-    if not (ONEDNN_LINEAR and weight.device.type == "cpu" and _available()):
+    if not (ONEDNN_LINEAR is not False and weight.device.type == "cpu" and _available()):
         return weight
     return PackedWeight(weight.detach())
 
@@ -130,5 +165,6 @@ def onednn_linears(model, skip=None, keep: dict | None = None):
 def describe(model) -> str:
     """For the generation record: which kernel the decode loop's float32 linears use."""
     if not applies(model):
-        return "torch (nn.Linear)"
+        why = " on an Intel CPU: MKL" if ONEDNN_LINEAR == "auto" and mkl_native() and _eligible(model) else ""
+        return f"torch (nn.Linear{why})"
     return f"oneDNN (float32, strict math; fewer than {MIN_ROWS} rows: torch's)"

@@ -13,8 +13,8 @@ time went to work that a decode loop of its own can skip or share. It differs in
   the few candidates the bound leaves (:class:`ScreenedHead`: the same greedy token);
 - the KV cache of each layer is one buffer allocated for the whole decode, written in place (transformers'
   ``DynamicLayer`` concatenates the whole cache every step);
-- on an x86-64 CPU the float32 linear layers run through oneDNN with packed weights instead of MKL's SGEMM
-  (:mod:`ftrisk.backends.cpu_linear`: MKL takes its AVX2 path on a CPU that is not Intel's);
+- on an x86-64 CPU that is not Intel's the float32 linear layers run through oneDNN with packed weights instead of
+  MKL's SGEMM (:mod:`ftrisk.backends.cpu_linear`: MKL takes its AVX2 path there);
 - on the CPU a decode step's attention (one query per row) reads the cache once, as ``embedding_bag`` weighted sums,
   instead of the CPU flash-attention kernel, which is written for blocks of queries; for Llama-type models the
   cache keeps keys in transposed blocks for it (:mod:`ftrisk.backends.decode_attention`);
@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .cpu_linear import linear, onednn_linears, packed_weight
+from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
 from . import decode_attention as _attention
 from .decode_attention import blocked_shape, cpu_decode_attention, keys_blocked, same_positions, write_blocked
 
@@ -160,19 +160,11 @@ SCREEN_SAFETY = 2.0
 SCREEN_MAX_ROWS = 4096
 
 
-@functools.cache
 def fast_bf16_cpu() -> bool:
     """True when this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): without it oneDNN emulates bfloat16
     and the screen would cost more than it saves."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split()
-                    return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        pass
-    return False
+    flags = cpu_info()[1]
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 #: Screen the LM head in bfloat16 where it applies (:func:`screen_applies`); False: float32 slices always.
