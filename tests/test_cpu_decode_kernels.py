@@ -644,10 +644,40 @@ def test_weights_fingerprint_sees_an_in_place_change_through_data(sensitive):
         w.data[3, 5] = old
     assert decode.weights_fingerprint(model) == before
     w.data.mul_(-1.0)  # every sign flipped: an xor of the elements of each row would not see it
+    head_only = decode.weights_fingerprint(model, {model.lm_head})
     try:
         assert decode.weights_fingerprint(model) != before
+        assert decode.weights_fingerprint(model, {model.lm_head}) == head_only  # only the weights asked for
     finally:
         w.data.mul_(-1.0)
+    model.lm_head.weight.data[0, 0] += 1.0
+    try:
+        assert decode.weights_fingerprint(model, {model.lm_head}) != head_only
+    finally:
+        model.lm_head.weight.data[0, 0] -= 1.0
+
+
+def test_with_only_the_screen_kept_a_layer_change_keeps_it_and_a_head_change_rebuilds_it(sensitive, monkeypatch):
+    """Where the linears are not packed (MKL's on an Intel CPU), the fingerprint covers the head's weight alone."""
+    model, tok = sensitive
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
+    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)
+    kept = decode.KernelCache()
+    with decode.kernels(model, kept):
+        screen = decode.NextToken(model).screen
+    assert screen is not None and kept.screen is screen and not kept.packed
+    model.model.layers[0].mlp.down_proj.weight.data.mul_(-1.0)
+    try:
+        with decode.kernels(model, kept):
+            assert decode.NextToken(model).screen is screen  # nothing built from that layer
+    finally:
+        model.model.layers[0].mlp.down_proj.weight.data.mul_(-1.0)
+    model.lm_head.weight.data[0, 0] += 1.0
+    try:
+        with decode.kernels(model, kept):
+            assert decode.NextToken(model).screen is not screen
+    finally:
+        model.lm_head.weight.data[0, 0] -= 1.0
 
 
 def test_kernel_cache_keeps_packed_weights_and_screen_and_rebuilds_after_an_in_place_change(sensitive, monkeypatch):

@@ -226,20 +226,24 @@ def kernels(model, cache: "Optional[KernelCache]" = None):
             cache.screen = screen
 
 
-def weights_fingerprint(model) -> Optional[bytes]:
-    """A digest of every parameter: its name, place in memory, shape, strides and dtype, and a CRC-32 of all their
-    bytes (zlib, ~0.13 s for SmolLM2's 540 MB, 2026-12-06); None for parameters off the CPU or that torch cannot
-    show as bytes. An in-place change through ``.data`` (PEFT's merge) keeps the place and bumps no version, but
-    changes the bytes. (``torch.hash_tensor``, an xor of elements, was faster but blind to a sign flip of an even
-    number of elements per row.)"""
+def weights_fingerprint(model, only: Optional[set] = None) -> Optional[bytes]:
+    """A digest of every parameter (or of the weights of the modules in ``only``): its name, place in memory, shape,
+    strides and dtype, and a CRC-32 of all their bytes (zlib, ~0.13 s for SmolLM2's 540 MB, 2026-12-06); None for
+    parameters off the CPU or that torch cannot show as bytes. An in-place change through ``.data`` (PEFT's merge)
+    keeps the place and bumps no version, but changes the bytes. (``torch.hash_tensor``, an xor of elements, was
+    faster but blind to a sign flip of an even number of elements per row.)"""
     import hashlib
     import zlib
 
     import torch
 
+    if only is None:
+        params = list(model.named_parameters())
+    else:
+        params = [(f"{name}.weight", m.weight) for name, m in model.named_modules() if m in only]
     d, crc = hashlib.blake2b(digest_size=16), 0
     try:
-        for name, p in model.named_parameters():
+        for name, p in params:
             t = p.detach()
             if t.device.type != "cpu":
                 return None
@@ -295,10 +299,11 @@ class KernelCache:
     built at each: packing ~0.2 s, the screen ~0.16-0.2 s and fresh KV buffers 0.22-0.65 s of a call's ~18 s on the
     bench workload (2026-12-06, 2-core Zen 4), as an engine (vLLM, CTranslate2) sets up once.
 
-    Every block starts by checking :func:`weights_fingerprint` (~0.13 s): whatever was built from other weights is
-    dropped (a weight changed in place through ``.data`` bumps no version and keeps its place, so nothing cheaper
-    could tell). Where there is no fingerprint, nothing is kept but the KV buffers. ``clear`` frees it all (the
-    backend's ``close``)."""
+    Every block starts by checking :func:`weights_fingerprint` of the weights it builds from (all the linears' where
+    they are packed, ~0.13 s; the head's alone where only the screen is built, as on an Intel CPU): whatever was built
+    from other weights is dropped (a weight changed in place through ``.data`` bumps no version and keeps its place,
+    so nothing cheaper could tell). Where there is no fingerprint, nothing is kept but the KV buffers. ``clear``
+    frees it all (the backend's ``close``)."""
 
     def __init__(self):
         self.fingerprint: Optional[bytes] = None
@@ -308,10 +313,12 @@ class KernelCache:
 
     def check(self, model, head=None) -> None:
         """Drop what was built unless ``model``'s weights are the ones it was built from."""
-        from .cpu_linear import applies
+        from .cpu_linear import _layers, applies
 
-        wanted = applies(model) or (head is not None and screen_applies(head))
-        fp = weights_fingerprint(model) if wanted else None
+        built_from = set(_layers(model, skip=head)) if applies(model) else set()
+        if head is not None and screen_applies(head):
+            built_from.add(head)
+        fp = weights_fingerprint(model, built_from) if built_from else None
         if fp is None or fp != self.fingerprint:
             self.packed.clear()
             self.screen = None
