@@ -197,9 +197,10 @@ def test_head_argmax_equals_argmax_and_keeps_the_lowest_id_on_ties():
     assert tied[0] == 3 == torch.nn.functional.linear(h, w).argmax(-1)[0]
 
 
-def _near_ties(cases: int = 300, vocab: int = 256, dim: int = 64):
+def _near_ties(cases: int = 300, vocab: int = 256, dim: int = 64, shift: float = 0.0):
     """(h, w) pairs where the float32 winner has a rival 1e-4 below it (relative), well inside bfloat16's rounding:
-    the bfloat16 logits often rank the two the wrong way round."""
+    the bfloat16 logits often rank the two the wrong way round. ``shift``: every logit moved by it (negative: all
+    logits below zero, the screen's other case)."""
     g = torch.Generator().manual_seed(0)
     for _ in range(cases):
         h = torch.randn(1, dim, generator=g) * 3
@@ -208,16 +209,31 @@ def _near_ties(cases: int = 300, vocab: int = 256, dim: int = 64):
         k = int(torch.randint(vocab, (1,), generator=g))
         if k != j:
             w[k] = w[j] * (1 - 1e-4)
+        w += shift * h / h.pow(2).sum()
         yield h, w
+
+
+def _error(exact, a):
+    return (exact - a.float()).abs()
+
+
+def _bound(a, margin):
+    """Per column, the screen's bound without its safety factor: E + u'|a_j| (``margin`` is S (E + u'|top|))."""
+    u = decode._U_BF16 / (1 - decode._U_BF16)
+    top = a.float().amax(1, keepdim=True)
+    return margin[:, None] / decode.SCREEN_SAFETY - u * top.abs() + u * a.float().abs()
 
 
 def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypatch):
     wrong_in_bf16 = 0
-    for h, w in _near_ties():
+    negative = list(_near_ties(100, shift=-60.0))
+    assert all((torch.nn.functional.linear(h, w) < 0).all() for h, w in negative)
+    for h, w in [*_near_ties(), *negative]:
         head = decode.ScreenedHead(w)
         exact = torch.nn.functional.linear(h, w)
         a, cand, margin = head.candidates(h)
-        assert ((exact - a).abs().amax(1) <= margin / decode.SCREEN_SAFETY).all()  # the bound holds without the safety
+        assert (_error(exact, a) <= _bound(a, margin)).all()  # the bound holds without the safety factor
+        assert cand[0, exact.argmax(-1)].all()  # the float32 winner is a candidate
         assert torch.equal(head(h), exact.argmax(-1))
         wrong_in_bf16 += int(a.argmax(-1) != exact.argmax(-1))
     assert wrong_in_bf16 >= 100  # the cases test something: bfloat16 alone picks another token in 157 of them
@@ -227,9 +243,10 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
         for _ in range(50):
             h, w = torch.randn(8, 64, generator=g) * 4, torch.randn(512, 64, generator=g)
             h, w = (h, bf16(w)) if source == "hidden" else (bf16(h), w) if source == "weights" else (bf16(h), bf16(w))
-            a, _, margin = decode.ScreenedHead(w).candidates(h)
-            err = (torch.nn.functional.linear(h, w) - a).abs().amax(1)
-            assert (err <= margin / decode.SCREEN_SAFETY).all(), source
+            a, cand, margin = decode.ScreenedHead(w).candidates(h)
+            exact = torch.nn.functional.linear(h, w)
+            assert (_error(exact, a) <= _bound(a, margin)).all(), source
+            assert cand.gather(1, exact.argmax(-1, keepdim=True)).all(), source
     torch.manual_seed(1)  # many rows at once, a tie kept at the lowest id, and the float32 slices when too many
     h, w = torch.randn(64, 32), torch.randn(3000, 32)
     w[2500] = w[7]
