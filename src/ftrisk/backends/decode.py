@@ -41,6 +41,7 @@ from typing import Callable, Optional
 
 from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
 from . import decode_attention as _attention
+from . import decode_step
 from .decode_attention import blocked_shape, cpu_decode_attention, keys_blocked, same_positions, write_blocked
 
 #: A shared prefix shorter than this is not worth a separate forward pass.
@@ -109,15 +110,26 @@ class NextToken:
         self.body, self.head = fast_parts(model) or (None, None)
         self.kw = _cache_kw(self.body if self.body is not None else model)
         self.screen = screened_head(self.head) if screen_applies(self.head) else None
+        self._lean = None  # (cache, whether decode_step applies to it): checked once per cache
 
     def __call__(self, cache, **inputs):
         if self.body is None:
             return self.model(use_cache=True, logits_to_keep=1, **{self.kw: cache}, **inputs).logits[:, -1].argmax(-1)
-        h = self.body(use_cache=True, **{self.kw: cache}, **inputs).last_hidden_state[:, -1]
+        if inputs["input_ids"].shape[1] == 1 and self._lean_for(cache):
+            h = decode_step.step(self.body, cache, **inputs)
+        else:
+            h = self.body(use_cache=True, **{self.kw: cache}, **inputs).last_hidden_state[:, -1]
         if self.screen is not None:
             return self.screen(h)
         w = self.head.weight  # slices measured on the CPU only: on a GPU one product, no extra launches
         return head_argmax(h, w, self.head.bias, HEAD_CHUNK if h.device.type == "cpu" else w.shape[0])
+
+
+    def _lean_for(self, cache) -> bool:
+        """Whether this decode step may take :func:`ftrisk.backends.decode_step.step` (asked once per cache)."""
+        if self._lean is None or self._lean[0] is not cache:
+            self._lean = (cache, decode_step.applies(self.model, self.body, cache))
+        return self._lean[1]
 
 
 def fast_parts(model):
