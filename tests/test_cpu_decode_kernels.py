@@ -395,20 +395,39 @@ def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(
     monkeypatch.setattr(da, "KEY_BLOCK", 4)
     g = torch.Generator().manual_seed(2)
     keys = torch.randn(5, 3, 14, 8, generator=g)
-    buf = keys.new_zeros(da.blocked_shape(keys, 5, 14))
-    assert buf.shape == (5, 3, 4, 8, 4)  # 14 positions in 4 blocks of 4
-    for a, b in ((0, 3), (3, 4), (4, 9), (9, 13)):  # a prefix, one step, pieces across block edges
-        da.write_blocked(buf, a, keys[:, :, a:b])
-    assert torch.equal(da.unblocked(buf, 13), keys[:, :, :13])
-    assert not buf.transpose(-1, -2).reshape(5, 3, 16, 8)[:, :, 13:].any()  # nothing past the last position
     q = torch.randn(5, 3, 3, 8, generator=g)
+
+    def scores(n):
+        return torch.einsum("rhgd,rhnd->rhgn", q, keys[:, :, :n])
+
+    buf = keys.new_zeros(da.blocked_shape(keys, 5, 14))
+    assert buf.shape == (5, 3, 5, 8, 4)  # 14 positions in 4 blocks of 4, and the open block's slot
+    for a, b in ((0, 3), (3, 4), (4, 9), (9, 13)):  # as the prefill writes: a prefix, pieces across block edges
+        da.write_blocked(buf, a, keys[:, :, a:b])
+    da.open_block(buf, 13)
+    assert torch.equal(da.unblocked(buf, 13), keys[:, :, :13])
+    assert torch.equal(da.open_slot(buf)[:, :, :1], keys[:, :, 12:13])  # past the last whole block: the open slot
     for n in (1, 4, 5, 13):
-        got = da.blocked_scores(q, buf, n)
+        b = keys.new_zeros(da.blocked_shape(keys, 5, 14))
+        da.write_blocked(b, 0, keys[:, :, :n])
+        da.open_block(b, n)
+        got = da.blocked_scores(q, b, n)
         assert got.shape == (5, 3, 3, n)
-        torch.testing.assert_close(got, torch.einsum("rhgd,rhnd->rhgn", q, keys[:, :, :n]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got, scores(n), rtol=1e-5, atol=1e-5)
+    dec = keys.new_zeros(da.blocked_shape(keys, 5, 14))  # as the decode loop appends: one position, or several
+    da.write_blocked(dec, 0, keys[:, :, :2])
+    da.open_block(dec, 2)
+    n = 2
+    for step in (1, 1, 1, 3, 1, 1, 2, 1, 1):  # across the block edges at 4, 8 and 12
+        da.append_blocked(dec, n, keys[:, :, n:n + step])
+        n += step
+        assert torch.equal(da.unblocked(dec, n), keys[:, :, :n]), n
+        torch.testing.assert_close(da.blocked_scores(q, dec, n), scores(n), rtol=1e-5, atol=1e-5)
+    assert n == 14 and torch.equal(dec[:, :, 2], keys[:, :, 8:12].transpose(-1, -2))  # a closed block, transposed
     part = keys.new_zeros(da.blocked_shape(keys, 5, 14))  # some rows only, as the prefill writes its groups
     rows = torch.tensor([4, 1])
     da.write_blocked(part, 2, keys[:2, :, 2:11], rows)
+    da.open_block(part, 11)
     back = da.unblocked(part, 11)
     assert torch.equal(back[rows][:, :, 2:11], keys[:2, :, 2:11])
     assert not back[[0, 2, 3]].any() and not back[rows][:, :, :2].any()
@@ -421,6 +440,7 @@ def test_decode_attention_with_blocked_keys_equals_sdpa_and_hands_the_rest_on_un
     q, k, v = _qkv()  # 11 keys
     buf = k.new_zeros(da.blocked_shape(k, 5, 13))
     da.write_blocked(buf, 0, k)
+    da.open_block(buf, 11)
     vbuf = torch.zeros(5, 3, 13, 16)
     vbuf[:, :, :11] = v
     mask = _left_padded([0, 3, 7, 1, 10], 11)
@@ -448,6 +468,7 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     k[1, :, 8:12] = k[2, :, 9:11].mean() + 100  # masked: whatever is there must not matter
     buf = k.new_zeros(da.blocked_shape(k, 5, 16))
     da.write_blocked(buf, 0, k)
+    da.open_block(buf, 14)
     want = sdpa(mod, q, k, v, mask)[0]
     for same in (0, 8):
         with da.same_positions(same):
@@ -458,6 +479,7 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     broken_v[3, :, :8] += 1.0
     bbuf = k.new_zeros(da.blocked_shape(k, 5, 16))
     da.write_blocked(bbuf, 0, broken_k)
+    da.open_block(bbuf, 14)
     honest = sdpa(mod, q, broken_k, broken_v, mask)[0]
     with da.same_positions(8):
         promised = da.decode_attention(mod, q, bbuf, broken_v, mask)[0]

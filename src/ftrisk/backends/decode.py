@@ -18,6 +18,8 @@ time went to work that a decode loop of its own can skip or share. It differs in
 - on the CPU a decode step's attention (one query per row) reads the cache once, as ``embedding_bag`` weighted sums,
   instead of the CPU flash-attention kernel, which is written for blocks of queries; for Llama-type models the
   cache keeps keys in transposed blocks for it (:mod:`ftrisk.backends.decode_attention`);
+- for transformers' own Llama classes on the CPU, a decode step runs the decoder's arithmetic itself, in the same
+  order, without transformers' per-call machinery (:mod:`ftrisk.backends.decode_step`: the same bits);
 - the packed weights, the head's screen and the KV buffers are kept by the backend from one call to the next,
   checked against a fingerprint of the weights (:class:`KernelCache`);
 - prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
@@ -42,7 +44,8 @@ from typing import Callable, Optional
 from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
 from . import decode_attention as _attention
 from . import decode_step
-from .decode_attention import blocked_shape, cpu_decode_attention, keys_blocked, same_positions, write_blocked
+from .decode_attention import (append_blocked, blocked_shape, cpu_decode_attention, keys_blocked, open_block,
+                               same_positions, write_blocked)
 
 #: A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 4
@@ -430,9 +433,13 @@ def _growing_layer():
 
     class GrowingLayer(DynamicLayer):
         def __init__(self, kbuf, vbuf, n: int):
+            """``kbuf`` holds positions [0, n): plain, or blocked as the prefill writes them (``write_blocked``:
+            the positions past the last whole block then move to the open slot)."""
             super().__init__()
             self.kbuf, self.vbuf, self.n = kbuf, vbuf, n
             self.blocked = kbuf.dim() == 5  # keys in decode_attention's blocked layout
+            if self.blocked:
+                open_block(kbuf, n)
             self.device, self.is_initialized = kbuf.device, True
             self._views()
 
@@ -445,7 +452,7 @@ def _growing_layer():
             if self.n + q > self.vbuf.shape[2]:
                 raise RuntimeError(f"decode cache full ({self.vbuf.shape[2]} positions)")
             if self.blocked:
-                write_blocked(self.kbuf, self.n, key_states)
+                append_blocked(self.kbuf, self.n, key_states)
             else:
                 self.kbuf[:, :, self.n:self.n + q] = key_states
             self.vbuf[:, :, self.n:self.n + q] = value_states
@@ -640,7 +647,9 @@ def row_bytes(model, prompt_tokens: int, max_new_tokens: int) -> int:
     itemsize = next(model.parameters()).element_size()
     inter = getattr(c, "intermediate_size", 4 * c.hidden_size)
     act = prompt_tokens * (4 * c.hidden_size + 3 * inter) * itemsize
-    return kv_bytes_per_token(model) * (prompt_tokens + max_new_tokens) + act + 4 * c.vocab_size * 2
+    # blocked keys: up to a block of rounding, the open block's slot and the shared prefix's gap (keys and values)
+    blocks = 3 * _attention.KEY_BLOCK if _attention._blockable(model) else 0
+    return kv_bytes_per_token(model) * (prompt_tokens + max_new_tokens + blocks) + act + 4 * c.vocab_size * 2
 
 
 def memory_budget(device: str, fraction: float = 0.25) -> int:
