@@ -648,7 +648,7 @@ def row_bytes(model, prompt_tokens: int, max_new_tokens: int) -> int:
     inter = getattr(c, "intermediate_size", 4 * c.hidden_size)
     act = prompt_tokens * (4 * c.hidden_size + 3 * inter) * itemsize
     # blocked keys: up to a block of rounding, the open block's slot and the shared prefix's gap (keys and values)
-    blocks = 3 * _attention.KEY_BLOCK if _attention._blockable(model) else 0
+    blocks = 3 * _attention.KEY_BLOCK if _attention._blockable(model) and model.device.type == "cpu" else 0
     return kv_bytes_per_token(model) * (prompt_tokens + max_new_tokens + blocks) + act + 4 * c.vocab_size * 2
 
 
