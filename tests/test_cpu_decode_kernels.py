@@ -254,12 +254,15 @@ def test_auto_leaves_the_linears_to_mkl_on_an_intel_cpu_only(net, fresh_availabl
     assert isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)  # the screen's weight: packed anyway
     monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
     assert not isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "on")  # not a setting: said, not read one way here and another there
+    with pytest.raises(ValueError, match="ONEDNN_LINEAR"):
+        cl.applies(net)
 
 
 def test_cpu_info_reads_vendor_and_flags():
     vendor, flags = cl.cpu_info()
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assert vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine") and "sse2" in flags
+        assert vendor and "sse2" in flags
 
 
 # --------------------------------------------------------------------------- decode_attention

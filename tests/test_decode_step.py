@@ -4,11 +4,13 @@ used only where nothing else could differ."""
 import pytest
 import torch
 
-from ftrisk.backends import decode, decode_step
+from ftrisk.backends import cpu_linear, decode, decode_step
 from ftrisk.backends.decode_attention import cpu_decode_attention, keys_blocked
 from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
 
-MORE_PROMPTS = PROMPTS + ["Who built the first steam engine?", "What does a judge do in court?"]
+#: At least cpu_linear.MIN_ROWS prompts, so that swapped linears really run oneDNN's product in the decode steps.
+MORE_PROMPTS = PROMPTS + ["Who built the first steam engine?", "What does a judge do in court?",
+                          "Explain why the sky is blue.", "List three prime numbers.", "Name a large river."]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,20 @@ def _prefilled(model, rows):
     return cache, first, torch.cat([mask, mask.new_ones((len(rows), 1))], 1), mask.sum(-1, keepdim=True)
 
 
-def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok):
+@pytest.mark.parametrize("batch,onednn", [("padded", False), ("padded", True), ("one row", False)])
+def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok, batch, onednn, monkeypatch):
+    """Rows of several lengths (left padding), also with the linears' forwards swapped for oneDNN's (an AMD CPU's
+    default), which the step calls as set; and one row alone (no padding: transformers passes no mask at all)."""
+    if onednn and not cpu_linear._available():
+        pytest.skip("needs an x86-64 CPU and torch with oneDNN")
+    monkeypatch.setattr(cpu_linear, "ONEDNN_LINEAR", onednn)
     model, tok = model_tok
-    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    rows = _ids(tok, MORE_PROMPTS if batch == "padded" else PROMPTS[:1], SYSTEM)
     with torch.inference_mode(), decode.kernels(model):
         cache, first, mask, pos = _prefilled(model, rows)
         assert decode_step.applies(model, model.model, cache)
+        assert ("forward" in model.model.layers[0].mlp.up_proj.__dict__) == onednn
+        assert len(rows) >= cpu_linear.MIN_ROWS or not onednn
         ids = first[:, None]
         n = [layer.n for layer in cache.layers]
         theirs = model.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
@@ -58,7 +68,7 @@ def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok):
             layer._views()
         ours = decode_step.step(model.model, cache, ids, mask, pos)
     assert ours.shape == theirs.shape and torch.equal(ours, theirs)
-    assert torch.unique(first).numel() > 1  # rows that differ
+    assert len(rows) == 1 or torch.unique(first).numel() > 1  # rows that differ
 
 
 def test_greedy_takes_the_own_step_and_gives_the_same_tokens(model_tok, steps, monkeypatch):
@@ -98,3 +108,35 @@ def test_not_taken_with_a_hook_or_outside_the_decode_kernels(model_tok, steps):
                 assert not decode_step.applies(model, model.model, cache)
             finally:
                 model.eval()
+
+
+def test_not_taken_for_a_linear_of_another_kind_or_a_forward_set_on_an_instance(model_tok):
+    model, tok = model_tok
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    with torch.inference_mode(), decode.kernels(model):
+        cache, *_ = _prefilled(model, rows)
+        assert decode_step.applies(model, model.model, cache)
+        mlp = model.model.layers[0].mlp
+        up = mlp.up_proj
+
+        class Scaled(torch.nn.Linear):  # its own forward, which the step would not run
+            def forward(self, x):
+                return super().forward(x) * 2
+
+        other = Scaled(up.in_features, up.out_features, bias=False).eval()
+        mlp.up_proj = other
+        try:
+            assert not decode_step.applies(model, model.model, cache)
+        finally:
+            mlp.up_proj = up
+        own = mlp.forward = lambda x: x  # as accelerate's hooks set one
+        try:
+            assert mlp.forward is own and not decode_step.applies(model, model.model, cache)
+        finally:
+            del mlp.forward
+        model.model.layers[-1].self_attn.train()  # one module in training (dropout would apply there)
+        try:
+            assert not decode_step.applies(model, model.model, cache)
+        finally:
+            model.eval()
+        assert decode_step.applies(model, model.model, cache)

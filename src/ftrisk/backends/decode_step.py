@@ -9,8 +9,9 @@ rotation's sign carried by ``sin``), the cache's
 ``update``, :func:`ftrisk.backends.decode_attention.decode_attention` (looked up as transformers does), the gated MLP, residual sums (``a + b``
 and ``b + a`` are the same float; in place where the other operand is a fresh result). The result is the same bits
 as the model's own forward (tested, tokens and hidden states). Used only where nothing else could differ: a
-``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes, no hooks anywhere (they would not run
-here), the decode loop's own cache layers and attention, the CPU, inference. Everything else takes the model's
+``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and ``nn.Linear``, every parameter float32
+on the CPU, no module in training, no hooks and no forward set on an instance (they would not run here; ftrisk's
+oneDNN swap is called as set), the decode loop's own cache layers and attention. Everything else takes the model's
 forward.
 """
 
@@ -55,10 +56,10 @@ def applies(model, body, cache) -> bool:
     from .decode import _growing_layer
     from .decode_attention import ATTENTION
 
-    if not LEAN_STEP or type(model) is not ml.LlamaForCausalLM or model.training:
+    if not LEAN_STEP or type(model) is not ml.LlamaForCausalLM or any(m.training for m in model.modules()):
         return False
-    p = next(model.parameters(), None)
-    if p is None or p.device.type != "cpu" or p.dtype != torch.float32:
+    params = list(model.parameters())
+    if not params or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
         return False
     c = body.config
     if (getattr(c, "_attn_implementation", None) != ATTENTION or getattr(c, "pretraining_tp", 1) != 1
@@ -70,11 +71,17 @@ def applies(model, body, cache) -> bool:
             or not all(type(layer) is _growing_layer() for layer in cache.layers)):
         return False
     for layer in layers:
-        if (type(layer) is not ml.LlamaDecoderLayer or type(layer.self_attn) is not ml.LlamaAttention
-                or type(layer.mlp) is not ml.LlamaMLP
+        attn, mlp = layer.self_attn, layer.mlp
+        if (type(layer) is not ml.LlamaDecoderLayer or type(attn) is not ml.LlamaAttention
+                or type(mlp) is not ml.LlamaMLP
                 or type(layer.input_layernorm) is not ml.LlamaRMSNorm
-                or type(layer.post_attention_layernorm) is not ml.LlamaRMSNorm):
+                or type(layer.post_attention_layernorm) is not ml.LlamaRMSNorm
+                or not all(type(m) is torch.nn.Linear for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
+                                                                mlp.gate_proj, mlp.up_proj, mlp.down_proj))):
             return False
+    # a forward set on an instance (accelerate's hooks do that) would not run here; ftrisk's oneDNN swap runs as set
+    if any("forward" in m.__dict__ and "_ftrisk_onednn" not in m.__dict__ for m in model.modules()):
+        return False
     return not _hooked(model)
 
 
