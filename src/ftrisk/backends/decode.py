@@ -127,7 +127,6 @@ class NextToken:
         w = self.head.weight  # slices measured on the CPU only: on a GPU one product, no extra launches
         return head_argmax(h, w, self.head.bias, HEAD_CHUNK if h.device.type == "cpu" else w.shape[0])
 
-
     def _lean_for(self, cache) -> bool:
         """Whether this decode step may take :func:`ftrisk.backends.decode_step.step` (asked once per cache)."""
         if self._lean is None or self._lean[0] is not cache:
@@ -368,9 +367,9 @@ class ScreenedHead:
     if ``a_j* >= 0`` then ``|a_j*| <= top`` (the first term of the min), else solving for ``a_j*`` gives the second.
     Only the candidates at or above ``T`` get float32 logits, and the largest wins (the lowest id on a tie, as
     ``argmax``). The float32 logits' own summation error (at most ``d u32 |h| max|w_j|``, which ``E`` exceeds) is
-    covered by the safety factor. Which candidates there are changes only the work, not the token: each candidate's float32 logit is
-    the same dot product as in the full head (up to the order of float additions, as with :func:`head_argmax`'s
-    slices). (Until 2026-12-06 the output term used ``max |a_j|`` over the row, one more pass over the logits: 0.86 ms
+    covered by the safety factor. Which candidates there are changes only the work, not the token: each candidate's
+    float32 logit is the same dot product as in the full head (up to the order of float additions, as with
+    :func:`head_argmax`'s slices). (Until 2026-12-06 the output term used ``max |a_j|`` over the row, one more pass over the logits: 0.86 ms
     of ``amin`` a step at 120 rows, and a wider margin where the most negative logit outweighs the top one.)"""
 
     def __init__(self, weight):

@@ -5,9 +5,9 @@ Why: at one token per row a decode step is ~30 layers x ~40 small operations, an
 its decorators (keyword deprecation, output capture, gradient-checkpointing call), the attention-interface lookup,
 and to each step a 4-d mask built from the 2-d one. Here the same operations run on the same modules' weights:
 RMSNorm as ``weight * (x * rsqrt(mean(x^2) + eps))``, rotary as ``q * cos + rotate_half(q) * sin`` (the half
-rotation's sign carried by ``sin``), the cache's
-``update``, :func:`ftrisk.backends.decode_attention.decode_attention` (looked up as transformers does), the gated MLP, residual sums (``a + b``
-and ``b + a`` are the same float; in place where the other operand is a fresh result). The result is the same bits
+rotation's sign carried by ``sin``), the cache's ``update``, :func:`ftrisk.backends.decode_attention.decode_attention`
+(looked up as transformers does), the gated MLP, residual sums (``a + b`` and ``b + a`` are the same float; in place
+where the other operand is a fresh result). The result is the same bits
 as the model's own forward (tested, tokens and hidden states). Used only where nothing else could differ: a
 ``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and ``nn.Linear``, every parameter float32
 on the CPU, no module in training, no hooks and no forward set on an instance (they would not run here; ftrisk's
@@ -34,8 +34,6 @@ def _rms_norm(m, x):
     import torch
 
     return m.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + m.variance_epsilon))
-
-
 
 
 def _hooked(model) -> bool:
