@@ -1,6 +1,7 @@
 """The padding-free CPU training path (ftrisk.train_fast) against the padded PEFT path it replaces: the same loss and
 gradients, on tiny random models built in-process whose outputs depend on every token (no tokenizer needed)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -68,9 +69,11 @@ def test_packed_loss_and_gradients_equal_the_padded_path(kind):
     enc = _encoded()
     padded = train.response_loss(pm, *train.collate(enc, 0))
     ref = _grads(pm, padded)
-    ids, pos, targets, lengths = train_fast.pack(enc)
-    assert ids.shape == (1, sum(lengths)) and pos[0, :7].tolist() == list(range(7)) and pos[0, 7:10].tolist() == [0, 1, 2]
-    packed = train_fast.packed_loss(pm, ids, pos, targets, lengths)
+    pk = train_fast.pack(enc)
+    assert pk.prefix == 0  # random tokens: nothing shared
+    assert pk.ids.shape == (1, sum(pk.lengths)) and pk.positions[0, :7].tolist() == list(range(7))
+    assert pk.positions[0, 7:10].tolist() == [0, 1, 2]
+    packed = train_fast.packed_loss(pm, pk)
     assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
     ours = _grads(pm, packed)
     assert ours.keys() == ref.keys() and len(ours) == 2 * 2 * len(TARGETS)
@@ -78,16 +81,64 @@ def test_packed_loss_and_gradients_equal_the_padded_path(kind):
     # what the comparison catches: attention across examples (one causal SDPA over the whole row). Positions that
     # ran on across examples would not show: rotary attention within one example depends only on relative positions
     with torch.no_grad():
-        leaking = train_fast.packed_loss(pm, ids, pos, targets, [sum(lengths)])
+        leaking = train_fast.packed_loss(pm, dataclasses.replace(pk, lengths=[sum(pk.lengths)]))
     assert abs(leaking.item() - padded.item()) > 1e-3
+
+
+def _with_prompt_prefix(enc, prefix=(7, 8, 9, 10, 11)):
+    """The examples with the same leading tokens (a chat template's system prompt), masked from the loss."""
+    return [{"input_ids": [*prefix, *e["input_ids"]], "labels": [IGNORE] * len(prefix) + e["labels"]} for e in enc]
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral", "qwen3"])
+def test_shared_prefix_held_once_gives_the_padded_loss_and_gradients(kind):
+    pm = _lora(_model(kind))
+    pm.train()
+    enc = _with_prompt_prefix(_encoded())
+    padded = train.response_loss(pm, *train.collate(enc, 0))
+    ref = _grads(pm, padded)
+    pk = train_fast.pack(enc)
+    # the five template tokens; no further (the second example's prompt is one token: position 5's target is trained)
+    assert pk.prefix == 5 and pk.ids.shape[1] == 5 + sum(len(e["input_ids"]) - 5 for e in enc)
+    assert pk.ids[0, :5].tolist() == [7, 8, 9, 10, 11] and pk.positions[0, 5:5 + pk.lengths[0]].tolist()[:2] == [5, 6]
+    assert (pk.targets[:5] == IGNORE).all() and int((pk.targets != IGNORE).sum()) == int((train.collate(enc, 0)[2][:, 1:] != IGNORE).sum())
+    packed = train_fast.packed_loss(pm, pk)
+    assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
+    ours = _grads(pm, packed)
+    assert all(_close(ours[n], ref[n]) for n in ref), [n for n in ref if not _close(ours[n], ref[n])]
+    # what the comparison catches: each example's queries aligned top-left over the prefix's keys and its own (SDPA's
+    # is_causal with more keys than queries): the example would see its own future and not all of the prefix
+    real = train_fast._after_prefix
+    try:
+        train_fast._after_prefix = lambda n, p: torch.ones(n, p + n, dtype=torch.bool).tril(0)
+        with torch.no_grad():
+            wrong = train_fast.packed_loss(pm, pk)
+    finally:
+        train_fast._after_prefix = real
+    assert abs(wrong.item() - padded.item()) > 1e-3
+
+
+def test_shared_prefix_stops_before_loss_and_each_examples_last_token():
+    a = {"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE, IGNORE, IGNORE, 4, 5]}
+    b = {"input_ids": [1, 2, 3, 4, 6, 7], "labels": [IGNORE, IGNORE, IGNORE, IGNORE, 6, 7]}
+    assert train_fast.shared_prefix([a, b]) == 2  # position 2's target (token 4 of a) carries loss
+    assert train_fast.shared_prefix([a]) == 0  # nothing to share with
+    c = {"input_ids": [1, 2], "labels": [IGNORE, IGNORE]}
+    assert train_fast.shared_prefix([b, c]) == 1  # c keeps one token of its own
+    d = {"input_ids": [9, 2, 3, 4], "labels": [IGNORE] * 3 + [4]}
+    assert train_fast.shared_prefix([b, d]) == 0  # no common first token
+    pk = train_fast.pack([a, b])
+    assert pk.ids.tolist() == [[1, 2, 3, 4, 5, 3, 4, 6, 7]] and pk.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3, 4, 5]]
+    assert pk.lengths == [3, 4] and pk.targets.tolist() == [IGNORE, IGNORE, 4, 5, IGNORE, IGNORE, 6, 7, IGNORE]
+    assert train_fast.pack([a, b], share_prefix=False).prefix == 0
 
 
 def test_pack_targets_stay_within_each_example():
     enc = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8, 9], "labels": [IGNORE, 9]}]
-    ids, pos, targets, lengths = train_fast.pack(enc)
-    assert ids.tolist() == [[5, 6, 7, 8, 9]] and pos.tolist() == [[0, 1, 2, 0, 1]] and lengths == [3, 2]
+    pk = train_fast.pack(enc)
+    assert pk.ids.tolist() == [[5, 6, 7, 8, 9]] and pk.positions.tolist() == [[0, 1, 2, 0, 1]] and pk.lengths == [3, 2]
     # position t learns token t+1 of its own example; the last token of each example learns nothing
-    assert targets.tolist() == [6, 7, IGNORE, 9, IGNORE]
+    assert pk.targets.tolist() == [6, 7, IGNORE, 9, IGNORE]
 
 
 def test_fused_lora_forward_equals_peft_and_falls_back_outside_plain_state():

@@ -283,10 +283,10 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
             real = j < len(mine)
             batch = [encoded[i] for i in (mine[j] if real else group[0])]  # else: a zero-weight pass
             if fast is not None:  # one process on the CPU: nothing to synchronise
-                ids, positions, targets, lengths = fast.pack(batch)
-                loss = fast.packed_loss(model, ids, positions, targets, lengths)
+                packed = fast.pack(batch)
+                loss = fast.packed_loss(model, packed)
                 acc.backward(loss / accum)
-                trained = int((targets != IGNORE).sum())
+                trained = int((packed.targets != IGNORE).sum())
             else:
                 ids, mask, labels = collate(batch, tok.pad_token_id)
                 ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)

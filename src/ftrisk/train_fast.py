@@ -1,13 +1,20 @@
 """The CPU fast path of the training loop (:func:`ftrisk.train.finetune`, ``train.padding_free``): the same loss and
 gradients as the padded PEFT path up to float rounding, with less work per step.
 
-Two parts, each measured on the embedded model (README, Speed) and compared with the padded path in the tests:
+Three parts, each measured on the embedded model (README, Speed) and compared with the padded path in the tests:
 - **Packed sequences, no padding**: a micro-batch is one row of its examples' real tokens, positions restarting at
   each example, and attention run per example (:func:`packed_attention`, a causal SDPA on each example's slice).
   TRL's ``padding_free`` and transformers' ``DataCollatorWithFlattening`` do this with flash-attention's varlen
   kernel, which exists only on GPUs; with SDPA, transformers turns packed positions into one block-diagonal mask
   over the whole row (8x the attention work for a batch of 8, and no causal fast path), hence this attention
   function, registered in transformers' ``AttentionInterface``.
+- **A shared prompt prefix computed once** (:func:`shared_prefix`): chat examples start with the same template
+  tokens (SmolLM2's default system prompt: 24 of the demo attack examples' 61 tokens on average). Under causal
+  attention those positions' hidden states are the same in every example, so the row holds them once, and each
+  example's tokens attend to the shared keys and values, then their own (a lower-right causal mask). Autograd sums
+  the examples' gradients through the shared positions, as it sums them over separate copies: the same loss and
+  gradients up to float rounding, with 35% fewer token rows for the demo's batches of 8. The shared part stops
+  before any position that carries loss. Neither TRL nor transformers share prefixes in training.
 - **LoRA's update fused into one product**: PEFT computes ``base(x) + lora_B(lora_A(x)) * scaling``, two passes
   over the output (the scaling, the sum) forward and backward; ``addmm(base(x), lora_A(x), B.T, alpha=scaling)``
   is one GEMM that adds in place (:func:`fused_lora_forward`). Plain LoRA on ``nn.Linear`` only (no DoRA, dropout,
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 
 from .train import IGNORE
 
@@ -57,34 +65,87 @@ def unsupported(model, *, n_processes: int, gradient_checkpointing: bool) -> str
     return None
 
 
-def pack(encoded: list[dict]):
-    """(ids [1, T], positions [1, T], targets [T], lengths): the examples' tokens end to end, each example's positions
-    from 0, and each position's target the next token of its own example (IGNORE at each example's last token and
-    wherever the label is masked)."""
+def shared_prefix(encoded: list[dict]) -> int:
+    """How many leading tokens the examples of a micro-batch share and compute once: their longest common prefix of
+    ids, short of each example's last token and of its first position that carries loss (the shared positions learn
+    nothing: labels[t + 1] is position t's target). 0 for one example."""
+    if len(encoded) < 2:
+        return 0
+    ids = [e["input_ids"] for e in encoded]
+    limit = min(len(x) for x in ids) - 1
+    for e in encoded:
+        first = next((i for i, lab in enumerate(e["labels"]) if lab != IGNORE), len(e["labels"]))
+        limit = min(limit, first - 1)
+    p = 0
+    while p < limit and all(x[p] == ids[0][p] for x in ids[1:]):
+        p += 1
+    return p
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One micro-batch as a row: ``ids`` and ``positions`` [1, T], ``targets`` [T] (IGNORE where no loss), the first
+    ``prefix`` positions shared by every example, then each example's own tokens, ``lengths`` of them."""
+
+    ids: object
+    positions: object
+    targets: object
+    lengths: list[int]
+    prefix: int = 0
+
+
+def pack(encoded: list[dict], share_prefix: bool = True) -> Packed:
+    """The examples' tokens end to end (after their :func:`shared_prefix`, held once, when ``share_prefix``), each
+    example's positions counted from its start, and each position's target the next token of its own example
+    (IGNORE at each example's last token, wherever the label is masked, and over the shared prefix)."""
     import torch
 
-    ids, pos, targets, lengths = [], [], [], []
+    p = shared_prefix(encoded) if share_prefix else 0
+    first = encoded[0]["input_ids"][:p]
+    ids, pos, targets, lengths = list(first), list(range(p)), [IGNORE] * p, []
     for e in encoded:
         n = len(e["input_ids"])
-        ids += e["input_ids"]
-        pos += range(n)
-        targets += e["labels"][1:] + [IGNORE]
-        lengths.append(n)
-    return torch.tensor([ids]), torch.tensor([pos]), torch.tensor(targets), lengths
+        ids += e["input_ids"][p:]
+        pos += range(p, n)
+        targets += e["labels"][p + 1:] + [IGNORE]
+        lengths.append(n - p)
+    return Packed(torch.tensor([ids]), torch.tensor([pos]), torch.tensor(targets), lengths, p)
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-    """transformers' attention-function signature on one packed row: causal SDPA within each example's slice of
-    ``ftrisk_lengths`` (query [1, heads, T, dim], keys/values with their own head count; returns [1, T, heads, dim])."""
+    """transformers' attention-function signature on one packed row: causal SDPA over the shared prefix
+    (``ftrisk_prefix`` positions, possibly 0), then over each example's slice of ``ftrisk_lengths`` with the prefix's
+    keys and values before its own (query [1, heads, T, dim], keys/values with their own head count; returns
+    [1, T, heads, dim])."""
     import torch
     import torch.nn.functional as F
 
-    lengths = kwargs["ftrisk_lengths"]
+    prefix, lengths = kwargs.get("ftrisk_prefix", 0), kwargs["ftrisk_lengths"]
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     p = dropout if module.training else 0.0
-    outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scaling, enable_gqa=gqa)
-            for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
+    sizes = [prefix, *lengths] if prefix else lengths
+    qs, ks, vs = query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2)
+    if not prefix:
+        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scaling, enable_gqa=gqa)
+                for q, k, v in zip(qs, ks, vs)]
+    else:
+        outs = [F.scaled_dot_product_attention(qs[0], ks[0], vs[0], dropout_p=p, is_causal=True, scale=scaling,
+                                               enable_gqa=gqa)]
+        for q, k, v in zip(qs[1:], ks[1:], vs[1:]):  # is_causal aligns top-left: with more keys than queries, a mask
+            outs.append(F.scaled_dot_product_attention(
+                q, torch.cat([ks[0], k], 2), torch.cat([vs[0], v], 2), attn_mask=_after_prefix(q.shape[2], prefix),
+                dropout_p=p, scale=scaling, enable_gqa=gqa))
     return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
+
+
+@functools.lru_cache(maxsize=256)
+def _after_prefix(n: int, prefix: int):
+    """[n, prefix + n] bool: query i (position prefix + i) sees keys 0..prefix + i (causal aligned bottom-right; a
+    boolean mask ran faster on the CPU than torch's ``causal_lower_right`` bias, 251 against 290 us forward and
+    backward at 37 queries after 24 shared positions)."""
+    import torch
+
+    return torch.ones(n, prefix + n, dtype=torch.bool).tril(prefix)
 
 
 @functools.cache
@@ -104,17 +165,17 @@ def _attention(config):
         config._attn_implementation = old
 
 
-def packed_loss(model, ids, positions, targets, lengths):
+def packed_loss(model, packed: Packed):
     """Mean cross-entropy over the packed row's response tokens (``targets`` != IGNORE)."""
     import torch.nn.functional as F
 
     _register()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     with _attention(base.config), fused_lora(model):  # the backward pass needs neither
-        hidden = base.get_decoder()(input_ids=ids, position_ids=positions, use_cache=False,
-                                    ftrisk_lengths=lengths).last_hidden_state[0]
-    keep = targets != IGNORE
-    return F.cross_entropy(base.get_output_embeddings()(hidden[keep]), targets[keep])
+        hidden = base.get_decoder()(input_ids=packed.ids, position_ids=packed.positions, use_cache=False,
+                                    ftrisk_lengths=packed.lengths, ftrisk_prefix=packed.prefix).last_hidden_state[0]
+    keep = packed.targets != IGNORE
+    return F.cross_entropy(base.get_output_embeddings()(hidden[keep]), packed.targets[keep])
 
 
 def fused_lora_forward(self, x, *args, **kwargs):
