@@ -262,13 +262,23 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
 
 def test_screen_candidates_include_every_column_the_float32_threshold_admits():
     g = torch.Generator().manual_seed(1)
-    for _ in range(20):
-        h, w = torch.randn(16, 64, generator=g) * 3, torch.randn(2000, 64, generator=g) * 0.3
-        a, cand, margin = decode.ScreenedHead(w).candidates(h)
-        x = a.float().amax(1) - 2 * margin
-        u = decode._U_BF16 / (1 - decode._U_BF16)
-        threshold = torch.minimum(x, x / (1 - u))  # the code's float32 threshold
-        assert not (a.float() >= threshold[:, None]).logical_and(~cand).any()
+    below_top_minus_2m = 0
+    for shift in (0.0, -200.0):  # then every logit negative: the threshold's second branch, (top - 2M) / (1 - u')
+        for _ in range(20):
+            h, w = torch.randn(16, 64, generator=g) * 3, torch.randn(2000, 64, generator=g) * 0.3
+            w += shift * h[0] / h[0].pow(2).sum()
+            h = h[:1].expand(16, 64) + torch.randn(16, 64, generator=g) * 1e-3  # rows alike: all shifted down
+            a, cand, margin = decode.ScreenedHead(w).candidates(h)
+            x = a.float().amax(1) - 2 * margin
+            u = decode._U_BF16 / (1 - decode._U_BF16)
+            threshold = torch.minimum(x, x / (1 - u))  # the bound's threshold, in float32
+            assert not (a.float() >= threshold[:, None]).logical_and(~cand).any()
+            if shift:
+                assert (a.float() < 0).all()
+                below_top_minus_2m += int((a.float() < x[:, None]).logical_and(cand).sum())
+    # the negative rows test the second branch: candidates a threshold of top - 2M alone would have dropped (a
+    # winner among them is possible by the bound: its |a_j| exceeds |top|, so its own rounding may exceed top's)
+    assert below_top_minus_2m > 0
 
 
 def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monkeypatch):

@@ -6,7 +6,7 @@ projection dominates a small model's compute: ~20% saved), a wall-clock budget t
 cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on, with
 evaluable snapshots at chosen steps carrying the cost so far. PEFT provides the adapters; this
 file is only the loop. On the CPU, micro-batches train padding-free by default (:mod:`ftrisk.train_fast`:
-packed rows, LoRA's update fused; ``train.padding_free``). With ``lora_cfg=None`` the same loop updates every
+packed rows, a shared prompt prefix computed once, LoRA's update fused; ``train.padding_free``). With ``lora_cfg=None`` the same loop updates every
 weight (full fine-tuning).
 
 Under ``accelerate launch`` with N processes (DDP, FSDP, DeepSpeed: :mod:`ftrisk.distributed`) the loop is
