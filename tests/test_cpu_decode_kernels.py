@@ -239,18 +239,24 @@ def test_applies_only_to_float32_on_x86_with_the_flag_on(net, fresh_available, m
     assert not cl.applies(torch.nn.Module())  # no parameters at all
 
 
-def test_auto_leaves_the_linears_to_mkl_on_an_intel_cpu_only(net, fresh_available, monkeypatch):
-    if not cl._available():
-        pytest.skip("needs an x86-64 CPU and torch with oneDNN")
+def test_auto_takes_onednn_off_intel_and_packed_mkl_on_intel(net, fresh_available, monkeypatch):
+    if not (cl._available() and cl._mkl_available()):
+        pytest.skip("needs an x86-64 CPU and torch with oneDNN and MKL")
     monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
-    for vendor, taken in (("GenuineIntel", False), ("AuthenticAMD", True), ("", True)):
+    for vendor, how in (("GenuineIntel", "mkl"), ("AuthenticAMD", "onednn"), ("", "onednn")):
         monkeypatch.setattr(cl, "cpu_info", lambda v=vendor: (v, frozenset({"avx512f"})))
-        assert cl.applies(net) is taken
+        assert cl.kind(net) == how and cl.applies(net)
         with cl.onednn_linears(net, skip=net.head) as n:
-            assert n == (2 if taken else 0)
-        assert cl.describe(net) == ("oneDNN (float32, strict math; fewer than 8 rows: torch's)" if taken
-                                    else "torch (nn.Linear on an Intel CPU: MKL)")
+            assert n == 2
+            assert all(isinstance(m.__dict__["_ftrisk_onednn"], cl.MklPacked if how == "mkl" else cl.PackedWeight)
+                       for m in (net.up, net.down))
+        assert cl.describe(net).startswith("MKL SGEMM, weights packed" if how == "mkl" else "oneDNN (float32")
         assert cl.describe(Net().to(torch.bfloat16)) == "torch (nn.Linear)"  # not taken for its dtype, anywhere
+    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    monkeypatch.setattr(cl, "MKL_PACKED", False)  # on Intel: torch's own linear (MKL, weights laid out per call)
+    assert cl.kind(net) is None and cl.describe(net) == "torch (nn.Linear on an Intel CPU: MKL)"
+    with cl.onednn_linears(net, skip=net.head) as n:
+        assert n == 0
     assert isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)  # the screen's weight: packed anyway
     monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
     assert not isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)
@@ -786,3 +792,51 @@ def test_hf_backend_keeps_its_kernels_between_calls_and_frees_them_on_close(tiny
     assert one == two and be._kept.held_bytes() == held
     be.close()
     assert be._kept.held_bytes() == 0 and not be._kept.kv.flats
+
+
+# --------------------------------------------------------------------------- MKL's packed SGEMM (an Intel CPU)
+
+mkl = pytest.mark.skipif(not cl._mkl_available(), reason="needs torch with MKL")
+
+
+@mkl
+def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_range(monkeypatch):
+    torch.manual_seed(0)
+    w = torch.randn(96, 40)
+    packs = []
+    real = torch.ops.mkl._mkl_reorder_linear_weight
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight", lambda w, rows: packs.append(rows) or real(w, rows))
+    p = cl.MklPacked(w)
+    assert p.nbytes() == 0  # nothing packed before the first call
+    for rows, packed_for in ((40, 40), (40, 40), (31, 40), (30, 40), (29, 29), (41, 41), (12, 12)):
+        x = torch.randn(rows, 40) * 3
+        y = p(x)
+        assert y.shape == (rows, 96) and p.rows == packed_for
+        torch.testing.assert_close(y, F.linear(x, w), rtol=1e-5, atol=1e-5)  # SGEMM: the order of sums may differ
+    assert packs == [40, 29, 41, 12]  # 31 and 30 rows: padded up to 40 (30 = MKL_PAD_FRACTION x 40), not packed
+    x = torch.randn(40, 40)
+    pad = cl._pad_buffer(41, 40, torch.float32)
+    pad.fill_(float("nan"))  # whatever the pad rows hold stays in them: each output row is its own input row's
+    assert torch.isfinite(p(x[:35])).all() and p.nbytes() == w.numel() * 4
+    b = torch.randn(96)
+    torch.testing.assert_close(p(x, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+
+
+@mkl
+def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
+    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    calls = []
+    real = torch.ops.mkl._mkl_linear
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_linear", lambda x, *a: calls.append(x.shape[0]) or real(x, *a))
+    step = torch.randn(12, 1, 32)  # 12 rows, one new token each
+    with torch.inference_mode(), cl.onednn_linears(net, skip=net.head) as n:
+        assert n == 2
+        torch.testing.assert_close(net.up(step), _ref(net.up, step), rtol=1e-5, atol=1e-5)
+        assert calls == [12]
+        net.up(torch.randn(3, 5, 32))  # a prefill (several tokens a row): torch's own
+        net.up(torch.randn(4, 1, 32))  # fewer rows than MIN_ROWS: torch's own
+        assert calls == [12]
+    with torch.inference_mode():
+        net.up(step)
+    assert calls == [12] and _swapped(net) == set()  # restored after the block

@@ -240,14 +240,19 @@ def kernels(model, cache: "Optional[KernelCache]" = None):
             cache.screen = screen
 
 
+#: Bytes per CRC-32 of :func:`weights_fingerprint` (chunks share out over threads).
+FINGERPRINT_CHUNK = 16 << 20
+
+
 def weights_fingerprint(model, only: Optional[set] = None) -> Optional[bytes]:
     """A digest of every parameter (or of the weights of the modules in ``only``): its name, place in memory, shape,
-    strides and dtype, and a CRC-32 of all their bytes (zlib, ~0.13 s for SmolLM2's 540 MB, 2026-12-06); None for
+    strides and dtype, and a CRC-32 of each 16 MB of their bytes (zlib; 540 MB in 0.13-0.24 s on one thread); None for
     parameters off the CPU or that torch cannot show as bytes. An in-place change through ``.data`` (PEFT's merge)
     keeps the place and bumps no version, but changes the bytes. (``torch.hash_tensor``, an xor of elements, was
     faster but blind to a sign flip of an even number of elements per row.)"""
     import hashlib
     import zlib
+    from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
@@ -255,17 +260,21 @@ def weights_fingerprint(model, only: Optional[set] = None) -> Optional[bytes]:
         params = list(model.named_parameters())
     else:
         params = [(f"{name}.weight", m.weight) for name, m in model.named_modules() if m in only]
-    d, crc = hashlib.blake2b(digest_size=16), 0
+    d, chunks = hashlib.blake2b(digest_size=16), []
     try:
         for name, p in params:
             t = p.detach()
             if t.device.type != "cpu":
                 return None
             d.update(f"{name}|{t.data_ptr()}|{tuple(t.shape)}|{t.stride()}|{t.dtype}".encode())
-            crc = zlib.crc32(t.contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+            b = t.contiguous().reshape(-1).view(torch.uint8).numpy()
+            chunks += [b[i:i + FINGERPRINT_CHUNK] for i in range(0, len(b), FINGERPRINT_CHUNK)]
     except Exception:  # a tensor that cannot be read as bytes (a subclass, meta): nothing kept, as without torch
         return None
-    d.update(crc.to_bytes(4, "little"))
+    # a CRC-32 per chunk on two threads (zlib releases the GIL): 0.15 against 0.24 s for 513 MB, 2026-12-06 (Intel)
+    with ThreadPoolExecutor(2) as pool:
+        for crc in pool.map(zlib.crc32, chunks):
+            d.update(crc.to_bytes(4, "little"))
     return d.digest()
 
 
@@ -340,8 +349,7 @@ class KernelCache:
 
     def held_bytes(self) -> int:
         """Memory held between calls (a new call reuses it)."""
-        packed = sum(w.data.numel() * w.data.element_size() for w in self.packed.values()
-                     if w.data.is_mkldnn)  # an unpacked "copy" is the layer's own weight
+        packed = sum(w.nbytes() for w in self.packed.values())
         screen = 0 if self.screen is None else self.screen.weight.numel() * 2
         return packed + screen + self.kv.nbytes()
 
