@@ -3,6 +3,7 @@ attention as two products (:mod:`ftrisk.backends.decode_attention`), each agains
 :func:`ftrisk.backends.decode.greedy` with both on against both off and against plain ``model.generate``."""
 
 import platform
+import threading
 import types
 
 import pytest
@@ -805,7 +806,8 @@ def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_r
     w = torch.randn(96, 40)
     packs = []
     real = torch.ops.mkl._mkl_reorder_linear_weight
-    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight", lambda w, rows: packs.append(rows) or real(w, rows))
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight",
+                        lambda w, rows: packs.append(rows) or real(w, rows))
     p = cl.MklPacked(w)
     assert p.nbytes() == 0  # nothing packed before the first call
     for rows, packed_for in ((40, 40), (40, 40), (31, 40), (30, 40), (29, 29), (41, 41), (12, 12)):
@@ -814,12 +816,16 @@ def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_r
         assert y.shape == (rows, 96) and p.rows == packed_for
         torch.testing.assert_close(y, F.linear(x, w), rtol=1e-5, atol=1e-5)  # SGEMM: the order of sums may differ
     assert packs == [40, 29, 41, 12]  # 31 and 30 rows: padded up to 40 (30 = MKL_PAD_FRACTION x 40), not packed
-    x = torch.randn(40, 40)
-    pad = cl._pad_buffer(41, 40, torch.float32)
+    p(torch.randn(41, 40))  # packed for 41 rows
+    assert packs[-1] == 41 and p.nbytes() == w.numel() * 4
+    with torch.inference_mode():  # the decode loop's mode; the buffer is written in it and used again outside it
+        p(torch.randn(35, 40))
+    pad = cl._pad_buffer(41, 40, torch.float32, threading.get_ident())
     pad.fill_(float("nan"))  # whatever the pad rows hold stays in them: each output row is its own input row's
-    assert torch.isfinite(p(x[:35])).all() and p.nbytes() == w.numel() * 4
-    b = torch.randn(96)
-    torch.testing.assert_close(p(x, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    x, b = torch.randn(35, 40), torch.randn(96)
+    y = p(x, b)
+    assert len(packs) == 5 and torch.isfinite(y).all()  # padded from 35 to 41 rows, not packed again
+    torch.testing.assert_close(y, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
 
 
 @mkl

@@ -101,7 +101,8 @@ def test_shared_prefix_held_once_gives_the_padded_loss_and_gradients(kind):
     # the five template tokens; no further (the second example's prompt is one token: position 5's target is trained)
     assert pk.prefix == 5 and pk.ids.shape[1] == 5 + sum(len(e["input_ids"]) - 5 for e in enc)
     assert pk.ids[0, :5].tolist() == [7, 8, 9, 10, 11] and pk.positions[0, 5:5 + pk.lengths[0]].tolist()[:2] == [5, 6]
-    assert (pk.targets[:5] == IGNORE).all() and int((pk.targets != IGNORE).sum()) == int((train.collate(enc, 0)[2][:, 1:] != IGNORE).sum())
+    trained = int((train.collate(enc, 0)[2][:, 1:] != IGNORE).sum())
+    assert (pk.targets[:5] == IGNORE).all() and int((pk.targets != IGNORE).sum()) == trained
     packed = train_fast.packed_loss(pm, pk)
     assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
     ours = _grads(pm, packed)
@@ -131,6 +132,18 @@ def test_shared_prefix_stops_before_loss_and_each_examples_last_token():
     assert pk.ids.tolist() == [[1, 2, 3, 4, 5, 3, 4, 6, 7]] and pk.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3, 4, 5]]
     assert pk.lengths == [3, 4] and pk.targets.tolist() == [IGNORE, IGNORE, 4, 5, IGNORE, IGNORE, 6, 7, IGNORE]
     assert train_fast.pack([a, b], share_prefix=False).prefix == 0
+
+
+def test_no_shared_prefix_under_dropout():
+    pm = _lora(_model("llama"))
+    assert train_fast.prefix_shareable(pm)
+    pm.get_base_model().config.attention_dropout = 0.1  # one dropout draw for the prefix of all examples: not shared
+    assert not train_fast.prefix_shareable(pm)
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    dropped = get_peft_model(_model("llama"), PeftLoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=TARGETS,
+                                                              task_type="CAUSAL_LM"))
+    assert not train_fast.prefix_shareable(dropped)
 
 
 def test_pack_targets_stay_within_each_example():

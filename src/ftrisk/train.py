@@ -6,8 +6,8 @@ projection dominates a small model's compute: ~20% saved), a wall-clock budget t
 cleanly between optimizer steps, and a cost meter that counts exactly the tokens trained on, with
 evaluable snapshots at chosen steps carrying the cost so far. PEFT provides the adapters; this
 file is only the loop. On the CPU, micro-batches train padding-free by default (:mod:`ftrisk.train_fast`:
-packed rows, a shared prompt prefix computed once, LoRA's update fused; ``train.padding_free``). With ``lora_cfg=None`` the same loop updates every
-weight (full fine-tuning).
+packed rows, a shared prompt prefix computed once, LoRA's update fused; ``train.padding_free``). With
+``lora_cfg=None`` the same loop updates every weight (full fine-tuning).
 
 Under ``accelerate launch`` with N processes (DDP, FSDP, DeepSpeed: :mod:`ftrisk.distributed`) the loop is
 the same: every process builds the same schedule of micro-batches, and of the ``grad_accum`` micro-batches of
@@ -255,6 +255,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
         why = train_fast.unsupported(model, n_processes=n_proc, gradient_checkpointing=train_cfg.gradient_checkpointing)
         if why is None:
             fast = train_fast
+            share_prefix = train_fast.prefix_shareable(model)
         else:
             log.info("%s: padded batches (the padding-free path does not apply: %s)", desc, why)
     loss_fn.train()
@@ -283,7 +284,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
             real = j < len(mine)
             batch = [encoded[i] for i in (mine[j] if real else group[0])]  # else: a zero-weight pass
             if fast is not None:  # one process on the CPU: nothing to synchronise
-                packed = fast.pack(batch)
+                packed = fast.pack(batch, share_prefix)
                 loss = fast.packed_loss(model, packed)
                 acc.backward(loss / accum)
                 trained = int((packed.targets != IGNORE).sum())

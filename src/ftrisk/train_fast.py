@@ -14,7 +14,8 @@ Three parts, each measured on the embedded model (README, Speed) and compared wi
   example's tokens attend to the shared keys and values, then their own (a lower-right causal mask). Autograd sums
   the examples' gradients through the shared positions, as it sums them over separate copies: the same loss and
   gradients up to float rounding, with 35% fewer token rows for the demo's batches of 8. The shared part stops
-  before any position that carries loss. Neither TRL nor transformers share prefixes in training.
+  before any position that carries loss; with dropout (LoRA's or the attention's) nothing is shared (one draw for
+  the prefix of every example would not be the padded path's draw per copy). Neither TRL nor transformers share prefixes in training.
 - **LoRA's update fused into one product**: PEFT computes ``base(x) + lora_B(lora_A(x)) * scaling``, two passes
   over the output (the scaling, the sum) forward and backward; ``addmm(base(x), lora_A(x), B.T, alpha=scaling)``
   is one GEMM that adds in place (:func:`fused_lora_forward`). Plain LoRA on ``nn.Linear`` only (no DoRA, dropout,
@@ -67,19 +68,31 @@ def unsupported(model, *, n_processes: int, gradient_checkpointing: bool) -> str
 
 def shared_prefix(encoded: list[dict]) -> int:
     """How many leading tokens the examples of a micro-batch share and compute once: their longest common prefix of
-    ids, short of each example's last token and of its first position that carries loss (the shared positions learn
-    nothing: labels[t + 1] is position t's target). 0 for one example."""
+    ids (:func:`ftrisk.backends.decode.common_prefix`: each example keeps a token of its own), short of each
+    example's first position that carries loss (the shared positions learn nothing: labels[t + 1] is position t's
+    target). 0 for one example."""
+    from .backends.decode import common_prefix
+
     if len(encoded) < 2:
         return 0
-    ids = [e["input_ids"] for e in encoded]
-    limit = min(len(x) for x in ids) - 1
+    limit = common_prefix([e["input_ids"] for e in encoded])
     for e in encoded:
         first = next((i for i, lab in enumerate(e["labels"]) if lab != IGNORE), len(e["labels"]))
         limit = min(limit, first - 1)
-    p = 0
-    while p < limit and all(x[p] == ids[0][p] for x in ids[1:]):
-        p += 1
-    return p
+    return max(limit, 0)
+
+
+def prefix_shareable(model) -> bool:
+    """Whether the shared prefix gives the padded path's loss and gradients: not with dropout in the LoRA layers or
+    the attention (the prefix would get one dropout draw for all its examples instead of one per copy)."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base.config, "text_config", None) or base.config
+    if float(getattr(cfg, "attention_dropout", 0.0) or 0.0) > 0:
+        return False
+    return not any(isinstance(d, torch.nn.Dropout) and d.p > 0
+                   for m in model.modules() for d in getattr(m, "lora_dropout", {}).values())
 
 
 @dataclass(frozen=True)
@@ -139,13 +152,14 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
 
 
 @functools.lru_cache(maxsize=256)
-def _after_prefix(n: int, prefix: int):
+def _after_prefix(n: int, prefix: int):  # kept across calls: made outside inference mode, whatever the caller's
     """[n, prefix + n] bool: query i (position prefix + i) sees keys 0..prefix + i (causal aligned bottom-right; a
     boolean mask ran faster on the CPU than torch's ``causal_lower_right`` bias, 251 against 290 us forward and
     backward at 37 queries after 24 shared positions)."""
     import torch
 
-    return torch.ones(n, prefix + n, dtype=torch.bool).tril(prefix)
+    with torch.inference_mode(False):
+        return torch.ones(n, prefix + n, dtype=torch.bool).tril(prefix)
 
 
 @functools.cache

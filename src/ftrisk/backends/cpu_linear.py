@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+import threading
 
 #: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`): "auto" on an x86-64 CPU
 #: where MKL would take a slower path than its own (not Intel's, :func:`mkl_native`), True on any x86-64 CPU,
@@ -161,18 +162,21 @@ class MklPacked:
             self.data = None  # the old packing goes before the new one comes
             self.data, self.rows = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, rows), rows
         if rows < self.rows:
-            pad = _pad_buffer(self.rows, x2.shape[1], x2.dtype)
+            pad = _pad_buffer(self.rows, x2.shape[1], x2.dtype, threading.get_ident())
             pad[:rows].copy_(x2)
             x2 = pad
         return torch.ops.mkl._mkl_linear(x2, self.data, self.weight, bias, self.rows)[:rows]
 
 
-@functools.lru_cache(maxsize=4)
-def _pad_buffer(rows: int, width: int, dtype):
-    """One input buffer per shape, shared by the layers (each call copies into it right before its product)."""
+@functools.lru_cache(maxsize=8)
+def _pad_buffer(rows: int, width: int, dtype, thread: int):
+    """One input buffer per shape and thread, shared by the layers (each call copies into it right before its product;
+    the product's output is a new tensor). Made outside inference mode: a normal tensor may be written inside it, an
+    inference tensor not outside it."""
     import torch
 
-    return torch.zeros(rows, width, dtype=dtype)
+    with torch.inference_mode(False):
+        return torch.zeros(rows, width, dtype=dtype)
 
 
 def packed_weight(weight):

@@ -322,8 +322,8 @@ class KernelCache:
     built at each: packing ~0.2 s, the screen ~0.16-0.2 s and fresh KV buffers 0.22-0.65 s of a call's ~18 s on the
     bench workload (2026-12-06, 2-core Zen 4), as an engine (vLLM, CTranslate2) sets up once.
 
-    Every block starts by checking :func:`weights_fingerprint` of the weights it builds from (all the linears' where
-    they are packed, ~0.13 s; the head's alone where only the screen is built, as on an Intel CPU): whatever was built
+    Every block starts by checking :func:`weights_fingerprint` of the weights it builds from (all the linears'
+    where they are packed, for oneDNN or MKL, ~0.13-0.15 s; the head's alone where only the screen is built): whatever was built
     from other weights is dropped (a weight changed in place through ``.data`` bumps no version and keeps its place,
     so nothing cheaper could tell). Where there is no fingerprint, nothing is kept but the KV buffers. ``clear``
     frees it all (the backend's ``close``)."""
