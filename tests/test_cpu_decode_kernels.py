@@ -850,3 +850,31 @@ def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
     with torch.inference_mode():
         net.up(step)
     assert calls == [12] and _swapped(net) == set()  # restored after the block
+
+
+@mkl
+def test_dropping_mkl_packings_returns_freed_memory(net, monkeypatch):
+    """torch's MKL packings are ~4x the weight and ~1x touched: once dropped (a closed backend, other weights), the
+    C heap's free pages go back to the system, else the next model's allocations grow into them."""
+    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
+    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    trims = []
+    monkeypatch.setattr(cl, "release_freed_memory", lambda: trims.append(1))
+    kept = decode.KernelCache()
+
+    def block():  # what decode.kernels does with the cache, for a model without a config
+        kept.check(net, net.head)
+        return cl.onednn_linears(net, skip=net.head, keep=kept.packed)
+
+    with torch.inference_mode(), block():
+        net.up(torch.randn(12, 1, 32))
+    assert len(kept.packed) == 2 and trims == []
+    with torch.no_grad():
+        net.up.weight.mul_(2.0)  # other weights: the packings built from the old ones go
+    with torch.inference_mode(), block():
+        assert trims == [1]
+        net.up(torch.randn(12, 1, 32))
+    kept.clear()  # the backend's close
+    assert trims == [1, 1] and not kept.packed
+    kept.clear()
+    assert trims == [1, 1]  # nothing held, nothing to return

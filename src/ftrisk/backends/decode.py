@@ -343,9 +343,16 @@ class KernelCache:
             built_from.add(head)
         fp = weights_fingerprint(model, built_from) if built_from else None
         if fp is None or fp != self.fingerprint:
-            self.packed.clear()
+            self._drop_packed()
             self.screen = None
         self.fingerprint = fp
+
+    def _drop_packed(self) -> None:
+        from .cpu_linear import release_freed_memory
+
+        if self.packed:
+            self.packed.clear()
+            release_freed_memory()
 
     def held_bytes(self) -> int:
         """Memory held between calls (a new call reuses it)."""
@@ -355,8 +362,8 @@ class KernelCache:
 
     def clear(self) -> None:
         self.fingerprint, self.screen = None, None
-        self.packed.clear()
         self.kv.flats.clear()
+        self._drop_packed()
 
 
 class ScreenedHead:
