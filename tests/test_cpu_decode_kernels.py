@@ -839,6 +839,8 @@ def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
     calls = []
     real = torch.ops.mkl._mkl_linear
     monkeypatch.setattr(torch.ops.mkl, "_mkl_linear", lambda x, *a: calls.append(x.shape[0]) or real(x, *a))
+    trims = []
+    monkeypatch.setattr(cl, "release_freed_memory", lambda: trims.append(1))
     step = torch.randn(12, 1, 32)  # 12 rows, one new token each
     with torch.inference_mode(), cl.onednn_linears(net, skip=net.head) as n:
         assert n == 2
@@ -850,6 +852,7 @@ def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
     with torch.inference_mode():
         net.up(step)
     assert calls == [12] and _swapped(net) == set()  # restored after the block
+    assert trims == [1]  # its packings went with it (no cache kept them): freed memory returned
 
 
 @mkl

@@ -241,7 +241,8 @@ def _forward(m, weight):
 def onednn_linears(model, skip=None, keep: dict | None = None):
     """Within the block, ``model``'s float32 ``nn.Linear`` layers (all but ``skip``: the LM head the decode loop
     computes itself) run through oneDNN where :func:`kind` says so, their weights packed on entry, or through MKL
-    with weights packed at the first decode step (:class:`MklPacked`); torch's own forward again afterwards. The packed copies are dropped with the block, unless the caller passes ``keep`` (a dict,
+    with weights packed at the first decode step (:class:`MklPacked`); torch's own forward again afterwards. The
+    packed copies are dropped with the block, unless the caller passes ``keep`` (a dict,
     layer -> packed weight, of :class:`ftrisk.backends.decode.KernelCache`, which checks at every block that the
     weights did not change: a weight changed in place through ``.data``, as PEFT's merge does, leaves no version
     bump): packed weights found there are used, new ones put there. A nested block finds the layers taken and does
@@ -269,6 +270,8 @@ def onednn_linears(model, skip=None, keep: dict | None = None):
         for m in layers:
             m.__dict__.pop("forward", None)
             m.__dict__.pop("_ftrisk_onednn", None)
+        if how == "mkl" and layers and keep is None:  # the packings go with the block
+            release_freed_memory()
 
 
 def describe(model) -> str:
