@@ -79,8 +79,9 @@ class TrainConfig:
     """Trade compute for memory (large models on one GPU)."""
     padding_free: bool = True
     """On the CPU: each micro-batch as one packed row of real tokens, its examples' shared prompt prefix held once,
-    attention per example, LoRA's update fused (ftrisk.train_fast; the same loss up to float rounding). Falls back to padded batches, with a log line, where
-    it does not apply (GPU, several processes, other model types). False: always padded batches."""
+    attention per example, LoRA's update fused (ftrisk.train_fast; the same loss up to float rounding). Falls back to
+    padded batches, with a log line, where it does not apply (GPU, several processes, other model types). False:
+    always padded batches."""
 
 
 class JudgeSpec(str):

@@ -15,7 +15,8 @@ Three parts, each measured on the embedded model (README, Speed) and compared wi
   the examples' gradients through the shared positions, as it sums them over separate copies: the same loss and
   gradients up to float rounding, with 35% fewer token rows for the demo's batches of 8. The shared part stops
   before any position that carries loss; with dropout (LoRA's or the attention's) nothing is shared (one draw for
-  the prefix of every example would not be the padded path's draw per copy). Neither TRL nor transformers share prefixes in training.
+  the prefix of every example would not be the padded path's draw per copy). Neither TRL nor transformers share
+  prefixes in training.
 - **LoRA's update fused into one product**: PEFT computes ``base(x) + lora_B(lora_A(x)) * scaling``, two passes
   over the output (the scaling, the sum) forward and backward; ``addmm(base(x), lora_A(x), B.T, alpha=scaling)``
   is one GEMM that adds in place (:func:`fused_lora_forward`). Plain LoRA on ``nn.Linear`` only (no DoRA, dropout,
@@ -138,16 +139,16 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     p = dropout if module.training else 0.0
     sizes = [prefix, *lengths] if prefix else lengths
     qs, ks, vs = query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2)
-    if not prefix:
-        outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scaling, enable_gqa=gqa)
-                for q, k, v in zip(qs, ks, vs)]
-    else:
-        outs = [F.scaled_dot_product_attention(qs[0], ks[0], vs[0], dropout_p=p, is_causal=True, scale=scaling,
-                                               enable_gqa=gqa)]
-        for q, k, v in zip(qs[1:], ks[1:], vs[1:]):  # is_causal aligns top-left: with more keys than queries, a mask
-            outs.append(F.scaled_dot_product_attention(
-                q, torch.cat([ks[0], k], 2), torch.cat([vs[0], v], 2), attn_mask=_after_prefix(q.shape[2], prefix),
-                dropout_p=p, scale=scaling, enable_gqa=gqa))
+
+    def attend(i, before=0):  # causal over slice i, after the ``before`` shared positions
+        k, v, mask = ks[i], vs[i], None
+        if before:  # is_causal aligns top-left: with more keys than queries, a mask
+            k, v, mask = torch.cat([ks[0], k], 2), torch.cat([vs[0], v], 2), _after_prefix(qs[i].shape[2], before)
+        return F.scaled_dot_product_attention(qs[i], k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None,
+                                              scale=scaling, enable_gqa=gqa)
+
+    own = 1 if prefix else 0  # the slices after the shared one
+    outs = [attend(i) for i in range(own)] + [attend(i, prefix) for i in range(own, len(sizes))]
     return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
 
 

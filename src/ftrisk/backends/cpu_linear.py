@@ -16,8 +16,8 @@ weight packed 204-219 GFLOP/s, with the plain weight 174-189, MKL 165-169; at 8 
 70-81 (but 58 against 73 for 576 -> 192). The bench workload (120 prompts x 64 tokens) 21.4-23.9 s against
 27.2-30.1 s with MKL (medians of 3 interleaved, two sets), replies identical. Still float32 throughout: oneDNN's
 default math mode is strict (float32 products and float32 accumulation, no bfloat16 or TF32 rounding), and MKL's
-packed SGEMM is SGEMM, so only the order of float additions differs (MKL's packed products equal its plain ones
-bitwise for 576 inputs and differ in the last bits for 1,536), as it does between batch shapes anyway. No library
+packed SGEMM is SGEMM, so only the order of float additions differs (at the packing's row count MKL's packed
+products equaled its plain ones bitwise for 576 inputs and differed in the last bits for 1,536), as it does between batch shapes anyway. No library
 does this swap for us: transformers calls ``nn.Linear``.
 
 Only for inference: neither op has autograd, so a call that needs gradients goes to ``nn.Linear``'s own forward.

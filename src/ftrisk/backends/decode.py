@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
+from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight, release_freed_memory
 from . import decode_attention as _attention
 from . import decode_step
 from .decode_attention import (append_blocked, blocked_shape, cpu_decode_attention, keys_blocked, open_block,
@@ -323,8 +323,8 @@ class KernelCache:
     bench workload (2026-12-06, 2-core Zen 4), as an engine (vLLM, CTranslate2) sets up once.
 
     Every block starts by checking :func:`weights_fingerprint` of the weights it builds from (all the linears'
-    where they are packed, for oneDNN or MKL, ~0.13-0.15 s; the head's alone where only the screen is built): whatever was built
-    from other weights is dropped (a weight changed in place through ``.data`` bumps no version and keeps its place,
+    where they are packed, for oneDNN or MKL, ~0.13-0.15 s; the head's alone where only the screen is built):
+    whatever was built from other weights is dropped (a weight changed in place through ``.data`` bumps no version and keeps its place,
     so nothing cheaper could tell). Where there is no fingerprint, nothing is kept but the KV buffers. ``clear``
     frees it all (the backend's ``close``)."""
 
@@ -348,8 +348,6 @@ class KernelCache:
         self.fingerprint = fp
 
     def _drop_packed(self) -> None:
-        from .cpu_linear import release_freed_memory
-
         if self.packed:
             self.packed.clear()
             release_freed_memory()
@@ -384,8 +382,8 @@ class ScreenedHead:
     ``argmax``). The float32 logits' own summation error (at most ``d u32 |h| max|w_j|``, which ``E`` exceeds) is
     covered by the safety factor. Which candidates there are changes only the work, not the token: each candidate's
     float32 logit is the same dot product as in the full head (up to the order of float additions, as with
-    :func:`head_argmax`'s slices). (Until 2026-12-06 the output term used ``max |a_j|`` over the row, one more pass over the logits: 0.86 ms
-    of ``amin`` a step at 120 rows, and a wider margin where the most negative logit outweighs the top one.)"""
+    :func:`head_argmax`'s slices). (Until 2026-12-06 the output term used ``max |a_j|`` over the row, one more pass
+    over the logits: 0.86 ms of ``amin`` a step at 120 rows, and a wider margin where the most negative logit outweighs the top one.)"""
 
     def __init__(self, weight):
         import torch

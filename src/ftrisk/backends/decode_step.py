@@ -11,7 +11,7 @@ where the other operand is a fresh result). The result is the same bits
 as the model's own forward (tested, tokens and hidden states). Used only where nothing else could differ: a
 ``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and ``nn.Linear``, every parameter float32
 on the CPU, no module in training, no hooks and no forward set on an instance (they would not run here; ftrisk's
-oneDNN swap is called as set), the decode loop's own cache layers and attention. Everything else takes the model's
+linear swap, oneDNN or MKL, is called as set), the decode loop's own cache layers and attention. Everything else takes the model's
 forward.
 """
 
@@ -22,7 +22,7 @@ LEAN_STEP = True
 
 
 def _linear(m, x):
-    """``m(x)`` without the module call: its instance forward where one was set (the oneDNN swap), else ``F.linear``."""
+    """``m(x)`` without the module call: its instance forward where one was set (the linear swap), else ``F.linear``."""
     import torch
 
     f = m.__dict__.get("forward")
@@ -77,7 +77,7 @@ def applies(model, body, cache) -> bool:
                 or not all(type(m) is torch.nn.Linear for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
                                                                 mlp.gate_proj, mlp.up_proj, mlp.down_proj))):
             return False
-    # a forward set on an instance (accelerate's hooks do that) would not run here; ftrisk's oneDNN swap runs as set
+    # a forward set on an instance (accelerate's hooks do that) would not run here; ftrisk's linear swap runs as set
     if any("forward" in m.__dict__ and "_ftrisk_onednn" not in m.__dict__ for m in model.modules()):
         return False
     return not _hooked(model)
