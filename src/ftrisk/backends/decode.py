@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight, release_freed_memory
+from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
 from . import decode_attention as _attention
 from . import decode_step
 from .decode_attention import (append_blocked, blocked_shape, cpu_decode_attention, keys_blocked, open_block,
@@ -348,6 +348,8 @@ class KernelCache:
         self.fingerprint = fp
 
     def _drop_packed(self) -> None:
+        from .cpu_linear import release_freed_memory  # looked up at the call (a test replaces it)
+
         if self.packed:
             self.packed.clear()
             release_freed_memory()
