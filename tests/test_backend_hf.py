@@ -323,10 +323,23 @@ def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, m
     assert len({len(r) for r in rows}) >= 3  # the groups really have different widths
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)] == alone
+    monkeypatch.setattr(decode, "PREFILL_TOKENS", 1)  # every row its own group, by the padded-token cap
+    assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert decode.fast_parts(model) is not None
     monkeypatch.setattr(decode, "fast_parts", lambda m: None)
     monkeypatch.setattr(decode, "_plain_layers", lambda cache: False)
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
+
+
+def test_prefill_groups_cap_rows_and_padded_tokens(monkeypatch):
+    """A group ends at PREFILL_ROWS rows or where one more row would pad it past PREFILL_TOKENS (its first row is its
+    longest); a prompt longer than the cap goes alone; off the CPU, one group."""
+    monkeypatch.setattr(decode, "PREFILL_ROWS", 3)
+    monkeypatch.setattr(decode, "PREFILL_TOKENS", 100)
+    lengths = [120, 60, 40, 30, 30, 20, 10, 10, 10, 10]
+    assert decode.prefill_groups(lengths) == [[0], [1], [2, 3], [4, 5, 6], [7, 8, 9]]
+    assert decode.prefill_groups(lengths, cpu=False) == [list(range(10))]
+    assert decode.prefill_groups([]) == [] == decode.prefill_groups([], cpu=False)
 
 
 def test_fast_parts_refuses_models_whose_logits_are_more_than_the_head(tiny):

@@ -22,7 +22,8 @@ time went to work that a decode loop of its own can skip or share. It differs in
   order, without transformers' per-call machinery (:mod:`ftrisk.backends.decode_step`: the same bits);
 - the packed weights, the head's screen and the KV buffers are kept by the backend from one call to the next,
   checked against a fingerprint of the weights (:class:`KernelCache`);
-- prompts are prefilled in groups of :data:`PREFILL_ROWS`, each padded only to its own longest prompt;
+- prompts are prefilled in groups of :data:`PREFILL_ROWS` and :data:`PREFILL_TOKENS`, each padded only to its own
+  longest prompt;
 - on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
   over a core that another process keeps busy waits for it at every step.
 
@@ -94,6 +95,11 @@ def _cache_kw(model) -> str:
 #: small (a 64-row prefill of SmolLM2 allocates 14 MB tensors whose first touch, page by page, cost more than
 #: the element-wise work on them: measured 15 ms for a silu that takes 3 ms on a reused buffer).
 PREFILL_ROWS = 16
+#: Padded tokens per prefill group (a longer prompt goes alone): long prompts padded to the group's longest cost far
+#: more than their extra tokens (2026-12-06, Intel host: the demo's 40 HarmBench prompts, 36-1,021 tokens, 15 of
+#: them in one group padded to 1,005: prefill 21.6-26.0 s; groups of at most 1,024 padded tokens 6.7-6.9 s, 512
+#: 6.6-6.8 s, 2,048 7.7-7.9 s, 4,096 8.8-9.5 s; the 120 short AdvBench prompts 2.5 s either way).
+PREFILL_TOKENS = 1024
 #: Vocabulary rows per slice of the LM head: the logits of one slice stay in cache and only its maximum is kept.
 HEAD_CHUNK = 2048
 
@@ -513,12 +519,27 @@ def left_padded_mask(own_lengths: list[int], shared: int, width: int):
     return mask
 
 
+def prefill_groups(lengths: list[int], cpu: bool = True) -> list[list[int]]:
+    """Indices of ``lengths`` (sorted longest first) in prefill groups: on the CPU at most :data:`PREFILL_ROWS` rows
+    and :data:`PREFILL_TOKENS` padded tokens each (always at least one row); elsewhere one group."""
+    if not cpu:  # measured on the CPU only: a GPU prefills one batch
+        return [list(range(len(lengths)))] if lengths else []
+    groups: list[list[int]] = []
+    for i, n in enumerate(lengths):
+        g = groups[-1] if groups else None
+        if g is None or len(g) >= PREFILL_ROWS or lengths[g[0]] * (len(g) + 1) > PREFILL_TOKENS:
+            groups.append([i])
+        else:
+            g.append(i)
+    return groups
+
+
 def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: int, pad_id: int, set_threads,
              blocked: bool = False, pool: Optional[KVPool] = None):
     """Prefill every row; returns (cache holding ``shared + width`` positions per row in the left-padded layout
     ``[shared prefix | padding | row's own tokens]``, first greedy token per row).
 
-    With plain cache layers the rows are prefilled in groups of :data:`PREFILL_ROWS` (in length order), each group
+    With plain cache layers the rows are prefilled in groups (:func:`prefill_groups`, in length order), each group
     padded to its own longest row, on top of the shared prefix computed once; the groups' keys and values are then
     placed in one preallocated buffer per layer (padding positions zero and masked), keys in decode_attention's
     blocked layout when ``blocked``, on ``pool``'s storage when given. Otherwise: one padded batch."""
@@ -555,9 +576,8 @@ def _prefill(model, step: NextToken, rows, shared: int, width: int, capacity: in
     order = sorted(range(n), key=lambda i: -len(tails[i]))
     first = torch.empty(n, dtype=torch.long, device=dev)
     bufs = None
-    group = PREFILL_ROWS if dev.type == "cpu" else n  # measured on the CPU only: a GPU prefills one batch
-    for g in range(0, n, group):
-        idx = order[g:g + group]
+    for idx in prefill_groups([len(tails[i]) for i in order], dev.type == "cpu"):
+        idx = [order[j] for j in idx]
         w = len(tails[idx[0]])
         cache = copy_of_prefix(len(idx))
         first[idx] = run(idx, w, cache)
