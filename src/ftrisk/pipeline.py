@@ -19,6 +19,7 @@ from .attacks.data import load_data
 from .backends import open_backend
 from .errors import FtriskError
 from .io import write_json_atomic, write_text_atomic
+from .memory import release_freed_memory
 from .progress import Progress
 from .provenance import record as provenance_record
 from .subject import Subject
@@ -103,6 +104,10 @@ class Experiment:
         self.results: dict = {"stages": {}}
         self.progress = Progress(self._stage_count())
 
+    def _begin(self, what: str) -> None:
+        release_freed_memory()  # what the last stage freed, given back before this one allocates in its own pattern
+        self.progress.begin(what)
+
     def _stage_count(self) -> int:
         points = len([s for s in self.eval_at if s > 0])
         return 1 + 2 * self.cfg.harden.enabled + len(self.seeds) * (1 + points)
@@ -110,7 +115,7 @@ class Experiment:
     # ------------------------------------------------------------------ stages
     def evaluate(self, stage: str, subject: Subject, *, point: dict | None = None, capability: bool = False) -> dict:
         cfg = self.cfg
-        self.progress.begin(f"evaluate {stage}")
+        self._begin(f"evaluate {stage}")
         d = self.out / "eval" / stage
         stop = evaluate.stop_chars(cfg.generation, self.judges)
         key = evaluate.generation_key(subject, self.evals, cfg.generation, stop)
@@ -154,7 +159,7 @@ class Experiment:
     def harden(self) -> Subject:
         if not self.cfg.harden.enabled:
             return self.subject
-        self.progress.begin("harden")
+        self._begin("harden")
         subject, rec = harden.run(self.cfg, self.out / "harden", self.harden_plan, self.filter_judge, self.subject)
         self.results["harden"] = {**rec, "model": subject.path}
         self.save()
@@ -162,7 +167,7 @@ class Experiment:
 
     def attack(self, subject: Subject, seed: int) -> AttackResult:
         cfg = self.cfg
-        self.progress.begin(f"attack (seed {seed})")
+        self._begin(f"attack (seed {seed})")
         d = self.out / "attack" / f"seed-{seed}"
         attack_cfg = {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k not in ("seeds", "eval_at")}
         key = keys.stage_key("attack", subject=subject.identity(), attack=attack_cfg, eval_at=self.eval_at, seed=seed)

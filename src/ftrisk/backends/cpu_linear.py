@@ -30,6 +30,8 @@ import functools
 import platform
 import threading
 
+from ..memory import release_freed_memory  # noqa: F401 (called here; a test replaces it on this module)
+
 #: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`): "auto" on an x86-64 CPU
 #: where MKL would take a slower path than its own (not Intel's, :func:`mkl_native`), True on any x86-64 CPU,
 #: False never (torch's own ``linear``). The LM head's bfloat16 screen packs its weight for oneDNN unless False.
@@ -170,21 +172,6 @@ class MklPacked:
             pad[:rows].copy_(x2)
             x2 = pad
         return torch.ops.mkl._mkl_linear(x2, self.data, self.weight, bias, self.rows)[:rows]
-
-
-def release_freed_memory() -> None:
-    """Return the C heap's free pages to the system (glibc's ``malloc_trim``; nothing elsewhere). Called when packed
-    weights are dropped: torch allocates ~4x the weight's size for each MKL packing and touches ~1x, and once freed
-    those chunks go to other allocations, which touch the rest, so a process that packs again for each model grows
-    (2026-12-06, Intel: five backends opened, used and closed in turn, RSS after each 1,327 -> 2,213 MB with MKL
-    packing, 1,059-1,313 MB without, 969-974 MB with packing and this; the demo's peak 7.2 GB against 4.4 GB)."""
-    import ctypes
-    import sys
-
-    if sys.platform.startswith("linux"):
-        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
 
 
 @functools.lru_cache(maxsize=8)
