@@ -190,6 +190,13 @@ def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, mo
     assert not any("_ftrisk_onednn" in m.__dict__ for m in net.modules())
     for g, w in zip(got, net(x)):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    assert cl.describe(net).startswith("oneDNN, weights not packed")  # the generation record says what ran
+    if cl._mkl_available():  # on Intel, MKL without its packing is torch's own linear, and the record says so
+        monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
+        monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+        with cl.onednn_linears(net, skip=net.head) as n:
+            assert n == 0
+        assert cl.describe(net) == "torch (nn.Linear on an Intel CPU: MKL; too little free memory to pack its weights)"
 
 
 @onednn

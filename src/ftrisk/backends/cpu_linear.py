@@ -237,10 +237,8 @@ def onednn_linears(model, skip=None, keep: dict | None = None):
     how = kind(model)
     layers = _layers(model, skip) if how else []
     if layers:
-        from .decode import memory_budget
-
         todo = [m for m in layers if keep is None or m not in keep]
-        pack = not todo or sum(m.weight.numel() * 4 for m in todo) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
+        pack = _packing_fits(todo)
         if how == "mkl" and not pack:  # MKL without packing is torch's own linear
             layers = []
         for m in layers:
@@ -261,12 +259,25 @@ def onednn_linears(model, skip=None, keep: dict | None = None):
             release_freed_memory()
 
 
-def describe(model) -> str:
-    """For the generation record: which kernel the decode loop's float32 linears use."""
+def _packing_fits(layers) -> bool:
+    """Whether packed copies of ``layers``' weights fit in :data:`PACK_MEMORY_FRACTION` of the free memory."""
+    from .decode import memory_budget
+
+    return not layers or sum(m.weight.numel() * 4 for m in layers) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
+
+
+def describe(model, skip=None) -> str:
+    """For the generation record: which kernel the decode loop's float32 linears (all but ``skip``, as for
+    :func:`onednn_linears`) use; packing as the free memory allows now (:func:`onednn_linears` asks again)."""
     how = kind(model)
+    fits = how is None or _packing_fits(_layers(model, skip))
     if how == "mkl":
+        if not fits:
+            return "torch (nn.Linear on an Intel CPU: MKL; too little free memory to pack its weights)"
         return (f"MKL SGEMM, weights packed (float32; an Intel CPU; prefill and fewer than {MIN_ROWS} rows: "
                 "torch's)")
+    if how == "onednn" and not fits:
+        return f"oneDNN, weights not packed (float32, strict math; too little free memory; fewer than {MIN_ROWS} rows: torch's)"
     if how is None:
         why = " on an Intel CPU: MKL" if ONEDNN_LINEAR == "auto" and mkl_native() and _eligible(model) else ""
         return f"torch (nn.Linear{why})"
