@@ -323,7 +323,13 @@ def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, m
     assert len({len(r) for r in rows}) >= 3  # the groups really have different widths
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)] == alone
-    monkeypatch.setattr(decode, "PREFILL_TOKENS", 1)  # every row its own group, by the padded-token cap
+    monkeypatch.setattr(decode, "PREFILL_ROWS", 16)
+    shared = decode.common_prefix(rows)
+    tails = sorted((len(r) - shared for r in rows), reverse=True)
+    assert tails[0] > tails[1]
+    monkeypatch.setattr(decode, "PREFILL_TOKENS", 2 * tails[1])  # by the padded-token cap: the longest alone, then groups
+    groups = decode.prefill_groups(tails)
+    assert groups[0] == [0] and any(len(g) > 1 for g in groups)
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert decode.fast_parts(model) is not None
     monkeypatch.setattr(decode, "fast_parts", lambda m: None)
@@ -338,6 +344,7 @@ def test_prefill_groups_cap_rows_and_padded_tokens(monkeypatch):
     monkeypatch.setattr(decode, "PREFILL_TOKENS", 100)
     lengths = [120, 60, 40, 30, 30, 20, 10, 10, 10, 10]
     assert decode.prefill_groups(lengths) == [[0], [1], [2, 3], [4, 5, 6], [7, 8, 9]]
+    assert decode.prefill_groups([50, 50, 50]) == [[0, 1], [2]]  # exactly at the cap: still one group
     assert decode.prefill_groups(lengths, cpu=False) == [list(range(10))]
     assert decode.prefill_groups([]) == [] == decode.prefill_groups([], cpu=False)
 

@@ -200,6 +200,26 @@ def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, mo
 
 
 @onednn
+def test_describe_weighs_what_onednn_linears_would_pack(net, monkeypatch):
+    """The record's packing claim is decided over the same layers as the swap: all but the skipped head, less those
+    whose packings a kept cache already holds."""
+    body = (net.up.weight.numel() + net.down.weight.numel()) * 4
+    monkeypatch.setattr(decode, "memory_budget", lambda device, fraction=0.25: body)  # the body fits, not the head too
+    keep = {}
+    with cl.onednn_linears(net, skip=net.head, keep=keep) as n:
+        assert n == 2 and all(m.__dict__["_ftrisk_onednn"].data.is_mkldnn for m in (net.up, net.down))  # packed
+    assert cl.describe(net, net.head).startswith("oneDNN (float32")
+    assert cl.describe(net).startswith("oneDNN, weights not packed")  # the head counted too: over the budget
+    monkeypatch.setattr(decode, "memory_budget", lambda device, fraction=0.25: 0)
+    assert cl.describe(net, net.head, keep).startswith("oneDNN (float32")  # kept packed: nothing left to pack
+    assert cl.describe(net, net.head).startswith("oneDNN, weights not packed")
+    plain = {}
+    with cl.onednn_linears(net, skip=net.head, keep=plain):  # no room: the plain weights kept
+        pass
+    assert len(plain) == 2 and cl.describe(net, net.head, plain).startswith("oneDNN, weights not packed")
+
+
+@onednn
 def test_gradients_still_flow_through_torch_linear(net, onednn_calls):
     """oneDNN's op has no autograd: a call that needs gradients (of the weights or of the input) takes torch's
     linear; without them, the same layer takes oneDNN again."""

@@ -1,13 +1,16 @@
 """ftrisk.memory: freed C-heap memory really goes back to the system."""
 
 import ctypes
+import platform
 import sys
 
 import pytest
 
 from ftrisk.memory import release_freed_memory
 
-linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+linux = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc"
+                           or getattr(ctypes.CDLL(None), "malloc_trim", None) is None,
+                           reason="glibc's malloc_trim: Linux with glibc only")
 
 
 def _rss_kb() -> int:

@@ -105,8 +105,8 @@ class Experiment:
         self.progress = Progress(self._stage_count())
 
     def _begin(self, what: str) -> None:
-        release_freed_memory()  # what the last stage freed, given back before this one allocates in its own pattern
         self.progress.begin(what)
+        release_freed_memory()  # what the last stage freed, given back before this one allocates in its own pattern
 
     def _stage_count(self) -> int:
         points = len([s for s in self.eval_at if s > 0])

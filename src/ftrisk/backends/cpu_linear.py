@@ -30,7 +30,7 @@ import functools
 import platform
 import threading
 
-from ..memory import release_freed_memory  # noqa: F401 (called here; a test replaces it on this module)
+from ..memory import release_freed_memory  # called through this module's name: a test replaces it here
 
 #: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`): "auto" on an x86-64 CPU
 #: where MKL would take a slower path than its own (not Intel's, :func:`mkl_native`), True on any x86-64 CPU,
@@ -266,11 +266,14 @@ def _packing_fits(layers) -> bool:
     return not layers or sum(m.weight.numel() * 4 for m in layers) <= memory_budget("cpu", PACK_MEMORY_FRACTION)
 
 
-def describe(model, skip=None) -> str:
-    """For the generation record: which kernel the decode loop's float32 linears (all but ``skip``, as for
-    :func:`onednn_linears`) use; packing as the free memory allows now (:func:`onednn_linears` asks again)."""
+def describe(model, skip=None, keep: dict | None = None) -> str:
+    """For the generation record: which kernel the decode loop's float32 linears (all but ``skip``; packings already
+    in ``keep`` count as made) use, as :func:`onednn_linears` would decide now (it asks the free memory again)."""
     how = kind(model)
-    fits = how is None or _packing_fits(_layers(model, skip))
+    layers = _layers(model, skip)
+    kept = [keep[m] for m in layers if keep is not None and m in keep]
+    fits = how is None or (_packing_fits([m for m in layers if keep is None or m not in keep])
+                           and all(isinstance(w, MklPacked) or w.nbytes() for w in kept))  # kept plain: not packed
     if how == "mkl":
         if not fits:
             return "torch (nn.Linear on an Intel CPU: MKL; too little free memory to pack its weights)"

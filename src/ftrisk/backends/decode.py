@@ -22,8 +22,8 @@ time went to work that a decode loop of its own can skip or share. It differs in
   order, without transformers' per-call machinery (:mod:`ftrisk.backends.decode_step`: the same bits);
 - the packed weights, the head's screen and the KV buffers are kept by the backend from one call to the next,
   checked against a fingerprint of the weights (:class:`KernelCache`);
-- prompts are prefilled in groups of :data:`PREFILL_ROWS` and :data:`PREFILL_TOKENS`, each padded only to its own
-  longest prompt;
+- prompts are prefilled in groups of at most :data:`PREFILL_ROWS` rows and :data:`PREFILL_TOKENS` padded tokens,
+  each padded only to its own longest prompt;
 - on the CPU, each step runs on the cores other processes leave free (:class:`CpuShare`): a matrix product split
   over a core that another process keeps busy waits for it at every step.
 
@@ -91,13 +91,13 @@ def _cache_kw(model) -> str:
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
 
-#: Rows per prefill forward pass: each group is padded only to its own longest prompt, and its activations stay
-#: small (a 64-row prefill of SmolLM2 allocates 14 MB tensors whose first touch, page by page, cost more than
+#: At most this many rows per prefill forward pass: each group is padded only to its own longest prompt, and its
+#: activations stay small (a 64-row prefill of SmolLM2 allocates 14 MB tensors whose first touch, page by page, cost more than
 #: the element-wise work on them: measured 15 ms for a silu that takes 3 ms on a reused buffer).
 PREFILL_ROWS = 16
 #: Padded tokens per prefill group (a longer prompt goes alone): long prompts padded to the group's longest cost far
 #: more than their extra tokens (2026-12-06, Intel host: the demo's 40 HarmBench prompts, 36-1,021 tokens, 15 of
-#: them in one group padded to 1,005: prefill 21.6-26.0 s; groups of at most 1,024 padded tokens 6.7-6.9 s, 512
+#: them in one group padded to 1,005: prefill 22.3-26.0 s; groups of at most 1,024 padded tokens 6.7-6.9 s, 512
 #: 6.6-6.8 s, 2,048 7.7-7.9 s, 4,096 8.8-9.5 s; the 120 short AdvBench prompts 2.5 s either way).
 PREFILL_TOKENS = 1024
 #: Vocabulary rows per slice of the LM head: the logits of one slice stay in cache and only its maximum is kept.
