@@ -327,7 +327,7 @@ def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, m
     shared = decode.common_prefix(rows)
     tails = sorted((len(r) - shared for r in rows), reverse=True)
     assert tails[0] > tails[1]
-    monkeypatch.setattr(decode, "PREFILL_TOKENS", 2 * tails[1])  # by the padded-token cap: the longest alone, then groups
+    monkeypatch.setattr(decode, "PREFILL_TOKENS", 2 * tails[1])  # the token cap: the longest alone, then groups
     groups = decode.prefill_groups(tails)
     assert groups[0] == [0] and any(len(g) > 1 for g in groups)
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone

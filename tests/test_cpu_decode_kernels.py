@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ftrisk import memory
 from ftrisk.backends import cpu_linear as cl
 from ftrisk.backends import decode
 from ftrisk.backends import decode_attention as da
@@ -867,7 +868,7 @@ def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
     real = torch.ops.mkl._mkl_linear
     monkeypatch.setattr(torch.ops.mkl, "_mkl_linear", lambda x, *a: calls.append(x.shape[0]) or real(x, *a))
     trims = []
-    monkeypatch.setattr(cl, "release_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1))
     step = torch.randn(12, 1, 32)  # 12 rows, one new token each
     with torch.inference_mode(), cl.onednn_linears(net, skip=net.head) as n:
         assert n == 2
@@ -889,7 +890,7 @@ def test_dropping_mkl_packings_returns_freed_memory(net, monkeypatch):
     monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
     monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
     trims = []
-    monkeypatch.setattr(cl, "release_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1))
     kept = decode.KernelCache()
 
     def block():  # what decode.kernels does with the cache, for a model without a config

@@ -147,8 +147,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         return F.scaled_dot_product_attention(qs[i], k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None,
                                               scale=scaling, enable_gqa=gqa)
 
-    own = 1 if prefix else 0  # the slices after the shared one
-    outs = [attend(i) for i in range(own)] + [attend(i, prefix) for i in range(own, len(sizes))]
+    outs = [attend(i, prefix if i else 0) for i in range(len(sizes))]  # slice 0 is the shared one when there is one
     return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
 
 

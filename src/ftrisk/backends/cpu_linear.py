@@ -17,8 +17,8 @@ weight packed 204-219 GFLOP/s, with the plain weight 174-189, MKL 165-169; at 8 
 27.2-30.1 s with MKL (medians of 3 interleaved, two sets), replies identical. Still float32 throughout: oneDNN's
 default math mode is strict (float32 products and float32 accumulation, no bfloat16 or TF32 rounding), and MKL's
 packed SGEMM is SGEMM, so only the order of float additions differs (at the packing's row count MKL's packed
-products equaled its plain ones bitwise for 576 inputs and differed in the last bits for 1,536), as it does between batch shapes anyway. No library
-does this swap for us: transformers calls ``nn.Linear``.
+products equaled its plain ones bitwise for 576 inputs and differed in the last bits for 1,536), as it does between
+batch shapes anyway. No library does this swap for us: transformers calls ``nn.Linear``.
 
 Only for inference: neither op has autograd, so a call that needs gradients goes to ``nn.Linear``'s own forward.
 """
@@ -30,7 +30,7 @@ import functools
 import platform
 import threading
 
-from ..memory import release_freed_memory  # called through this module's name: a test replaces it here
+from .. import memory
 
 #: Use oneDNN for the float32 linears of the decode loop where it applies (:func:`applies`): "auto" on an x86-64 CPU
 #: where MKL would take a slower path than its own (not Intel's, :func:`mkl_native`), True on any x86-64 CPU,
@@ -49,7 +49,7 @@ MKL_PACKED = True
 #: down to this share of it, are padded up to it (rows that finished leave the decode batch a few at a time), fewer
 #: go to torch's own linear, and more pack again (~0.1 s for SmolLM2's 210 layers, about one decode step). A packing
 #: never shrinks: torch allocates ~4x the weight's size for each (MKL's worst-case size) and touches about 1x, so
-#: each packing freed leaves memory for other allocations to grow into (:func:`release_freed_memory`).
+#: each packing freed leaves memory for other allocations to grow into (:func:`ftrisk.memory.release_freed_memory`).
 MKL_PAD_FRACTION = 0.75
 
 
@@ -256,7 +256,7 @@ def onednn_linears(model, skip=None, keep: dict | None = None):
             m.__dict__.pop("forward", None)
             m.__dict__.pop("_ftrisk_onednn", None)
         if how == "mkl" and layers and keep is None:  # the packings go with the block
-            release_freed_memory()
+            memory.release_freed_memory()
 
 
 def _packing_fits(layers) -> bool:
@@ -280,7 +280,8 @@ def describe(model, skip=None, keep: dict | None = None) -> str:
         return (f"MKL SGEMM, weights packed (float32; an Intel CPU; prefill and fewer than {MIN_ROWS} rows: "
                 "torch's)")
     if how == "onednn" and not fits:
-        return f"oneDNN, weights not packed (float32, strict math; too little free memory; fewer than {MIN_ROWS} rows: torch's)"
+        return (f"oneDNN, weights not packed (float32, strict math; too little free memory; fewer than {MIN_ROWS} "
+                "rows: torch's)")
     if how is None:
         why = " on an Intel CPU: MKL" if ONEDNN_LINEAR == "auto" and mkl_native() and _eligible(model) else ""
         return f"torch (nn.Linear{why})"

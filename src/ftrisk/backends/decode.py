@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .. import memory
 from .cpu_linear import cpu_info, linear, onednn_linears, packed_weight
 from . import decode_attention as _attention
 from . import decode_step
@@ -92,8 +93,8 @@ def _cache_kw(model) -> str:
 
 
 #: At most this many rows per prefill forward pass: each group is padded only to its own longest prompt, and its
-#: activations stay small (a 64-row prefill of SmolLM2 allocates 14 MB tensors whose first touch, page by page, cost more than
-#: the element-wise work on them: measured 15 ms for a silu that takes 3 ms on a reused buffer).
+#: activations stay small (a 64-row prefill of SmolLM2 allocates 14 MB tensors whose first touch, page by page,
+#: cost more than the element-wise work on them: measured 15 ms for a silu that takes 3 ms on a reused buffer).
 PREFILL_ROWS = 16
 #: Padded tokens per prefill group (a longer prompt goes alone): long prompts padded to the group's longest cost far
 #: more than their extra tokens (2026-12-06, Intel host: the demo's 40 HarmBench prompts, 36-1,021 tokens, 15 of
@@ -330,9 +331,9 @@ class KernelCache:
 
     Every block starts by checking :func:`weights_fingerprint` of the weights it builds from (all the linears'
     where they are packed, for oneDNN or MKL, ~0.13-0.15 s; the head's alone where only the screen is built):
-    whatever was built from other weights is dropped (a weight changed in place through ``.data`` bumps no version and keeps its place,
-    so nothing cheaper could tell). Where there is no fingerprint, nothing is kept but the KV buffers. ``clear``
-    frees it all (the backend's ``close``)."""
+    whatever was built from other weights is dropped (a weight changed in place through ``.data`` bumps no version
+    and keeps its place, so nothing cheaper could tell). Where there is no fingerprint, nothing is kept but the KV
+    buffers. ``clear`` frees it all (the backend's ``close``)."""
 
     def __init__(self):
         self.fingerprint: Optional[bytes] = None
@@ -354,11 +355,9 @@ class KernelCache:
         self.fingerprint = fp
 
     def _drop_packed(self) -> None:
-        from .cpu_linear import release_freed_memory  # looked up at the call (a test replaces it)
-
         if self.packed:
             self.packed.clear()
-            release_freed_memory()
+            memory.release_freed_memory()
 
     def held_bytes(self) -> int:
         """Memory held between calls (a new call reuses it)."""
@@ -391,7 +390,8 @@ class ScreenedHead:
     covered by the safety factor. Which candidates there are changes only the work, not the token: each candidate's
     float32 logit is the same dot product as in the full head (up to the order of float additions, as with
     :func:`head_argmax`'s slices). (Until 2026-12-06 the output term used ``max |a_j|`` over the row, one more pass
-    over the logits: 0.86 ms of ``amin`` a step at 120 rows, and a wider margin where the most negative logit outweighs the top one.)"""
+    over the logits: 0.86 ms of ``amin`` a step at 120 rows, and a wider margin where the most negative logit
+    outweighs the top one.)"""
 
     def __init__(self, weight):
         import torch
@@ -525,7 +525,7 @@ def prefill_groups(lengths: list[int], cpu: bool = True) -> list[list[int]]:
     if not cpu:  # measured on the CPU only: a GPU prefills one batch
         return [list(range(len(lengths)))] if lengths else []
     groups: list[list[int]] = []
-    for i, n in enumerate(lengths):
+    for i in range(len(lengths)):
         g = groups[-1] if groups else None
         if g is None or len(g) >= PREFILL_ROWS or lengths[g[0]] * (len(g) + 1) > PREFILL_TOKENS:
             groups.append([i])

@@ -11,8 +11,8 @@ where the other operand is a fresh result). The result is the same bits
 as the model's own forward (tested, tokens and hidden states). Used only where nothing else could differ: a
 ``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and ``nn.Linear``, every parameter float32
 on the CPU, no module in training, no hooks and no forward set on an instance (they would not run here; ftrisk's
-linear swap, oneDNN or MKL, is called as set), the decode loop's own cache layers and attention. Everything else takes the model's
-forward.
+linear swap, oneDNN or MKL, is called as set), the decode loop's own cache layers and attention. Everything else takes
+the model's forward.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ class HFBackend(Backend):
         parts = decode.fast_parts(model)
         head = ("bfloat16 screen, float32 logits of the candidates (exact greedy token)"
                 if parts and decode.screen_applies(parts[1]) else "float32" if parts else "the model's own logits")
-        return {"lm_head": head, "linear_kernel": cpu_linear.describe(model, parts[1] if parts else None, self._kept.packed),
+        linears = cpu_linear.describe(model, parts[1] if parts else None, self._kept.packed)
+        return {"lm_head": head, "linear_kernel": linears,
                 "decode_attention": decode_attention.describe(model),
                 "backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
                 "batch_size": s.batch_size, "max_batch_tokens": s.max_batch_tokens, "padding_side": "left",
