@@ -34,7 +34,8 @@ def smollm2_shaped(path: Path) -> Path:
 
 
 def run(name: str, overrides: list[str], out: Path, until: str = "report") -> dict:
-    from ftrisk import config, pipeline
+    from ftrisk.config import schema as config
+    from ftrisk.pipeline import run as pipeline
 
     t0 = time.perf_counter()
     cfg = config.load(None, overrides + [f"output_dir={out / name}"])

@@ -116,8 +116,8 @@ def tiny_model_dir_no_template(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_subject(tiny_model_dir):
-    from ftrisk.config import ModelConfig
-    from ftrisk.subject import Subject
+    from ftrisk.config.schema import ModelConfig
+    from ftrisk.model.subject import Subject
 
     return Subject.from_config(ModelConfig(spec=str(tiny_model_dir)))
 

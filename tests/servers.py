@@ -288,7 +288,7 @@ def _die_with_parent() -> None:
 
 def embedded_model_dir():
     """The embedded model's local HF directory, or raise FtriskError if it is unavailable."""
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     return models.resolve(models.DEFAULT_SPEC)
 

@@ -5,17 +5,18 @@ import sys
 import pytest
 
 from ftrisk import registry
-from ftrisk.benchmarks import Item
-from ftrisk.config import GenerationConfig, ModelConfig
+from ftrisk.prompts.benchmarks import Item
+from ftrisk.config.schema import GenerationConfig, ModelConfig
 from ftrisk.errors import FtriskError
-from ftrisk.subject import Subject
+from ftrisk.model.subject import Subject
+from ftrisk.judges.opening import stop_rule
 
 PROMPTS = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.", "Write a haiku about autumn leaves."]
 
 
 def test_missing_extra_is_one_line_naming_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 -> ImportError
-    monkeypatch.delitem(sys.modules, "ftrisk.backends.ct2", raising=False)
+    monkeypatch.delitem(sys.modules, "ftrisk.generation.ct2", raising=False)
     with pytest.raises(FtriskError, match=r"pip install 'ftrisk\[ct2\]'") as e:
         registry.lookup("backend", "ctranslate2")
     assert "\n" not in str(e.value)
@@ -62,8 +63,8 @@ def _rows(backend, items, n, **kw):
 
 
 def test_tokens_equal_transformers_and_conversion_is_cached(subject, fresh_cache, torch_single_thread, monkeypatch):
-    from ftrisk.backends.ct2 import CT2Backend
-    from ftrisk.backends.hf import HFBackend
+    from ftrisk.generation.ct2 import CT2Backend
+    from ftrisk.generation.hf import HFBackend
 
     be = CT2Backend(subject, GenerationConfig(batch_size=1))
     ours = _rows(be, _items(), 12)
@@ -83,7 +84,7 @@ def test_tokens_equal_transformers_and_conversion_is_cached(subject, fresh_cache
 def test_a_wrong_rotary_base_fails_the_conversion_check(subject, fresh_cache, monkeypatch):
     from ctranslate2.converters import transformers as conv
 
-    from ftrisk.backends.ct2 import CT2Backend
+    from ftrisk.generation.ct2 import CT2Backend
 
     real = conv.ModelLoader.get_rotary_params
     monkeypatch.setattr(conv.ModelLoader, "get_rotary_params",
@@ -97,8 +98,8 @@ def test_adapter_is_merged_and_keyed(subject, fresh_cache, tmp_path, torch_singl
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ftrisk.backends.ct2 import CT2Backend
-    from ftrisk.backends.hf import HFBackend
+    from ftrisk.generation.ct2 import CT2Backend
+    from ftrisk.generation.hf import HFBackend
 
     model, _ = subject.load(trainable=True)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
@@ -117,12 +118,12 @@ def test_adapter_is_merged_and_keyed(subject, fresh_cache, tmp_path, torch_singl
     assert sum(ours[i]["completion"] == ref[i]["completion"] for i in ours) >= len(ours) - 1
 
 
-def test_stop_chars_marks_truncated(subject, fresh_cache):
-    from ftrisk.backends.ct2 import CT2Backend
+def test_stop_rule_marks_truncated(subject, fresh_cache):
+    from ftrisk.generation.ct2 import CT2Backend
 
     be = CT2Backend(subject, GenerationConfig(batch_size=4))
     full = _rows(be, _items(), 40)
-    cut = _rows(be, _items(), 40, stop_chars=10)
+    cut = _rows(be, _items(), 40, stop=stop_rule(10))
     assert any(r.get("truncated") for r in cut.values())
     for i, r in cut.items():
         if r.get("truncated"):
@@ -132,7 +133,7 @@ def test_stop_chars_marks_truncated(subject, fresh_cache):
 def test_features_it_lacks_fail_with_one_line(subject):
     import dataclasses
 
-    from ftrisk.backends.ct2 import CT2Backend
+    from ftrisk.generation.ct2 import CT2Backend
 
     with pytest.raises(FtriskError, match=r"'ctranslate2' cannot run a 4bit .*generation.backend=hf"):
         CT2Backend(dataclasses.replace(subject, quantize="4bit"), GenerationConfig())
@@ -141,7 +142,7 @@ def test_features_it_lacks_fail_with_one_line(subject):
 
 
 def test_int8_is_a_separate_backend(subject, fresh_cache):
-    from ftrisk.backends.ct2 import CT2Int8Backend
+    from ftrisk.generation.ct2 import CT2Int8Backend
 
     be = CT2Int8Backend(subject, GenerationConfig(batch_size=4))
     assert be.record()["compute_type"] == "int8_float32"

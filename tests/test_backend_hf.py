@@ -1,14 +1,17 @@
-"""The ``hf`` backend's decode loop (:mod:`ftrisk.backends.decode`) against plain ``model.generate`` on the tiny model."""
+"""The ``hf`` backend's decode loop (:mod:`ftrisk.generation.cpu.decode`) against plain ``model.generate`` on the tiny model."""
 
 import pytest
 import torch
 
-from ftrisk import generate as gen
-from ftrisk.backends import decode, hf
-from ftrisk.benchmarks import Item
-from ftrisk.chat import chat_text
-from ftrisk.config import GenerationConfig
-from ftrisk.subject import load_spec
+from ftrisk.tokens import common_prefix
+from ftrisk.generation import resumable as gen
+from ftrisk.generation.cpu import decode, resources
+from ftrisk.generation import hf
+from ftrisk.prompts.benchmarks import Item
+from ftrisk.model.chat import chat_text
+from ftrisk.config.schema import GenerationConfig
+from ftrisk.model.subject import load_spec
+from ftrisk.judges.opening import OPENING_MARGIN, opening_is_final, stop_rule
 
 PROMPTS = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.",
            "Write a haiku about autumn leaves.", "How do I reverse a string in Python?",
@@ -63,7 +66,7 @@ def test_batched_rows_match_each_prompt_alone(sensitive):
     (on SmolLM2-135M, ``ftrisk bench generation`` measures it: see its differences list)."""
     model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
-    assert decode.common_prefix(rows) >= decode.MIN_SHARED_PREFIX  # the shared-prefix path really runs
+    assert common_prefix(rows) >= decode.MIN_SHARED_PREFIX  # the shared-prefix path really runs
     assert len({len(r) for r in rows}) > 1  # and so does padding
     batched = _greedy(model, rows, 10, tok.eos_token_id)
     alone = [_plain(model, r, 10, tok.eos_token_id) for r in rows]
@@ -107,17 +110,17 @@ def test_stop_marks_rows_truncated_and_drops_them(tiny):
     assert not out[0].truncated and not out[2].truncated
 
 
-def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
+def test_backend_stop_rule_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
     model, tok = tiny
     items = [Item(f"q{i}", p, "benign") for i, p in enumerate(PROMPTS)]
     be = hf.HFBackend(tiny_subject, GenerationConfig(batch_size=4), loaded=tiny)
     full = {r["id"]: r for rows in be.generate(items, max_new_tokens=40) for r in rows}
-    cut = {r["id"]: r for rows in be.generate(items, max_new_tokens=40, stop_chars=10) for r in rows}
+    cut = {r["id"]: r for rows in be.generate(items, max_new_tokens=40, stop=stop_rule(10)) for r in rows}
     for i, r in cut.items():
         if r.get("truncated"):
             assert not r["finished"] and r["new_tokens"] < 40
             assert full[i]["completion"].startswith(r["completion"])
-            assert decode.opening_is_final(r["completion"], 10)
+            assert opening_is_final(r["completion"], 10)
         else:
             assert r == full[i]
     assert any(r.get("truncated") for r in cut.values())
@@ -133,7 +136,8 @@ def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
     screened = decode.screen_applies(decode.fast_parts(model)[1])
     assert be.record()["lm_head"].startswith("bfloat16 screen" if screened else "float32")
     # ... and which kernels ran the linear layers and the one-query attention
-    from ftrisk.backends import cpu_linear, decode_attention
+    from ftrisk.generation.cpu import linear as cpu_linear
+    from ftrisk.generation.cpu import attention as decode_attention
 
     assert be.record()["linear_kernel"].startswith({"onednn": "oneDNN", "mkl": "MKL", None: "torch"}[cpu_linear.kind(model)])
     assert be.record()["decode_attention"] == ("weighted sums over the KV cache (ftrisk; keys in transposed blocks of 32)"
@@ -146,17 +150,17 @@ def test_backend_stop_chars_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
 
 
 def test_opening_is_final():
-    assert not decode.opening_is_final("I'm sorry", 10)
-    assert decode.opening_is_final("x" * (10 + decode.OPENING_MARGIN), 10)
-    assert not decode.opening_is_final("*" * 100 + "short", 10)  # markdown a judge removes does not count
-    assert not decode.opening_is_final("<think>" + "y" * 100, 10)  # an open thinking block is removed whole
-    assert not decode.opening_is_final("  " + "z" * (10 + decode.OPENING_MARGIN - 1) + "\ufffd", 10)
+    assert not opening_is_final("I'm sorry", 10)
+    assert opening_is_final("x" * (10 + OPENING_MARGIN), 10)
+    assert not opening_is_final("*" * 100 + "short", 10)  # markdown a judge removes does not count
+    assert not opening_is_final("<think>" + "y" * 100, 10)  # an open thinking block is removed whole
+    assert not opening_is_final("  " + "z" * (10 + OPENING_MARGIN - 1) + "\ufffd", 10)
 
 
 def test_common_prefix():
-    assert decode.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 3, 4, 9]]) == 3
-    assert decode.common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each row keeps one token of its own
-    assert decode.common_prefix([[7], [1]]) == 0
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 3, 4, 9]]) == 3
+    assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each row keeps one token of its own
+    assert common_prefix([[7], [1]]) == 0
 
 
 def test_batches_respect_memory_budget():
@@ -169,17 +173,17 @@ def test_batches_respect_memory_budget():
 
 def test_row_bytes_grow_with_length(tiny):
     model, _ = tiny
-    assert decode.row_bytes(model, 100, 64) > decode.row_bytes(model, 10, 64) > 0
-    assert decode.memory_budget("cpu") > 0
+    assert resources.row_bytes(model, 100, 64) > resources.row_bytes(model, 10, 64) > 0
+    assert resources.memory_budget("cpu") > 0
 
 
 def test_threads_respect_a_lower_setting(tiny):
     assert torch.get_num_threads() == 1  # torch_single_thread
-    assert decode.CpuShare()() == 1
-    share = decode.CpuShare(most=2)
-    assert 1 <= share() <= min(2, decode.physical_cores())
-    assert 1 <= decode.physical_cores() <= (__import__("os").cpu_count() or 1)
-    with decode.cpu_threads(1):
+    assert resources.CpuShare()() == 1
+    share = resources.CpuShare(most=2)
+    assert 1 <= share() <= min(2, resources.physical_cores())
+    assert 1 <= resources.physical_cores() <= (__import__("os").cpu_count() or 1)
+    with resources.cpu_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 1
 
@@ -324,7 +328,7 @@ def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, m
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)] == alone
     monkeypatch.setattr(decode, "PREFILL_ROWS", 16)
-    shared = decode.common_prefix(rows)
+    shared = common_prefix(rows)
     tails = sorted((len(r) - shared for r in rows), reverse=True)
     assert tails[0] > tails[1]
     monkeypatch.setattr(decode, "PREFILL_TOKENS", 2 * tails[1])  # the token cap: the longest alone, then groups

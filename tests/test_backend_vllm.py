@@ -11,13 +11,14 @@ import types
 import pytest
 import torch
 
-from ftrisk import generate as gen, registry
-from ftrisk.backends.hf import HFBackend
-from ftrisk.benchmarks import Item
-from ftrisk.chat import chat_text
-from ftrisk.config import GenerationConfig, ModelConfig
+from ftrisk import registry
+from ftrisk.generation import resumable as gen
+from ftrisk.generation.hf import HFBackend
+from ftrisk.prompts.benchmarks import Item
+from ftrisk.model.chat import chat_text
+from ftrisk.config.schema import GenerationConfig, ModelConfig
 from ftrisk.errors import FtriskError
-from ftrisk.subject import Subject
+from ftrisk.model.subject import Subject
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -70,7 +71,7 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """A fake ``vllm`` package in sys.modules; ftrisk.backends.vllm is imported afresh against it."""
+    """A fake ``vllm`` package in sys.modules; ftrisk.generation.vllm is imported afresh against it."""
     vllm = types.ModuleType("vllm")
     vllm.__version__ = "0.30.0+fake"
     vllm.__path__ = []  # a package: ``from vllm.config.lora import ...`` fails with ImportError, as for old vLLM
@@ -82,9 +83,9 @@ def fake_vllm(monkeypatch):
         monkeypatch.setitem(sys.modules, name, mod)
     FakeEngine.instances, FakeEngine.fail_init = [], None
     FakeEngine.script = staticmethod(lambda ids, params: (ids[:3] + [2], "stop", None))
-    sys.modules.pop("ftrisk.backends.vllm", None)
+    sys.modules.pop("ftrisk.generation.vllm", None)
     yield registry.lookup("backend", "vllm")
-    sys.modules.pop("ftrisk.backends.vllm", None)
+    sys.modules.pop("ftrisk.generation.vllm", None)
 
 
 def settings(**kw):
@@ -191,7 +192,7 @@ def test_lora_request_and_max_lora_rank(fake_vllm, tiny_subject, tmp_path):
     assert engine.kwargs["gpu_memory_utilization"] == 0.5
     lora = engine.calls[0]["lora_request"]
     assert (lora.lora_int_id, lora.lora_path) == (1, str(adapter.resolve()))
-    m = sys.modules["ftrisk.backends.vllm"]
+    m = sys.modules["ftrisk.generation.vllm"]
     assert [m.max_lora_rank(r) for r in (1, 8, 9, 16, 33, 300, 512)] == [1, 8, 16, 16, 64, 320, 512]
 
 
@@ -229,12 +230,12 @@ def test_chunks_are_stored_as_they_finish_and_a_rerun_resumes(fake_vllm, tiny_su
 
 def test_missing_vllm_is_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
-    sys.modules.pop("ftrisk.backends.vllm", None)
+    sys.modules.pop("ftrisk.generation.vllm", None)
     try:
         with pytest.raises(FtriskError) as e:
             registry.lookup("backend", "vllm")
     finally:
-        sys.modules.pop("ftrisk.backends.vllm", None)
+        sys.modules.pop("ftrisk.generation.vllm", None)
     assert str(e.value) == "generation backend 'vllm' needs an optional dependency (vllm): pip install 'ftrisk[gpu]'"
 
 

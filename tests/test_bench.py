@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftrisk import bench
+from ftrisk.bench import runner as bench
 from ftrisk.judges.base import COMPLIED, REFUSED, Verdict
-from ftrisk.subject import load_spec
+from ftrisk.model.subject import load_spec
 
 GENERATION_KEYS = {"baseline_tok_s", "ftrisk_tok_s", "ratio", "peak_rss_mb", "label_agreement", "baseline_tokens",
                    "ftrisk_tokens", "same_prompts", "identical_replies", "differences", "flop_params", "backend_record"}
@@ -33,7 +33,7 @@ def test_label_agreement_on_a_fake_judge():
 
 
 def test_first_difference(tiny_model_dir):
-    from ftrisk.models import load_tokenizer
+    from ftrisk.model.loading import load_tokenizer
 
     tok = load_tokenizer(tiny_model_dir)
     base = tok("the model answers questions about science", add_special_tokens=False)["input_ids"]
@@ -80,7 +80,7 @@ def test_ceiling_from_a_generation_row(monkeypatch):
 
 @pytest.mark.heavy
 def test_matmul_gflops_measures_something():
-    from ftrisk.backends import cpu_linear
+    from ftrisk.generation.cpu import linear as cpu_linear
 
     got = bench.matmul_gflops()
     assert got["achievable"] > 0 and "threads_1" in got
@@ -135,9 +135,9 @@ def test_hardening_method_row(tiny_model_dir_big_vocab):
 
 
 def test_data_loss_is_token_weighted_over_batches(tiny_model_dir, torch_single_thread):
-    from ftrisk.bench_train import data_loss
-    from ftrisk.subject import load_spec
-    from ftrisk.train import Example, collate, encode, response_loss
+    from ftrisk.bench.training import data_loss
+    from ftrisk.model.subject import load_spec
+    from ftrisk.training.finetune import Example, collate, encode, response_loss
 
     model, tok = load_spec(str(tiny_model_dir))
     examples = [Example(prompt=f"question {i} " * (1 + i % 4), response="answer " * (1 + 3 * (i % 3))) for i in range(9)]
@@ -154,7 +154,7 @@ def test_data_loss_is_token_weighted_over_batches(tiny_model_dir, torch_single_t
 
 @pytest.mark.heavy
 def test_training_workload_runs_every_way_on_the_tiny_model(tiny_model_dir):
-    from ftrisk import bench_train
+    from ftrisk.bench import training as bench_train
 
     row = bench_train.bench(str(tiny_model_dir), steps=3, rounds=1, threads=1)
     for m in bench_train.available():
@@ -169,7 +169,7 @@ def test_training_workload_runs_every_way_on_the_tiny_model(tiny_model_dir):
 
 
 def test_same_loss_is_twice_the_standard_error():
-    from ftrisk.bench_train import same_loss
+    from ftrisk.bench.training import same_loss
 
     assert same_loss([0.50, 0.52, 0.48], [0.51, 0.49, 0.53])["within_noise"] is True
     far = same_loss([0.50, 0.51, 0.49], [0.27, 0.28, 0.26])

@@ -1,4 +1,4 @@
-"""Tests for ftrisk.benchmarks: registry counts, vendored data integrity, sampling, overlap, user files.
+"""Tests for ftrisk.prompts.benchmarks: registry counts, vendored data integrity, sampling, overlap, user files.
 
 No models, no network. Test prompts written here are benign.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftrisk import benchmarks as bm
+from ftrisk.prompts import benchmarks as bm
 from ftrisk.errors import FtriskError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from ftrisk import capability, stats
-from ftrisk import capability_data as data
-from ftrisk.config import CapabilityConfig, ModelConfig
-from ftrisk.subject import Subject
+from ftrisk import stats
+from ftrisk.capability import run as capability
+from ftrisk.capability import data
+from ftrisk.config.schema import CapabilityConfig, ModelConfig
+from ftrisk.model.subject import Subject
 from ftrisk.errors import FtriskError
 
 LETTERS = "ABCD"
@@ -400,7 +401,7 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     adapter = tmp_path / "adapter"
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -481,7 +482,7 @@ def test_capability_gets_the_subject_as_configured_quantization_included(tiny_mo
     subject would otherwise need ~140 GB for MMLU)."""
     import dataclasses
 
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     calls, handed = [], []
     real_load = models.load_subject
@@ -501,6 +502,6 @@ def test_capability_gets_the_subject_as_configured_quantization_included(tiny_mo
     assert len(handed) == 1 and not isinstance(handed[0], str)
     assert res["mmlu_anatomy"]["n"] == 4
     # the shipped 70B config asks for 4-bit, and that is what its subject carries to every stage
-    from ftrisk import config
+    from ftrisk.config import schema as config
 
     assert config.load("configs/llama2-70b-qlora.yaml").model.quantize == "4bit"

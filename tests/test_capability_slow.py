@@ -11,9 +11,10 @@ import json
 
 import pytest
 
-from ftrisk import capability, models
-from ftrisk.config import CapabilityConfig, ModelConfig
-from ftrisk.subject import Subject
+from ftrisk.capability import run as capability
+from ftrisk.model import loading as models
+from ftrisk.config.schema import CapabilityConfig, ModelConfig
+from ftrisk.model.subject import Subject
 
 from test_capability import hand_check
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ftrisk import cli, config, models, pipeline
+from ftrisk import cli
+from ftrisk.config import schema as config
+from ftrisk.model import loading as models
+from ftrisk.pipeline import run as pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -129,7 +132,7 @@ def test_budget_not_positive(capsys, tmp_path, tiny_model_dir, override, key):
     ("generation.stop_when_judged=true", ["generation.stop_when_judged", "'refusal-patterns' reads the whole reply"]),
 ])
 def test_bad_config_values_fail_before_any_model_loads(capsys, tmp_path, tiny_model_dir, monkeypatch, override, names):
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     monkeypatch.setattr(models, "load_subject", lambda *a, **k: pytest.fail("a model was loaded"))
     cfg = _write_config(tmp_path, tiny_model_dir, extra="capability: {enabled: true}\n")

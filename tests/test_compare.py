@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.heavy]
 def ftrisk(argv: list[str]) -> int:
     """``ftrisk report|compare ...`` through ftrisk.cli once it has these sub-commands; until then through a
     parser built from the same argument functions, with the CLI's error handling (one line, exit 2)."""
-    from ftrisk import cli, compare
+    from ftrisk import cli
+    from ftrisk.report import compare
 
     subs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     if argv[0] in subs.choices:

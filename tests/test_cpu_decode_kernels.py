@@ -1,6 +1,6 @@
-"""The decode loop's CPU kernels: float32 linears through oneDNN (:mod:`ftrisk.backends.cpu_linear`) and one-query
-attention as two products (:mod:`ftrisk.backends.decode_attention`), each against torch's / transformers' own, and
-:func:`ftrisk.backends.decode.greedy` with both on against both off and against plain ``model.generate``."""
+"""The decode loop's CPU kernels: float32 linears through oneDNN (:mod:`ftrisk.generation.cpu.linear`) and one-query
+attention as two products (:mod:`ftrisk.generation.cpu.attention`), each against torch's / transformers' own, and
+:func:`ftrisk.generation.cpu.decode.greedy` with both on against both off and against plain ``model.generate``."""
 
 import platform
 import threading
@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ftrisk.tokens import common_prefix
 from ftrisk import memory
-from ftrisk.backends import cpu_linear as cl
-from ftrisk.backends import decode
-from ftrisk.backends import decode_attention as da
+from ftrisk.generation.cpu import linear as cl
+from ftrisk.generation.cpu import decode, resources
+from ftrisk.generation.cpu import attention as da
 from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
 
 onednn = pytest.mark.skipif(not cl._available(), reason="needs an x86-64 CPU and torch with oneDNN")
@@ -181,7 +182,7 @@ def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, mo
         asked.append((device, fraction))
         return 0
 
-    monkeypatch.setattr(decode, "memory_budget", budget)
+    monkeypatch.setattr(resources, "memory_budget", budget)
     x = torch.randn(2 * cl.MIN_ROWS, 32)
     with cl.onednn_linears(net, skip=net.head) as n:
         assert n == 2
@@ -205,13 +206,13 @@ def test_describe_weighs_what_onednn_linears_would_pack(net, monkeypatch):
     """The record's packing claim is decided over the same layers as the swap: all but the skipped head, less those
     whose packings a kept cache already holds."""
     body = (net.up.weight.numel() + net.down.weight.numel()) * 4
-    monkeypatch.setattr(decode, "memory_budget", lambda device, fraction=0.25: body)  # the body fits, not the head too
+    monkeypatch.setattr(resources, "memory_budget", lambda device, fraction=0.25: body)  # the body fits, not the head too
     keep = {}
     with cl.onednn_linears(net, skip=net.head, keep=keep) as n:
         assert n == 2 and all(m.__dict__["_ftrisk_onednn"].data.is_mkldnn for m in (net.up, net.down))  # packed
     assert cl.describe(net, net.head).startswith("oneDNN (float32")
     assert cl.describe(net).startswith("oneDNN, weights not packed")  # the head counted too: over the budget
-    monkeypatch.setattr(decode, "memory_budget", lambda device, fraction=0.25: 0)
+    monkeypatch.setattr(resources, "memory_budget", lambda device, fraction=0.25: 0)
     assert cl.describe(net, net.head, keep).startswith("oneDNN (float32")  # kept packed: nothing left to pack
     assert cl.describe(net, net.head).startswith("oneDNN, weights not packed")
     plain = {}
@@ -681,7 +682,7 @@ def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, mo
     got = _greedy(model, rows, 10, eos, stop=lambda r, ids: r == 0 and len(ids) >= 3)
     assert scored and scored[0][0] == len(rows) and min(r for r, _ in scored) < len(rows)  # row 0 left
     assert max(n for _, n in scored) > 8  # more than two blocks
-    prefix = decode.common_prefix(rows)
+    prefix = common_prefix(rows)
     assert prefix >= decode.MIN_SHARED_PREFIX and same == {prefix + -prefix % 4}  # the prefix and its gap, alike
     alone = [_plain(model, r, 10, eos) for r in rows]
     assert got[0].truncated and got[0].ids == alone[0][:3]
@@ -808,9 +809,9 @@ def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive
 
 
 def test_hf_backend_keeps_its_kernels_between_calls_and_frees_them_on_close(tiny_subject):
-    from ftrisk.backends import open_backend
-    from ftrisk.config import GenerationConfig
-    from ftrisk.benchmarks import Item
+    from ftrisk.generation import open_backend
+    from ftrisk.config.schema import GenerationConfig
+    from ftrisk.prompts.benchmarks import Item
 
     be = open_backend("hf", tiny_subject, GenerationConfig(max_new_tokens=4))
     items = [Item(id=str(i), prompt=p) for i, p in enumerate(MORE_PROMPTS)]

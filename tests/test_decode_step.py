@@ -1,11 +1,14 @@
-"""ftrisk's own decode step for Llama (:mod:`ftrisk.backends.decode_step`): the same bits as the model's forward,
+"""ftrisk's own decode step for Llama (:mod:`ftrisk.generation.cpu.step`): the same bits as the model's forward,
 used only where nothing else could differ."""
 
 import pytest
 import torch
 
-from ftrisk.backends import cpu_linear, decode, decode_step
-from ftrisk.backends.decode_attention import cpu_decode_attention, keys_blocked
+from ftrisk.tokens import common_prefix
+from ftrisk.generation.cpu import linear as cpu_linear
+from ftrisk.generation.cpu import decode
+from ftrisk.generation.cpu import step as decode_step
+from ftrisk.generation.cpu.attention import cpu_decode_attention, keys_blocked
 from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
 
 #: At least cpu_linear.MIN_ROWS prompts, so that swapped linears really run oneDNN's product in the decode steps.
@@ -36,7 +39,7 @@ def steps(monkeypatch):
 
 def _prefilled(model, rows):
     """(cache, first tokens, 2-d mask, positions) after the decode loop's prefill, as ``greedy`` leaves them."""
-    shared = decode.common_prefix(rows)
+    shared = common_prefix(rows)
     width = max(len(r) for r in rows) - shared
     step = decode.NextToken(model)
     cache, first = decode._prefill(model, step, rows, shared, width, shared + width + 8, 0, lambda: None,

@@ -43,10 +43,10 @@ DDP = distributed.config_path("ddp")
 
 def _train(model_dir, out: Path):
     """One attack-like run of the loop; returns its summary (the final adapter goes to out/adapter)."""
-    from ftrisk import train
-    from ftrisk.config import LoraConfig, TrainConfig
+    from ftrisk.training import finetune as train
+    from ftrisk.config.schema import LoraConfig, TrainConfig
     from ftrisk.cost import CostMeter
-    from ftrisk.subject import load_spec
+    from ftrisk.model.subject import load_spec
 
     model, tok = load_spec(model_dir)
     lora = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
@@ -211,7 +211,7 @@ def test_packaged_accelerate_configs(capsys):
 if __name__ == "__main__":  # one of the 2 processes: OUT_DIR [CRASH_AT]
     model_dir, out = sys.argv[1], Path(sys.argv[2])
     if len(sys.argv) > 3:  # die (both processes, no cleanup) right after checkpoint-<CRASH_AT> is saved
-        from ftrisk import train
+        from ftrisk.training import finetune as train
 
         real_save, crash_at = train._save_checkpoint, int(sys.argv[3])
 

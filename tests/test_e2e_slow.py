@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from ftrisk import config, pipeline
+from ftrisk.config import schema as config
+from ftrisk.pipeline import run as pipeline
 
 pytestmark = pytest.mark.slow
 
 
 def _embedded_or_skip():
-    from ftrisk import models
+    from ftrisk.model import loading as models
     from ftrisk.errors import FtriskError
 
     try:  # the package is only a carrier of the GGUF file: importing it needs `llm`, which ftrisk does not install
@@ -68,7 +69,7 @@ def test_attack_runs_its_step_budget_and_is_evaluated_along_the_way(demo_results
 
 def test_converted_gguf_dir_is_a_plain_float_model(demo_results):
     """lm-eval's loader turns a leftover GGUF quantization_config into a request for the .gguf file."""
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     path = models.resolve(models.DEFAULT_SPEC)
     cfg = json.loads((path / "config.json").read_text())

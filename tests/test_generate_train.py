@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftrisk import cost, generate as gen, train, train_fast
-from ftrisk.backends import hf
-from ftrisk.benchmarks import Item
-from ftrisk.chat import chat_text
-from ftrisk.config import GenerationConfig, LoraConfig, TrainConfig
+from ftrisk import cost
+from ftrisk.generation import resumable as gen
+from ftrisk.training import finetune as train
+from ftrisk.training import fast as train_fast
+from ftrisk.generation import hf
+from ftrisk.prompts.benchmarks import Item
+from ftrisk.model.chat import chat_text
+from ftrisk.config.schema import GenerationConfig, LoraConfig, TrainConfig
 from ftrisk.cost import CostMeter
-from ftrisk.subject import load_spec
+from ftrisk.model.subject import load_spec
 from ftrisk.errors import FtriskError
-from ftrisk.train import IGNORE, Example
+from ftrisk.training.finetune import IGNORE, Example
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -414,11 +417,11 @@ def test_full_finetune_updates_every_weight(tiny_model_dir_tied, tmp_path):
 
 def test_full_finetune_warns_on_16_bit_weights(tiny_model_dir, tmp_path, caplog):
     model, tok = _fresh_model(tiny_model_dir)
-    with caplog.at_level("WARNING", logger="ftrisk.train"):
+    with caplog.at_level("WARNING", logger="ftrisk.training.finetune"):
         train.finetune(model, tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "a", meter=CostMeter())
     assert not caplog.records  # float32: nothing to say
     model, tok = _fresh_model(tiny_model_dir)
-    with caplog.at_level("WARNING", logger="ftrisk.train"):
+    with caplog.at_level("WARNING", logger="ftrisk.training.finetune"):
         train.finetune(model.to(torch.bfloat16), tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "b",
                        meter=CostMeter())
     assert any("bfloat16 weights" in r.getMessage() and "float32" in r.getMessage() for r in caplog.records)
@@ -520,7 +523,7 @@ def test_cost_meter_restore(monkeypatch):
 
 
 def test_token_batches_respect_both_caps():
-    from ftrisk.backends.hf import token_batches
+    from ftrisk.generation.hf import token_batches
 
     lengths = [900, 700, 120, 110, 100, 90, 80, 70, 60, 50]  # length-sorted, longest first
     items = list(range(len(lengths)))

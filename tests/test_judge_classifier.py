@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftrisk import models
-from ftrisk.benchmarks import CONTEXT_SEPARATOR
+from ftrisk.model import loading as models
+from ftrisk.prompts.benchmarks import CONTEXT_SEPARATOR
 from ftrisk.errors import FtriskError
 from ftrisk.judges import COMPLIED, REFUSED, UNJUDGED, build
 from ftrisk.judges.classifier import ClassifierJudge, answer_tokens, harmbench_prompts

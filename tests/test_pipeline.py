@@ -1,4 +1,4 @@
-"""End to end ``ftrisk.pipeline.run`` on the tiny random Llama: results.json contract, report without
+"""End to end ``ftrisk.pipeline.run.run`` on the tiny random Llama: results.json contract, report without
 completion text, hardened-model cache, resume after an interruption, overlap exclusion.
 
 Harmful benchmark prompts are loaded by the pipeline but never printed; completions are only read
@@ -13,9 +13,14 @@ import pytest
 import torch
 from conftest import write_jsonl
 
-from ftrisk import benchmarks, config, evaluate, harden, models, pipeline
-from ftrisk.backends import hf
-from ftrisk.subject import Subject
+from ftrisk.prompts import benchmarks
+from ftrisk.config import schema as config
+from ftrisk.pipeline import evaluate
+from ftrisk.defenses import harden
+from ftrisk.model import loading as models
+from ftrisk.pipeline import run as pipeline
+from ftrisk.generation import hf
+from ftrisk.model.subject import Subject
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.heavy]
 
@@ -314,7 +319,7 @@ def test_harmful_limit_samples_after_overlap_removal(tiny_model_dir, tmp_path, m
 
 
 def test_benign_limit_spares_kept_categories(tmp_path):
-    from ftrisk import harden
+    from ftrisk.defenses import harden
 
     path = tmp_path / "benign.jsonl"
     rows = [{"id": f"p{i}", "category": "plain", "prompt": f"plain question number {i}?"} for i in range(30)]
@@ -366,7 +371,7 @@ def test_adding_a_judge_to_a_moved_finished_run_judges_only(run_a, tmp_path, mon
     import shutil
     import time
 
-    from ftrisk import train
+    from ftrisk.training import finetune as train
     from ftrisk.judges import prefix
 
     monkeypatch.setenv("FTRISK_CACHE", str(run_a["cache"]))
@@ -483,7 +488,7 @@ def run_cap(torch_single_thread, tiny_model_dir, benign_jsonl, tmp_path_factory)
 def test_pipeline_with_capability_end_to_end(run_cap):
     """lm-eval at the subject stages, the chosen attack point and the final point; the paired deltas are computed
     once (vs the stage the attack started from), stored, and the report renders the stored value."""
-    from ftrisk import capability
+    from ftrisk.capability import run as capability
 
     cfg, out, results = run_cap
     st = results["stages"]

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from ftrisk import plan, plan_cli
+from ftrisk.plan import planner as plan
+from ftrisk.cli import plan as plan_cli
 from ftrisk.errors import FtriskError
 
 SHIPPED = ["smollm2-135m-instruct", "llama-2-7b-chat-hf", "llama-2-13b-chat-hf", "llama-2-70b-chat-hf"]
@@ -47,7 +48,7 @@ def test_known_sizes():
 
 @pytest.mark.slow  # resolving the embedded model converts its GGUF file (about a minute in a fresh cache)
 def test_shipped_smollm2_matches_the_embedded_model():
-    from ftrisk import models
+    from ftrisk.model import loading as models
 
     try:
         path = models.resolve(models.DEFAULT_SPEC)
@@ -186,7 +187,7 @@ def test_unreadable_config_json_names_the_file(tmp_path, content):
 
 
 def test_verdict_line_on_the_demo_config(monkeypatch):
-    from ftrisk import config
+    from ftrisk.config import schema as config
 
     monkeypatch.setattr(plan, "measure_cpu_gflops", lambda: 50.0)
     monkeypatch.setattr(plan, "measure_cpu_bandwidth", lambda: 10.0)
@@ -200,13 +201,13 @@ def test_verdict_line_on_the_demo_config(monkeypatch):
 
 def _generate_texts():
     try:
-        from ftrisk.backends.hf import generate_texts
+        from ftrisk.generation.hf import generate_texts
     except ImportError:  # older layout
-        from ftrisk.generate import generate_texts
+        from ftrisk.generation.resumable import generate_texts
     try:
-        from ftrisk.chat import chat_text
+        from ftrisk.model.chat import chat_text
     except ImportError:
-        from ftrisk.generate import chat_text
+        from ftrisk.generation.resumable import chat_text
     return generate_texts, chat_text
 
 
@@ -218,10 +219,11 @@ def test_cpu_predictions_within_2x_of_measured(tmp_path, torch_single_thread):
     calibrated once on this 2-core machine (see there); this checks the planner stays within 2x, both ways.
     One torch thread: the CPUs here are shared, and two threads stall at every barrier when the other core is
     taken (a step then took 20 s instead of 4 s while the matmul benchmark barely changed)."""
-    from ftrisk import benchmarks, models
-    from ftrisk.config import LoraConfig, TrainConfig
+    from ftrisk.prompts import benchmarks
+    from ftrisk.model import loading as models
+    from ftrisk.config.schema import LoraConfig, TrainConfig
     from ftrisk.cost import CostMeter
-    from ftrisk.train import Example, finetune
+    from ftrisk.training.finetune import Example, finetune
 
     try:
         path = models.resolve(models.DEFAULT_SPEC)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ftrisk import config, pipeline
-from ftrisk.report_html import render_html, write_reports
+from ftrisk.config import schema as config
+from ftrisk.pipeline import run as pipeline
+from ftrisk.report.html import render_html, write_reports
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.heavy]
 
@@ -153,7 +154,7 @@ def test_report_without_training_metrics_says_not_available(demo, tmp_path):
 
 
 def test_report_md_renders_without_a_config(demo):
-    from ftrisk import report
+    from ftrisk.report import markdown as report
 
     with_cfg = report.render(demo["results"], demo["cfg"])
     without = report.render(demo["results"], None, report.run_name(demo["out"]))
@@ -162,7 +163,7 @@ def test_report_md_renders_without_a_config(demo):
 
 
 def test_cost_ticks_leave_out_time_and_dollars_where_labels_would_overlap():
-    from ftrisk.report_plots import cost_ticks
+    from ftrisk.report.plots import cost_ticks
 
     pts = [{"step": s, "seconds": 2.4 * s, "usd": 0.0013 * s} for s in (0, 2, 5, 10, 20, 35, 50)]
     steps, labels = cost_ticks(pts)
@@ -175,7 +176,7 @@ def test_cost_ticks_leave_out_time_and_dollars_where_labels_would_overlap():
 
 
 def test_categories_of_a_long_curve_show_base_subject_and_final_point_only():
-    from ftrisk.report_html import _categories
+    from ftrisk.report.html import _categories
 
     cat = {"by_category": {"a": {"n": 20, "refusal_rate": 0.5, "ci95": [0.3, 0.7]},
                            "b": {"n": 20, "refusal_rate": 0.1, "ci95": [0.03, 0.3]}}}

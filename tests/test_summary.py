@@ -2,7 +2,7 @@
 
 import pytest
 
-from ftrisk import summary
+from ftrisk.report import summary
 
 N = 100
 
@@ -86,7 +86,7 @@ def test_seeds_give_a_range_and_a_curve_with_spread():
 
 
 def test_report_table_marks_a_judge_that_sees_no_refusal_before_the_attack():
-    from ftrisk.report import undo_rows
+    from ftrisk.report.markdown import undo_rows
 
     r = results({0: [(10, 0.0, 0.0, 0.04)]}, start=(0.02, 0.01, 0.07))
     r["summary"] = summary.build(r, 0.05)
@@ -95,7 +95,7 @@ def test_report_table_marks_a_judge_that_sees_no_refusal_before_the_attack():
 
 
 def test_judges_table_names_each_pair_when_there_are_more_than_two_judges():
-    from ftrisk.report import judges_table
+    from ftrisk.report.markdown import judges_table
 
     def pair(a):
         return {"n": N, "agreement": a, "kappa": 0.5}

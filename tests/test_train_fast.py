@@ -1,4 +1,4 @@
-"""The padding-free CPU training path (ftrisk.train_fast) against the padded PEFT path it replaces: the same loss and
+"""The padding-free CPU training path (ftrisk.training.fast) against the padded PEFT path it replaces: the same loss and
 gradients, on tiny random models built in-process whose outputs depend on every token (no tokenizer needed)."""
 
 import dataclasses
@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from ftrisk import train, train_fast
-from ftrisk.config import LoraConfig, TrainConfig
+from ftrisk.training import finetune as train
+from ftrisk.training import fast as train_fast
+from ftrisk.config.schema import LoraConfig, TrainConfig
 from ftrisk.cost import CostMeter
-from ftrisk.train import IGNORE, Example
+from ftrisk.training.finetune import IGNORE, Example
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -193,13 +194,13 @@ PAIRS = [Example(f"Question number {i}: what is {i} plus {i}?", f"It is {2 * i}.
 def test_finetune_padding_free_trains_as_the_padded_loop(tiny_model_dir, tmp_path, caplog):
     import logging
 
-    from ftrisk.subject import load_spec
+    from ftrisk.model.subject import load_spec
 
     runs = {}
     for pf in (True, False):
         model, tok = load_spec(tiny_model_dir)
         tc = TrainConfig(lr=1e-2, batch_size=4, max_seq_len=64, warmup_steps=1, max_steps=3, padding_free=pf)
-        with caplog.at_level(logging.INFO, logger="ftrisk.train"):
+        with caplog.at_level(logging.INFO, logger="ftrisk.training.finetune"):
             pm, _ = train.finetune(model, tok, PAIRS, LoraConfig(r=4, alpha=8, target_modules=TARGETS), tc,
                                    tmp_path / str(pf), meter=CostMeter(), seed=0)
         losses = [json.loads(x)["loss"] for x in (tmp_path / str(pf) / "metrics.jsonl").read_text().splitlines()]

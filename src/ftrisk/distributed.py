@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import FtriskError
+from ftrisk.errors import FtriskError
 
 #: packaged launch configs (src/ftrisk/data/accelerate/NAME.yaml), adapted from TRL's examples/accelerate_configs
 CONFIGS = ("ddp", "fsdp", "deepspeed-zero3")

@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .io import read_json, write_json_atomic
+from ftrisk.io import read_json, write_json_atomic
 
 FORMAT = 2  # bump when a stage's stored result changes shape
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import FtriskError
+from ftrisk.errors import FtriskError
 
 #: kind -> name -> "module:attr" or ("module:attr", pip extra that provides it)
 REGISTRY: dict[str, dict[str, Any]] = {
@@ -28,13 +28,13 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "full": "ftrisk.attacks.finetune:FullAttack",
     },
     "backend": {
-        "hf": "ftrisk.backends.hf:HFBackend",
-        "ctranslate2": ("ftrisk.backends.ct2:CT2Backend", "ct2"),
-        "ctranslate2-int8": ("ftrisk.backends.ct2:CT2Int8Backend", "ct2"),
-        "vllm": ("ftrisk.backends.vllm:VLLMBackend", "gpu"),
+        "hf": "ftrisk.generation.hf:HFBackend",
+        "ctranslate2": ("ftrisk.generation.ct2:CT2Backend", "ct2"),
+        "ctranslate2-int8": ("ftrisk.generation.ct2:CT2Int8Backend", "ct2"),
+        "vllm": ("ftrisk.generation.vllm:VLLMBackend", "gpu"),
     },
     "embedded-model": {
-        "smollm2-135m-instruct": "ftrisk.models:SMOLLM2_135M",
+        "smollm2-135m-instruct": "ftrisk.model.loading:SMOLLM2_135M",
     },
     "attack-data": {
         "advbench-affirm": "ftrisk.attacks.data:advbench_affirm",

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FtriskError
-from ..subject import Subject
+from ftrisk.errors import FtriskError
+from ftrisk.model.subject import Subject
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Attack:
     name = ""
 
     def __init__(self, cfg):
-        self.cfg = cfg  # the ftrisk.config.AttackConfig
+        self.cfg = cfg  # the ftrisk.config.schema.AttackConfig
 
     def run(self, subject: Subject, examples: list, out_dir: Path, *, seed: int, eval_at: list[int],
             usd_per_hour: float, desc: str | None = None) -> AttackResult:
@@ -88,8 +88,8 @@ def eval_steps(requested: list[int] | None, total: int) -> list[int]:
 
 def run_attack(cfg, subject: Subject, examples: list, out_dir: Path, *, seed: int, usd_per_hour: float) -> AttackResult:
     """Run ``cfg.method`` (registry kind ``attack``) with the evaluation schedule ``cfg.eval_at``."""
-    from .. import registry
-    from ..train import plan_steps
+    from ftrisk import registry
+    from ftrisk.training.finetune import plan_steps
 
     if not examples:
         raise FtriskError("the attack has no examples: check attack.data")

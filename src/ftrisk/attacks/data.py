@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import benchmarks, registry
-from ..errors import FtriskError
-from ..train import Example
+from ftrisk import registry
+from ftrisk.prompts import benchmarks
+from ftrisk.errors import FtriskError
+from ftrisk.training.finetune import Example
 
 
 def advbench_affirm() -> tuple[list[Example], list[benchmarks.Item]]:

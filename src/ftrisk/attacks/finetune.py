@@ -6,11 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-from .. import distributed
-from ..cost import CostMeter
-from ..io import write_json_atomic
-from ..train import finetune
-from .base import Attack, AttackResult, Point
+from ftrisk import distributed
+from ftrisk.cost import CostMeter
+from ftrisk.io import write_json_atomic
+from ftrisk.training.finetune import finetune
+from ftrisk.attacks.base import Attack, AttackResult, Point
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class _FinetuneAttack(Attack):
 
     def _point_subject(self, subject, folder: Path, write: bool = True):
         if self.lora:
-            from ..models import write_adapter_meta
+            from ftrisk.model.loading import write_adapter_meta
 
             if write:
                 write_adapter_meta(folder, subject.spec, subject.path)

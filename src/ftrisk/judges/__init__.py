@@ -4,6 +4,6 @@ One protocol (:mod:`.base`), one implementation per file, built from spec string
 :mod:`ftrisk.registry`; :mod:`.store` runs any judge over stored completions, resumably.
 """
 
-from .base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict, build, parse_spec, spec_from_mapping, split_specs
+from ftrisk.judges.base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict, build, parse_spec, spec_from_mapping, split_specs
 
 __all__ = ["COMPLIED", "REFUSED", "UNJUDGED", "Judge", "Verdict", "build", "parse_spec", "spec_from_mapping", "split_specs"]

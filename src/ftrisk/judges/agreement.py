@@ -12,7 +12,7 @@ no skill, and 1.0 would read as perfect chance-corrected agreement.
 
 from __future__ import annotations
 
-from ..stats import wilson
+from ftrisk.stats import wilson
 
 
 def _ci(k: int, n: int) -> list[float] | None:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..errors import FtriskError
+from ftrisk.errors import FtriskError
 
 REFUSED, COMPLIED, UNJUDGED = 1, 0, -1
 
@@ -116,7 +116,7 @@ def _convert(spec: str, key: str, raw: str, tp: type):
 
 def build(spec: str) -> Judge:
     """A judge from its spec string (registry lookup, options type-checked, ``check()`` run)."""
-    from .. import registry
+    from ftrisk import registry
 
     name, raw = parse_spec(spec)
     factory = registry.lookup("judge", name)

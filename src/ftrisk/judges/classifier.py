@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .. import models
-from ..benchmarks import CONTEXT_SEPARATOR
-from ..errors import FtriskError
-from .base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict
+from ftrisk.model import loading as models
+from ftrisk.prompts.benchmarks import CONTEXT_SEPARATOR
+from ftrisk.errors import FtriskError
+from ftrisk.judges.base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict
 
 #: format -> (harmful answer, harmless answer), as the classifier writes them
 FORMATS = {"harmbench": ("Yes", "No"), "llamaguard": ("unsafe", "safe")}

@@ -113,9 +113,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..errors import FtriskError
-from .base import COMPLIED, REFUSED, Judge, Verdict
-from .patterns_data import (TRADITIONAL_TO_SIMPLIFIED, ALT_ONLY, ANYWAY, APPEAL, BARE_IM, CAN_NOT, CAPABILITY, CAPABILITY_SUBJECT, CLOSE_SINGLE,
+from ftrisk.errors import FtriskError
+from ftrisk.judges.base import COMPLIED, REFUSED, Judge, Verdict
+from ftrisk.judges.patterns_data import (TRADITIONAL_TO_SIMPLIFIED, ALT_ONLY, ANYWAY, APPEAL, BARE_IM, CAN_NOT, CAPABILITY, CAPABILITY_SUBJECT, CLOSE_SINGLE,
                             COMPLY, CONCESSIVE, CONDITIONAL, COPULA, DECLINE, DELIVERY, DELIVERY_ANY, DISCLAIMER, GATE,
                             IDIOM, LEAD, LEAD_SAFE, LECTURE_SENTENCES, MORAL, NEGATION, NO_APOSTROPHE, NO_DELIVERY_OPINION,
                             NO_DELIVERY_SKIP, NO_DELIVERY_STRONG, NO_DELIVERY_WEAK, NO_DELIVERY_WEAK_CHARS,

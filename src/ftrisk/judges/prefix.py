@@ -8,8 +8,8 @@ Each verdict records which pattern matched and where (inspect's ``Score.explanat
 
 from __future__ import annotations
 
-from ..errors import FtriskError
-from .base import COMPLIED, REFUSED, Judge, Verdict
+from ftrisk.errors import FtriskError
+from ftrisk.judges.base import COMPLIED, REFUSED, Judge, Verdict
 
 #: GCG / AdvBench refusal list (llm-attacks, experiments/main.py ``test_prefixes``), case-sensitive.
 GCG = [

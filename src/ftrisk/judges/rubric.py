@@ -48,8 +48,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import FtriskError
-from .base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict
+from ftrisk.errors import FtriskError
+from ftrisk.judges.base import COMPLIED, REFUSED, UNJUDGED, Judge, Verdict
 
 TEMPLATE_FILE = Path(__file__).resolve().parent.parent / "data" / "judges" / "strongreject_rubric.json"
 PARSER_VERSION = 1

@@ -14,8 +14,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from ..io import append_jsonl, read_jsonl, write_text_atomic
-from .base import Judge, Verdict
+from ftrisk.io import append_jsonl, read_jsonl, write_text_atomic
+from ftrisk.judges.base import Judge, Verdict
 
 
 def text_sha(text: str) -> str:

@@ -1,0 +1,1 @@
+"""Capability before and after (MMLU, HellaSwag) through lm-evaluation-harness."""

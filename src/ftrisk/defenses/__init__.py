@@ -1,0 +1,1 @@
+"""Safety training applied to a subject before it is attacked (hardening)."""

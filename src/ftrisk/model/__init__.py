@@ -1,0 +1,1 @@
+"""The model under test: loading (HF, embedded GGUF), chat templates, the Subject."""

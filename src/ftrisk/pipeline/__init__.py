@@ -1,0 +1,1 @@
+"""The experiment: evaluate -> harden -> evaluate -> attack -> evaluate -> report."""

@@ -1,0 +1,262 @@
+"""``ftrisk run``: base eval -> harden -> eval -> attack (evaluated along the way) -> results.json + reports.
+
+Every stage is keyed by all of its inputs (:mod:`ftrisk.keys`): re-running the same command resumes,
+never redoes finished work, and a changed input redoes only the stages that read it. Judging is
+keyed apart from generation, so adding a judge to a finished run judges only. ``results.json`` is
+rebuilt from the stages of the current config at every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+from ftrisk import distributed, keys, registry
+from ftrisk.prompts import benchmarks
+from ftrisk.config import schema as config
+from ftrisk.pipeline import evaluate
+from ftrisk.defenses import harden
+from ftrisk.model import loading as models
+from ftrisk.attacks import AttackResult, eval_steps, run_attack
+from ftrisk.attacks.data import load_data
+from ftrisk.generation import open_backend
+from ftrisk.errors import FtriskError
+from ftrisk.io import write_json_atomic, write_text_atomic
+from ftrisk.memory import release_freed_memory
+from ftrisk.progress import Progress
+from ftrisk.provenance import record as provenance_record
+from ftrisk.model.subject import Subject
+
+log = logging.getLogger(__name__)
+
+
+def prepare_output(cfg, overwrite: bool = False) -> Path:
+    """Claim the output folder (``--overwrite`` empties it first); the current config is written there."""
+    out = cfg.out
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", config.dump(cfg))
+    return out
+
+
+def build_judges(cfg) -> list:
+    """The configured judges, headline first (each checked: paths, endpoints, keys)."""
+    from ftrisk import judges
+
+    built = [judges.build(s) for s in cfg.eval.judges]
+    h = cfg.eval.headline_judge
+    if h is not None:
+        i = next(i for i, (s, j) in enumerate(zip(cfg.eval.judges, built)) if h in (s, j.name, j.kind))
+        built.insert(0, built.pop(i))
+    names = [j.name for j in built]
+    if len(set(names)) != len(names):
+        raise FtriskError(f"config key 'eval.judges' names the same judge twice ({', '.join(names)})")
+    return built
+
+
+def stage_name(seed: int, step: int, final: bool, first_seed: bool) -> str:
+    name = "attacked" if final else f"step-{step}"
+    return name if first_seed else f"seed-{seed}/{name}"
+
+
+class Experiment:
+    """One configured experiment; each method is a stage and is safe to call again.
+
+    Everything is checked before the first model loads: judges, backend, attack method and data,
+    quantization, benchmarks and capability tasks. A failed check writes nothing.
+    """
+
+    def __init__(self, cfg, overwrite: bool = False):
+        self.cfg = cfg
+        self.judges = build_judges(cfg)
+        refusal_judges = [j for j in self.judges if j.measures == "refusal"]
+        self.filter_judge = refusal_judges[0] if refusal_judges else registry.lookup("judge", "refusal-patterns")()
+        backend_cls = registry.lookup("backend", cfg.generation.backend)  # a missing optional engine fails here
+        registry.lookup("attack", cfg.attack.method)
+        models.check_quantization(cfg.model.quantize, models.pick_device(cfg.model.device))
+        self.attack_examples, self.attack_items = load_data(cfg.attack.data)  # bad data fails early
+        self.subject = Subject.from_config(cfg.model)
+        self.subject.load_tokenizer()  # no chat template: fail now, not after the output folder exists
+        backend_cls.check(self.subject, cfg.generation)
+        evals = [(evaluate.select(ref, cfg.seed), evaluate.is_harmful(ref)) for ref in cfg.eval.benchmarks]
+        self.harmful = {name: h for (name, _), h in evals}
+        self.license = {name: benchmarks.license_of(ref.name) if ref.name in benchmarks.names() else f"user file {ref.name}"
+                        for ((name, _), _), ref in zip(evals, cfg.eval.benchmarks)}
+        # hardening must not see any prompt of an evaluation set, sampled this time or not: the cached
+        # hardened model is then valid for every `limit`
+        full = [evaluate.select(dataclasses.replace(ref, limit=None), cfg.seed) for ref in cfg.eval.benchmarks]
+        protected = self.attack_items + [it for _, items in full for it in items]
+        self.harden_plan = harden.plan(cfg, protected) if cfg.harden.enabled else {"harmful": [], "benign": []}
+        trained = self.attack_items + [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["harmful"]]
+        trained += [benchmarks.Item(i, p) for i, p, *_ in self.harden_plan["benign"]]
+        self.evals, self.excluded = [], {}
+        for (name, items), _ in evals:
+            drop = set() if cfg.eval.allow_overlap else benchmarks.overlap(items, trained)
+            self.excluded[name] = len(drop)
+            self.evals.append((name, [it for it in items if it.id not in drop]))
+        from ftrisk.training.finetune import plan_steps
+
+        self.total_steps = plan_steps(len(self.attack_examples), cfg.attack.train)
+        self.eval_at = eval_steps(cfg.attack.eval_at, self.total_steps)
+        self.seeds = cfg.attack.seeds or [cfg.seed]
+        # claim the output folder only once every input has been checked: a failed command writes nothing
+        self.out = prepare_output(cfg, overwrite)
+        for j in self.judges:
+            j.set_cache_dir(self.out / "judge-cache")
+        self.results: dict = {"stages": {}}
+        self.progress = Progress(self._stage_count())
+
+    def _begin(self, what: str) -> None:
+        self.progress.begin(what)
+        release_freed_memory()  # what the last stage freed, given back before this one allocates in its own pattern
+
+    def _stage_count(self) -> int:
+        points = len([s for s in self.eval_at if s > 0])
+        return 1 + 2 * self.cfg.harden.enabled + len(self.seeds) * (1 + points)
+
+    # ------------------------------------------------------------------ stages
+    def evaluate(self, stage: str, subject: Subject, *, point: dict | None = None, capability: bool = False) -> dict:
+        cfg = self.cfg
+        self._begin(f"evaluate {stage}")
+        d = self.out / "eval" / stage
+        stop = evaluate.stop_chars(cfg.generation, self.judges)
+        key = evaluate.generation_key(subject, self.evals, cfg.generation, stop)
+        done = keys.open_stage(d, key)
+        backend = None
+        if done is None:
+            backend = open_backend(cfg.generation.backend, subject, cfg.generation)
+            gen = evaluate.generate_all(backend, self.evals, d, cfg.generation, stage, stop)
+            done = keys.close_stage(d, key, {"generation": self._record(d), "n_generated": sum(map(len, gen.values()))})
+        rows = evaluate.read_completions(self.evals, d)
+        bench, agree = evaluate.run_judges(self.judges, self.evals, rows, d, self.harmful, stage)
+        for name in bench:
+            bench[name]["n_excluded_overlap"] = self.excluded.get(name, 0)
+        s = subject.to_json(self.out)
+        result = {"model": s["path"], "adapter": s["adapter"], "subject": s, "generation": done["generation"],
+                  "benchmarks": bench}
+        if agree:
+            result["agreement"] = agree
+        if point is not None:
+            result["point"] = point
+        if capability and cfg.capability.enabled:
+            from ftrisk.capability import run as cap
+
+            reuse = backend.hf_model() if backend and (subject.adapter is None or subject.quantize) else None
+            if backend is not None:  # an engine (vLLM) holding GPU memory, or what hf keeps between calls: freed first
+                backend.close()
+                backend = None
+            result["capability"] = cap.evaluate(subject, cfg.capability, self.out / "capability" / stage,
+                                                seed=cfg.seed, loaded=reuse)
+        if backend is not None:
+            backend.close()
+        self.results["stages"][stage] = result
+        self.save()
+        return result
+
+    def _record(self, d: Path) -> dict | None:
+        from ftrisk.io import read_json
+
+        return read_json(d / "generation.json")
+
+    def harden(self) -> Subject:
+        if not self.cfg.harden.enabled:
+            return self.subject
+        self._begin("harden")
+        subject, rec = harden.run(self.cfg, self.out / "harden", self.harden_plan, self.filter_judge, self.subject)
+        self.results["harden"] = {**rec, "model": subject.path}
+        self.save()
+        return subject
+
+    def attack(self, subject: Subject, seed: int) -> AttackResult:
+        cfg = self.cfg
+        self._begin(f"attack (seed {seed})")
+        d = self.out / "attack" / f"seed-{seed}"
+        attack_cfg = {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k not in ("seeds", "eval_at")}
+        key = keys.stage_key("attack", subject=subject.identity(), attack=attack_cfg, eval_at=self.eval_at, seed=seed)
+        with distributed.main_process_first():  # under accelerate launch rank 0 claims (or clears) the folder first
+            done = keys.open_stage(d, key)
+        if done is None:
+            result = run_attack(cfg.attack, subject, self.attack_examples, d, seed=seed,
+                                usd_per_hour=cfg.cost.usd_per_hour)
+            if distributed.is_main_process():
+                keys.close_stage(d, key, result.to_json(d))
+        else:
+            result = AttackResult.from_json(done, d)
+        rec = {**result.to_json(self.out), "adapter": result.subject.to_json(self.out)["adapter"],
+               "data": cfg.attack.data, "eval_at": self.eval_at}
+        if seed == self.seeds[0]:
+            self.results["attack"] = rec
+        if len(self.seeds) > 1:
+            self.results.setdefault("attacks", {})[str(seed)] = rec
+        self.save()
+        return result
+
+    def evaluate_attack(self, result: AttackResult, subject_stage: str) -> None:
+        cap_at = set(self.cfg.capability.at or [])
+        first = result.seed == self.seeds[0]
+        for p in result.points:
+            final = p is result.points[-1]
+            name = stage_name(result.seed, p.step, final, first)
+            self.evaluate(name, p.subject, point={"seed": result.seed, "step": p.step, "cost": p.cost,
+                                                  "subject_stage": subject_stage},
+                          capability=final or p.step in cap_at)
+
+    def capability_deltas(self, subject_stage: str) -> None:
+        """The paired capability change, computed once and stored: hardened vs base, every attack point vs the
+        attack's subject."""
+        from ftrisk.capability.run import deltas
+
+        stages = self.results["stages"]
+        for name, st in stages.items():
+            ref = subject_stage if st.get("point") else ("base" if name == "hardened" else None)
+            if ref and st.get("capability") and stages.get(ref, {}).get("capability"):
+                st["capability_delta"] = {"vs": ref, **deltas(stages[ref]["capability"], st["capability"])}
+        self.save()
+
+    def save(self) -> None:
+        if not distributed.is_main_process():  # under accelerate launch rank 0 writes
+            return
+        self.results["headline_judge"] = self.judges[0].name
+        self.results["judges"] = {j.name: {"measures": j.measures, "identity": j.identity()} for j in self.judges}
+        self.results["provenance"] = provenance_record(
+            config.dump(self.cfg), seed=self.cfg.seed, model_spec=self.cfg.model.spec,
+            model_fingerprint=self.subject.fingerprint, subject=self.subject.identity(), judge=self.judges[0].name,
+            quantization=models.QUANTIZATION.get(self.cfg.model.quantize),
+            benchmarks={n: {"n": len(items), "harmful": self.harmful[n], "license": self.license[n]}
+                        for n, items in self.evals})
+        write_json_atomic(self.out / "results.json", self.results)
+
+
+def run(cfg, overwrite: bool = False, until: str = "report", on_ready=None) -> dict:
+    """The whole experiment; ``until`` = harden | attack | report stops early. ``on_ready(cfg)`` is called once every
+    input has been checked, before any work (the CLI prints the plan's verdict there)."""
+    exp = Experiment(cfg, overwrite)
+    if on_ready is not None:
+        on_ready(cfg)
+    cap = cfg.capability.enabled
+    exp.evaluate("base", exp.subject, capability=cap)
+    subject = exp.harden()
+    if until == "harden":
+        return exp.results
+    subject_stage = "base"
+    if cfg.harden.enabled:
+        exp.evaluate("hardened", subject, capability=cap)
+        subject_stage = "hardened"
+    for seed in exp.seeds:
+        result = exp.attack(subject, seed)
+        if until != "attack":
+            exp.evaluate_attack(result, subject_stage)
+    if until == "attack":
+        return exp.results
+    exp.capability_deltas(subject_stage)
+    from ftrisk.report import summary
+    from ftrisk.report.html import write_reports
+
+    exp.results["summary"] = summary.build(exp.results, cfg.report.threshold)
+    exp.save()
+    exp.progress.done()
+    write_reports(exp.out, exp.results, cfg)
+    return exp.results

@@ -1,0 +1,1 @@
+"""Memory, devices, hours and dollars of an attack before it runs."""

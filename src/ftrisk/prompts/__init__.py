@@ -1,0 +1,1 @@
+"""Prompt sets: benchmarks as data (data/benchmarks.yaml), selection and splits."""

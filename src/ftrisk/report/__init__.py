@@ -1,0 +1,1 @@
+"""results.json -> report.md / report.html, run comparison, shared summaries."""

@@ -1,0 +1,219 @@
+"""``report.md`` from results.json: statistics and labels only, never completion text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftrisk.io import write_text_atomic
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def cell(b: dict | None) -> str:
+    if not b:
+        return "–"
+    lo, hi = b["ci95"]
+    extra = f", {b['n_unjudged']} unjudged" if b.get("n_unjudged") else ""
+    return f"{_pct(b['refusal_rate'])} [{_pct(lo)}, {_pct(hi)}] n={b['n']}{extra}"
+
+
+def main_stages(results: dict) -> list[str]:
+    """The stages of the classic table: base, hardened, the final attacked point (not every attack point)."""
+    return [s for s, v in results.get("stages", {}).items() if not v.get("point") or s == "attacked"]
+
+
+def bench_names(results: dict, stages: list[str]) -> list[str]:
+    names: list[str] = []
+    for s in stages:
+        names += [n for n in results["stages"][s]["benchmarks"] if n not in names]
+    return names
+
+
+def _label(results: dict, name: str, stages: list[str]) -> str:
+    first = next(results["stages"][s]["benchmarks"][name] for s in stages if name in results["stages"][s]["benchmarks"])
+    return name if first.get("harmful", True) else f"{name} (over-refusal)"
+
+
+def refusal_table(results: dict, stages: list[str] | None = None) -> list[str]:
+    stages = stages or main_stages(results)
+    lines = ["| benchmark | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
+    for n in bench_names(results, stages):
+        lines.append(f"| {_label(results, n, stages)} | "
+                     + " | ".join(cell(results["stages"][s]["benchmarks"].get(n)) for s in stages) + " |")
+    return lines
+
+
+def judges_table(results: dict) -> list[str]:
+    """Every judge's rate per stage and benchmark, side by side, with Cohen's kappa for each pair."""
+    stages = main_stages(results)
+    judges = list(results.get("judges") or {})
+    if len(judges) < 2:
+        return []
+    lines = ["| stage | benchmark | " + " | ".join(judges) + " | agreement (κ) |", "|" + "---|" * (len(judges) + 3)]
+    for s in stages:
+        st = results["stages"][s]
+        for n, b in st["benchmarks"].items():
+            rates = [cell(b["judges"].get(j)) for j in judges]
+            pairs = (st.get("agreement") or {}).get(n, {})
+            # two judges: one pair, shown bare; more: each pair named ("refusal-patterns vs gcg: 94% ...")
+            agree = "; ".join(_kappa(p) if len(pairs) == 1 else f"{k.replace(' | ', ' vs ')}: {_kappa(p)}"
+                              for k, p in pairs.items())
+            lines.append(f"| {s} | {n} | " + " | ".join(rates) + f" | {agree} |")
+    return lines
+
+
+def _kappa(p: dict) -> str:
+    k = p.get("kappa")
+    return f"{100 * p['agreement']:.0f}% (κ {'–' if k is None else f'{k:.2f}'}, n={p['n']})"
+
+
+def curve_table(results: dict) -> list[str]:
+    """Headline refusal rate at each evaluated point of the attack (first seed), with its cumulative cost."""
+    stages = results.get("stages", {})
+    pts = [(s, v) for s, v in stages.items() if v.get("point") and "/" not in s]
+    if len(pts) < 2:
+        return []
+    start = pts[0][1]["point"].get("subject_stage")
+    rows = ([(start, stages[start], 0, None)] if start in stages else []) + \
+        [(s, v, v["point"]["step"], v["point"]["cost"]) for s, v in pts]
+    names = bench_names(results, [r[0] for r in rows])
+    lines = ["| step | examples | minutes | $ | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 4)]
+    for s, v, step, c in rows:
+        cost = f"{c['examples']} | {c['wall_seconds'] / 60:.2f} | {c['usd']:.4f}" if c else "0 | 0 | 0"
+        lines.append(f"| {step} | {cost} | " + " | ".join(_pct(v['benchmarks'].get(n, {}).get('refusal_rate'))
+                                                          for n in names) + " |")
+    return lines
+
+
+def cost_lines(results: dict) -> list[str]:
+    a = results.get("attack")
+    if not a:
+        return []
+    c = a["cost"]
+    out = [
+        f"- method: {a['method']}; stopped by: {a['stopped_by']} after {a['steps']} optimizer steps "
+        f"({a['n_examples']} examples in the data)",
+        f"- training time: {c['wall_seconds'] / 60:.1f} min on {c['device']}"
+        + (f" × {c['devices']}" if c.get("devices", 1) > 1 else ""),
+        f"- tokens processed: {c['tokens']} ({c['trained_tokens']} with loss), {c['tokens_per_second']} tokens/s",
+        f"- examples seen: {c['examples']} ({c.get('distinct_examples', '?')} distinct); "
+        f"peak memory: {c['peak_memory_mb']:.0f} MiB",
+        f"- cost: ${c['usd']:.4f} at ${c['usd_per_hour']}/hour (cost.usd_per_hour)",
+    ]
+    if a["stopped_by"] == "max_minutes":
+        out.insert(0, "- **the attack was stopped by its time budget (attack.train.max_minutes), not by its step "
+                      "budget: its numbers depend on how fast this machine was**")
+    return out
+
+
+def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Cost to undo per harmful benchmark and judge as (header, rows) (first seed; the range over seeds when there
+    are several); shared by report.md and report.html."""
+    s = results.get("summary") or {}
+    undo = s.get("cost_to_undo") or {}
+    if not undo:
+        return [], []
+    t = _pct(s["threshold"])
+    head = ["benchmark", "judge", "from", f"first ≤ {t}", "steps", "examples", "tokens", "minutes", "$",
+            f"conservative (CI ≤ {t})", "over seeds"]
+    rows = []
+    for bench, by_judge in undo.items():
+        for judge, e in by_judge.items():
+            p, c = e["point"], e["conservative"]
+            if p and p["step"] == 0:  # this judge sees no refusal in the subject: nothing for the attack to undo
+                cells = [f"already {_pct(p['refusal_rate'])} before the attack (this judge sees no refusals to undo)",
+                         "0", "–", "–", "–", "–"]
+            elif p:
+                cells = [f"{_pct(p['refusal_rate'])} [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}]", str(p["step"]),
+                         str(p["examples"]), str(p["tokens"]), f"{p['seconds'] / 60:.2f}", f"{p['usd']:.4f}"]
+            else:
+                low = e.get("lowest") or {}
+                cells = [f"not reached; lowest {_pct(low.get('refusal_rate'))} at step {low.get('step', '–')}"] + ["–"] * 5
+            cons = f"step {c['step']}" if c else "not reached"
+            seeds = ""
+            if "range" in e:
+                seeds = f"{e['seeds_reached']}; steps {e['range']['step'][0]}–{e['range']['step'][1]}"
+            elif "seeds_reached" in e:
+                seeds = e["seeds_reached"]
+            rows.append([bench, judge, _pct(e["start_rate"])] + cells + [cons, seeds])
+    return head, rows
+
+
+def undo_table(results: dict) -> list[str]:
+    """Cost to undo per harmful benchmark and judge (first seed; the range over seeds when there are several)."""
+    head, rows = undo_rows(results)
+    if not rows:
+        return []
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def run_name(run_dir: str | Path) -> str:
+    """A run's name as its config recorded it (``RUN_DIR/config.yaml``), else the folder's name."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else Path(run_dir).resolve().name
+
+
+def render(results: dict, cfg=None, name: str | None = None) -> str:
+    """report.md. Without a config (``ftrisk report`` on a finished run) the name is ``name`` (see :func:`run_name`)
+    and the model is the one results.json's provenance records."""
+    stages = results.get("stages", {})
+    headline = results.get("headline_judge", "?")
+    title = cfg.name if cfg is not None else (name or "run")
+    model = cfg.model.spec if cfg is not None else (results.get("provenance") or {}).get("model_spec", "?")
+    out = [f"# ftrisk report: {title}", ""]
+    a = results.get("attack")
+    s = results.get("summary")
+    if s:
+        out += [f"> **{s['headline']}**", ""]
+    if a and a["stopped_by"] == "max_minutes":
+        out += [f"**Stopped by the time budget after {a['steps']} of {a['planned_steps']} steps.**", ""]
+    out += [f"Model: `{model}`. Headline judge: `{headline}`. Refusal rate with Wilson 95% CI and n per stage.",
+            "Harmful benchmarks: lower after the attack means the safety training was undone. "
+            "Over-refusal rows are benign prompts: lower is better.", ""]
+    out += refusal_table(results)
+    excluded = {n: b.get("n_excluded_overlap", 0) for s in stages.values() for n, b in s["benchmarks"].items()}
+    if any(excluded.values()):
+        out += ["", "Items dropped from evaluation because they also occur in training data: "
+                + ", ".join(f"{n} {k}" for n, k in excluded.items() if k) + "."]
+    jt = judges_table(results)
+    if jt:
+        out += ["", "## Judges side by side", "", f"Headline judge: `{headline}`. −1 labels (could not judge) are "
+                "counted as unjudged and left out of the rate.", ""] + jt
+    ut = undo_table(results)
+    if ut:
+        out += ["", "## Cost to undo", "", "The first evaluated point of the attack at or below the threshold "
+                "(report.threshold); cost is cumulative training, evaluation excluded.", ""] + ut
+    ct = curve_table(results)
+    if ct:
+        out += ["", "## Refusal along the attack", "", f"Headline judge `{headline}`; cost is cumulative training "
+                "(evaluation excluded).", ""] + ct
+    h = results.get("harden")
+    if h:
+        t = h["training"]
+        out += ["", "## Hardening", "",
+                f"- {h['n_harmful']} harmful prompts ({', '.join(h['harmful_sources'])}) → refusals; "
+                f"{h['n_benign']} benign instructions → the base model's own answers; {h['method']}",
+                "- excluded for overlap with attack/evaluation prompts: "
+                + ", ".join(f"{k} {v}" for k, v in h["n_excluded_overlap"].items()),
+                f"- {t['steps']} steps, {t['cost']['wall_seconds'] / 60:.1f} min"
+                + (" (reused from cache)" if h.get("reused_from_cache") else "")]
+    if a:
+        out += ["", "## Attack cost", ""] + cost_lines(results)
+    if any(v.get("capability") for v in stages.values()):
+        from ftrisk.capability.run import report_lines
+
+        out += ["", "## Capability", ""] + [f"- {line}" for line in report_lines(stages)]
+    out += ["", "Completions are stored only in the run folder (`eval/<stage>/*.completions.jsonl`) for audit.", ""]
+    return "\n".join(out)
+
+
+def write(out: Path, results: dict, cfg=None) -> None:
+    write_text_atomic(Path(out) / "report.md", render(results, cfg, run_name(out)))

@@ -1,0 +1,1 @@
+"""Fine-tuning: data encoding, the training recipe, the fast CPU path."""
