@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from ftrisk import stats
-from ftrisk.capability import run as capability
-from ftrisk.capability import data
+from ftrisk.capability import data, harness
+from ftrisk.capability.deltas import compare, deltas
+from ftrisk.capability.report import report_lines
+from ftrisk.cli import capability as capability_cli
 from ftrisk.config.schema import CapabilityConfig, ModelConfig
 from ftrisk.model.subject import Subject
 from ftrisk.errors import FtriskError
@@ -96,11 +98,11 @@ def test_fewshot_and_limit_errors(tmp_path):
         data.task_fewshot("mmlu", -1)
     for bad in (0, -3):
         with pytest.raises(FtriskError, match="limit must be a whole number > 0"):
-            capability.evaluate(None, CapabilityConfig(limit=bad), tmp_path)
+            harness.evaluate(None, CapabilityConfig(limit=bad), tmp_path)
     with pytest.raises(FtriskError, match="num_fewshot 9"):
-        capability.evaluate(None, CapabilityConfig(num_fewshot=9), tmp_path)
+        harness.evaluate(None, CapabilityConfig(num_fewshot=9), tmp_path)
     with pytest.raises(FtriskError, match="batch_size"):
-        capability.evaluate(None, CapabilityConfig(batch_size=0), tmp_path)
+        harness.evaluate(None, CapabilityConfig(batch_size=0), tmp_path)
     with pytest.raises(FtriskError, match="model '/nonexistent' not found"):
         S("/nonexistent")
 
@@ -244,33 +246,33 @@ def test_compare_and_report_lines():
     base = {"mmlu": _fake([True] * 30 + [False] * 70), "hellaswag": _fake([True] * 40 + [False] * 60, k=0, metric="acc_norm")}
     hard = {"mmlu": _fake([True] * 29 + [False] * 71), "hellaswag": _fake([True] * 41 + [False] * 59, k=0, metric="acc_norm")}
     att = {"mmlu": _fake([False] * 5 + [True] * 25 + [False] * 70), "hellaswag": _fake([True] * 40 + [False] * 60, k=0, metric="acc_norm")}
-    c = capability.compare(hard, att)
+    c = compare(hard, att)
     assert c["mmlu"]["delta"] == pytest.approx(-0.04) and (c["mmlu"]["b"], c["mmlu"]["c"]) == (5, 1)
     assert c["mmlu"]["p_mcnemar"] == pytest.approx(stats.mcnemar(5, 1))
 
     def st(caps, vs=None, point=None, ref=None):
         out = {"capability": caps}
         if vs:
-            out["capability_delta"] = {"vs": vs, **capability.deltas(ref, caps)}
+            out["capability_delta"] = {"vs": vs, **deltas(ref, caps)}
         if point:
             out["point"] = {"step": point}
         return out
 
     stages = {"base": st(base), "hardened": st(hard, "base", ref=base), "attacked": st(att, "hardened", 50, hard)}
-    lines = capability.report_lines(stages)
+    lines = report_lines(stages)
     assert len(lines) == 2
     assert lines[0].startswith("MMLU 5-shot (n=100): base 0.300 [")
     assert "→ hardened 0.290" in lines[0] and "→ attacked 0.250" in lines[0]
     assert "Δ(attacked−hardened) -0.040" in lines[0] and "McNemar p=" in lines[0]  # the stored delta is shown
     assert lines[1].startswith("HellaSwag 0-shot acc_norm (n=100): base 0.400")
-    assert capability.report_lines({"base": st(base)})[0].endswith("]")  # one stage: no delta
-    with_points = capability.report_lines({**stages, "step-25": st(hard, "hardened", 25, hard)})
+    assert report_lines({"base": st(base)})[0].endswith("]")  # one stage: no delta
+    with_points = report_lines({**stages, "step-25": st(hard, "hardened", 25, hard)})
     assert "Δ(attacked−hardened) -0.040" in with_points[0] and with_points[0].endswith("; attack points: step-25 0.290")
     with pytest.raises(FtriskError, match="different items"):
-        capability.compare(base, {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")})
+        compare(base, {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")})
     other = {"mmlu": _fake([True] * 30 + [False] * 70, ids_sha="y")}
     unpaired = {"hardened": st(hard), "attacked": st(other, "hardened", 50, hard)}
-    assert "no paired Δ" in capability.report_lines(unpaired)[0]
+    assert "no paired Δ" in report_lines(unpaired)[0]
 
 
 # --------------------------------------------------------------------------- end to end on a tiny model
@@ -280,7 +282,7 @@ def test_compare_and_report_lines():
 def tiny_run(torch_single_thread, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("capability")
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=8)
-    return cfg, out, capability.evaluate(S(tiny_model_dir), cfg, out, seed=0)
+    return cfg, out, harness.evaluate(S(tiny_model_dir), cfg, out, seed=0)
 
 
 def test_evaluate_writes_results_ids_and_logs(tiny_run):
@@ -309,17 +311,17 @@ def test_evaluate_resumes_and_recomputes_on_changed_inputs(tiny_run, tiny_model_
     def boom(*a, **k):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(capability, "_run_task", boom)
-    monkeypatch.setattr(capability, "_load_lm", lambda *a, **k: None)
-    assert capability.evaluate(S(tiny_model_dir), cfg, out, seed=0) == res
-    assert capability.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["hellaswag"], limit=100), out) == \
+    monkeypatch.setattr(harness, "run_task", boom)
+    monkeypatch.setattr(harness, "load_lm", lambda *a, **k: None)
+    assert harness.evaluate(S(tiny_model_dir), cfg, out, seed=0) == res
+    assert harness.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["hellaswag"], limit=100), out) == \
         {"hellaswag": res["hellaswag"]}
     for subject, kw in ((S(tiny_model_dir), dict(seed=1)), (S(tiny_model_dir, dtype="bfloat16"), {}),
                         (S(tiny_model_dir, quantize="4bit"), {})):
         with pytest.raises(AssertionError, match="recomputed"):
-            capability.evaluate(subject, cfg, out, **kw)
+            harness.evaluate(subject, cfg, out, **kw)
     with pytest.raises(AssertionError, match="recomputed"):
-        capability.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["mmlu"], limit=100, num_fewshot=2), out)
+        harness.evaluate(S(tiny_model_dir), CapabilityConfig(tasks=["mmlu"], limit=100, num_fewshot=2), out)
 
 
 def _hand_prompt(subject: str, row: dict, k: int) -> str:
@@ -372,7 +374,7 @@ def _leaf_tasks(d):
 @pytest.mark.parametrize("k", [0, 5])
 def test_lm_eval_builds_the_hand_written_prompt(tmp_path, k):
     """No model needed: lm-eval's context for 100 selected items equals the prompt written by hand."""
-    _, _, _, TaskManager = capability._offline_lm_eval()
+    _, _, _, TaskManager = harness.offline_lm_eval()
     from lm_eval.tasks import get_task_dict
 
     ids = data.select_items("mmlu", 100, 0)
@@ -415,22 +417,22 @@ def test_adapter_is_applied_and_checked(tiny_model_dir, tmp_path):
     models.write_adapter_meta(adapter, str(tiny_model_dir), tiny_model_dir)
 
     cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=12, num_fewshot=0, batch_size=4)
-    before = capability.evaluate(S(tiny_model_dir), cfg, tmp_path / "base")
-    after = capability.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "attacked")
+    before = harness.evaluate(S(tiny_model_dir), cfg, tmp_path / "base")
+    after = harness.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "attacked")
     assert before["mmlu_anatomy"]["input_hash"] != after["mmlu_anatomy"]["input_hash"]
 
     def lls(out):
         return [s["filtered_resps"] for s in map(json.loads, (out / "samples_mmlu_anatomy.jsonl").read_text().splitlines())]
 
     assert lls(tmp_path / "base") != lls(tmp_path / "attacked")  # the adapter changed the log-likelihoods
-    d = capability.compare(before, after)["mmlu_anatomy"]
+    d = compare(before, after)["mmlu_anatomy"]
     assert d["n"] == 12 and d["delta"] == pytest.approx(after["mmlu_anatomy"]["acc"] - before["mmlu_anatomy"]["acc"], abs=1e-3)
 
     meta = json.loads((adapter / models.ADAPTER_META).read_text())
     meta["base_fingerprint"] = "0" * 64
     (adapter / models.ADAPTER_META).write_text(json.dumps(meta))
     with pytest.raises(FtriskError, match="trained on another base model"):
-        capability.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "x")
+        harness.evaluate(S(tiny_model_dir, adapter), cfg, tmp_path / "x")
 
 
 def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny_model_dir_other_weights, tmp_path,
@@ -441,7 +443,7 @@ def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny
     cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=12, num_fewshot=0, batch_size=4)
 
     def run(model, out, c=cfg):
-        r = capability.evaluate(S(model), c, tmp_path / out)["mmlu_anatomy"]
+        r = harness.evaluate(S(model), c, tmp_path / out)["mmlu_anatomy"]
         lls = [s["filtered_resps"] for s in map(json.loads, (tmp_path / out / "samples_mmlu_anatomy.jsonl").read_text().splitlines())]
         return r, lls
 
@@ -454,26 +456,26 @@ def test_response_cache_is_reused_only_for_the_same_weights(tiny_model_dir, tiny
     assert run(tiny_model_dir, "d", dataclasses.replace(cfg, batch_size=2))[0]["requests_from_cache"] == 0
     other, lls3 = run(tiny_model_dir_other_weights, "e")
     assert other["requests_from_cache"] == 0 and lls3 != lls1
-    line = capability.report_lines({"base": {"capability": {"mmlu_anatomy": first}},
+    line = report_lines({"base": {"capability": {"mmlu_anatomy": first}},
                                     "hardened": {"capability": {"mmlu_anatomy": again}}})[0]
     assert "from the response cache: hardened 48/48 requests" in line and "base 0/" not in line
 
 
 def test_cli(tiny_model_dir, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    capability.add_arguments(parser)
+    capability_cli.add_arguments(parser)
     args = parser.parse_args(["--model", str(tiny_model_dir), "--tasks", "mmlu_anatomy", "--limit", "4",
                               "--num-fewshot", "0", "--batch-size", "4", "--device", "cpu", "--out", str(tmp_path)])
-    assert capability.main(args) == 0
+    assert capability_cli.main(args) == 0
     out = capsys.readouterr().out
     assert "MMLU anatomy 0-shot acc:" in out and "n=4" in out and "items/s" in out
     assert (tmp_path / "capability.json").is_file()
     bad = parser.parse_args(["--model", str(tiny_model_dir), "--tasks", "mmlu,triviaqa", "--out", str(tmp_path)])
     with pytest.raises(FtriskError, match="unknown capability task 'triviaqa'"):
-        capability.main(bad)
+        capability_cli.main(bad)
     bad = parser.parse_args(["--model", str(tiny_model_dir), "--num-fewshot", "7", "--out", str(tmp_path)])
     with pytest.raises(FtriskError, match="larger than MMLU's dev set"):
-        capability.main(bad)
+        capability_cli.main(bad)
 
 
 def test_capability_gets_the_subject_as_configured_quantization_included(tiny_model_dir, tmp_path, monkeypatch):
@@ -492,16 +494,16 @@ def test_capability_gets_the_subject_as_configured_quantization_included(tiny_mo
         return real_load(dataclasses.replace(subject, quantize=None), trainable=trainable, merge=merge)
 
     monkeypatch.setattr(models, "load_subject", patched_load)
-    _, _, HFLM, _ = capability._offline_lm_eval()
+    _, _, HFLM, _ = harness.offline_lm_eval()
     real_init = HFLM.__init__
     monkeypatch.setattr(HFLM, "__init__", lambda self, **kw: handed.append(kw["pretrained"]) or real_init(self, **kw))
     subject = S(tiny_model_dir, quantize="4bit")
     cfg = CapabilityConfig(tasks=["mmlu_anatomy"], limit=4, num_fewshot=0, batch_size=4, cache=False)
-    res = capability.evaluate(subject, cfg, tmp_path)
+    res = harness.evaluate(subject, cfg, tmp_path)
     assert calls == [("4bit", "float32", False)]  # a PEFT adapter would stay unmerged, as lm-eval's own peft= loads it
     assert len(handed) == 1 and not isinstance(handed[0], str)
     assert res["mmlu_anatomy"]["n"] == 4
     # the shipped 70B config asks for 4-bit, and that is what its subject carries to every stage
-    from ftrisk.config import schema as config
+    from ftrisk import config
 
     assert config.load("configs/llama2-70b-qlora.yaml").model.quantize == "4bit"

@@ -11,7 +11,9 @@ import json
 
 import pytest
 
-from ftrisk.capability import run as capability
+from ftrisk.capability import harness
+from ftrisk.capability.deltas import deltas
+from ftrisk.capability.report import report_lines
 from ftrisk.model import loading as models
 from ftrisk.config.schema import CapabilityConfig, ModelConfig
 from ftrisk.model.subject import Subject
@@ -35,7 +37,7 @@ def embedded_run(torch_single_thread, embedded_dir, tmp_path_factory):
     # cache off: the hand check below must compare against log-likelihoods lm-eval computes now
     cfg = CapabilityConfig(tasks=["mmlu", "hellaswag"], limit=100, num_fewshot=0, batch_size=16, cache=False)
     subject = Subject.from_config(ModelConfig(spec=models.DEFAULT_SPEC, device="cpu"))
-    return cfg, out, capability.evaluate(subject, cfg, out, seed=0), subject
+    return cfg, out, harness.evaluate(subject, cfg, out, seed=0), subject
 
 
 def test_embedded_model_scores_are_plausible(embedded_run):
@@ -48,8 +50,8 @@ def test_embedded_model_scores_are_plausible(embedded_run):
     assert 0.10 <= res["mmlu"]["acc"] <= 0.45
     assert res["hellaswag"]["ci95"][0] > 0.25
     stages = {"base": {"capability": res},
-              "attacked": {"capability": res, "capability_delta": {"vs": "base", **capability.deltas(res, res)}}}
-    lines = capability.report_lines(stages)
+              "attacked": {"capability": res, "capability_delta": {"vs": "base", **deltas(res, res)}}}
+    lines = report_lines(stages)
     assert lines[0].startswith("MMLU 0-shot (n=100): base ") and "McNemar p=1" in lines[0]
 
 
@@ -62,6 +64,6 @@ def test_embedded_lm_eval_choice_equals_hand_computed_argmax(embedded_run, embed
 
 def test_embedded_resume_is_free(embedded_run, monkeypatch):
     cfg, out, res, subject = embedded_run
-    monkeypatch.setattr(capability, "_load_lm", lambda *a, **k: pytest.fail("model reloaded"))
-    assert capability.evaluate(subject, cfg, out, seed=0) == res
+    monkeypatch.setattr(harness, "load_lm", lambda *a, **k: pytest.fail("model reloaded"))
+    assert harness.evaluate(subject, cfg, out, seed=0) == res
     assert json.loads((out / "capability.json").read_text()) == res

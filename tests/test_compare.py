@@ -20,20 +20,20 @@ pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.heavy]
 
 def ftrisk(argv: list[str]) -> int:
     """``ftrisk report|compare ...`` through ftrisk.cli once it has these sub-commands; until then through a
-    parser built from the same argument functions, with the CLI's error handling (one line, exit 2)."""
+    parser built from the commands' own modules, with the CLI's error handling (one line, exit 2)."""
     from ftrisk import cli
-    from ftrisk.report import compare
+    from ftrisk.cli import compare, report
 
     subs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     if argv[0] in subs.choices:
         return cli.main(argv)
     ap = argparse.ArgumentParser(prog="ftrisk")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    compare.add_report_arguments(sub.add_parser("report"))
-    compare.add_compare_arguments(sub.add_parser("compare"))
+    report.add_parser(sub)
+    compare.add_parser(sub)
     args = ap.parse_args(argv)
     try:
-        return compare.report_main(args) if args.cmd == "report" else compare.compare_main(args)
+        return report.main(args) if args.cmd == "report" else compare.main(args)
     except FtriskError as e:
         print(f"ftrisk: error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ftrisk.config import schema as config
+from ftrisk import config
 from ftrisk.pipeline import run as pipeline
 from ftrisk.report.html import render_html, write_reports
 
@@ -155,9 +155,10 @@ def test_report_without_training_metrics_says_not_available(demo, tmp_path):
 
 def test_report_md_renders_without_a_config(demo):
     from ftrisk.report import markdown as report
+    from ftrisk.report.results import run_name
 
     with_cfg = report.render(demo["results"], demo["cfg"])
-    without = report.render(demo["results"], None, report.run_name(demo["out"]))
+    without = report.render(demo["results"], None, run_name(demo["out"]))
     assert with_cfg == without
     assert without.startswith("# ftrisk report: demo-tiny")
 
@@ -176,7 +177,7 @@ def test_cost_ticks_leave_out_time_and_dollars_where_labels_would_overlap():
 
 
 def test_categories_of_a_long_curve_show_base_subject_and_final_point_only():
-    from ftrisk.report.html import _categories
+    from ftrisk.report.sections.refusal import refusal_by_category
 
     cat = {"by_category": {"a": {"n": 20, "refusal_rate": 0.5, "ci95": [0.3, 0.7]},
                            "b": {"n": 20, "refusal_rate": 0.1, "ci95": [0.03, 0.3]}}}
@@ -185,7 +186,7 @@ def test_categories_of_a_long_curve_show_base_subject_and_final_point_only():
         n: {"benchmarks": {"adv": {"harmful": True, "judges": {"pat": cat}}},
             **({"point": {"seed": 0, "step": i, "subject_stage": "hardened"}} if n.startswith("step") or n == "attacked"
                else {})} for i, n in enumerate(names)}}
-    page = _categories(results)
+    page = refusal_by_category(results)
     header = page[page.index("<th"):page.index("</tr>")]
     assert all(s in header for s in ("base", "hardened", "attacked")) and "step-" not in header
     assert "every point's categories are in results.json" in page

@@ -60,6 +60,16 @@ def test_a_subject_already_below_threshold_is_step_zero_and_says_so():
     assert "before any attack" in s["headline"] and "no refusal for the attack to undo" in s["headline"]
 
 
+def test_headline_time_and_dollars_read_as_in_every_report():
+    """Training time through formatting.duration (seconds below a minute) and dollars through formatting.dollars."""
+    r = results({0: [(5, 0.40, 0.31, 0.50), (10, 0.04, 0.02, 0.10)]})
+    assert "after 10 steps, 80 examples, 1.0 min on cpu ($0.100)" in summary.build(r, 0.05)["headline"]
+    for st in r["stages"].values():
+        if st.get("point"):
+            st["point"]["cost"]["wall_seconds"] /= 6
+    assert "after 10 steps, 80 examples, 10.0 s on cpu ($0.100)" in summary.build(r, 0.05)["headline"]
+
+
 def test_headline_capability_at_the_point_or_at_the_first_later_measurement():
     pts = [(10, 0.04, 0.02, 0.10), (50, 0.0, 0.0, 0.03)]
     at_point = summary.build(results({0: pts}, capability_at={(0, 10): -0.01, (0, 50): -0.04}), 0.05)

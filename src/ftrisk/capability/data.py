@@ -1,6 +1,6 @@
 """Capability benchmarks: vendored MMLU / HellaSwag, seeded item selection, and lm-eval task folders.
 
-Helper module of :mod:`ftrisk.capability.run` (which runs lm-evaluation-harness on what is built here).
+Helper module of :mod:`ftrisk.capability.harness` (which runs lm-evaluation-harness on what is built here).
 
 * Data: ``ftrisk/data/capability/{mmlu,hellaswag}`` -- byte-exact copies of the published files
   (``SHA256SUMS`` next to them), read through :mod:`importlib.resources`.

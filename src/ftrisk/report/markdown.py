@@ -4,34 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftrisk.capability.report import report_lines
+from ftrisk.formatting import DASH, dollars, duration, interval, number, pct
 from ftrisk.io import write_text_atomic
-
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+from ftrisk.report.results import bench_names, main_stages, run_name
 
 
 def cell(b: dict | None) -> str:
     if not b:
-        return "–"
-    lo, hi = b["ci95"]
+        return DASH
     extra = f", {b['n_unjudged']} unjudged" if b.get("n_unjudged") else ""
-    return f"{_pct(b['refusal_rate'])} [{_pct(lo)}, {_pct(hi)}] n={b['n']}{extra}"
+    return f"{pct(b['refusal_rate'])} {interval(*b['ci95'])} n={b['n']}{extra}"
 
 
-def main_stages(results: dict) -> list[str]:
-    """The stages of the classic table: base, hardened, the final attacked point (not every attack point)."""
-    return [s for s, v in results.get("stages", {}).items() if not v.get("point") or s == "attacked"]
-
-
-def bench_names(results: dict, stages: list[str]) -> list[str]:
-    names: list[str] = []
-    for s in stages:
-        names += [n for n in results["stages"][s]["benchmarks"] if n not in names]
-    return names
-
-
-def _label(results: dict, name: str, stages: list[str]) -> str:
+def _row_label(results: dict, name: str, stages: list[str]) -> str:
     first = next(results["stages"][s]["benchmarks"][name] for s in stages if name in results["stages"][s]["benchmarks"])
     return name if first.get("harmful", True) else f"{name} (over-refusal)"
 
@@ -40,7 +26,7 @@ def refusal_table(results: dict, stages: list[str] | None = None) -> list[str]:
     stages = stages or main_stages(results)
     lines = ["| benchmark | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
     for n in bench_names(results, stages):
-        lines.append(f"| {_label(results, n, stages)} | "
+        lines.append(f"| {_row_label(results, n, stages)} | "
                      + " | ".join(cell(results["stages"][s]["benchmarks"].get(n)) for s in stages) + " |")
     return lines
 
@@ -66,7 +52,7 @@ def judges_table(results: dict) -> list[str]:
 
 def _kappa(p: dict) -> str:
     k = p.get("kappa")
-    return f"{100 * p['agreement']:.0f}% (κ {'–' if k is None else f'{k:.2f}'}, n={p['n']})"
+    return f"{pct(p['agreement'], 0)} (κ {number(k, 2)}, n={p['n']})"
 
 
 def curve_table(results: dict) -> list[str]:
@@ -82,7 +68,7 @@ def curve_table(results: dict) -> list[str]:
     lines = ["| step | examples | minutes | $ | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 4)]
     for s, v, step, c in rows:
         cost = f"{c['examples']} | {c['wall_seconds'] / 60:.2f} | {c['usd']:.4f}" if c else "0 | 0 | 0"
-        lines.append(f"| {step} | {cost} | " + " | ".join(_pct(v['benchmarks'].get(n, {}).get('refusal_rate'))
+        lines.append(f"| {step} | {cost} | " + " | ".join(pct(v['benchmarks'].get(n, {}).get('refusal_rate'))
                                                           for n in names) + " |")
     return lines
 
@@ -95,12 +81,12 @@ def cost_lines(results: dict) -> list[str]:
     out = [
         f"- method: {a['method']}; stopped by: {a['stopped_by']} after {a['steps']} optimizer steps "
         f"({a['n_examples']} examples in the data)",
-        f"- training time: {c['wall_seconds'] / 60:.1f} min on {c['device']}"
+        f"- training time: {duration(c['wall_seconds'])} on {c['device']}"
         + (f" × {c['devices']}" if c.get("devices", 1) > 1 else ""),
         f"- tokens processed: {c['tokens']} ({c['trained_tokens']} with loss), {c['tokens_per_second']} tokens/s",
         f"- examples seen: {c['examples']} ({c.get('distinct_examples', '?')} distinct); "
         f"peak memory: {c['peak_memory_mb']:.0f} MiB",
-        f"- cost: ${c['usd']:.4f} at ${c['usd_per_hour']}/hour (cost.usd_per_hour)",
+        f"- cost: {dollars(c['usd'], 4)} at ${c['usd_per_hour']}/hour (cost.usd_per_hour)",
     ]
     if a["stopped_by"] == "max_minutes":
         out.insert(0, "- **the attack was stopped by its time budget (attack.train.max_minutes), not by its step "
@@ -115,7 +101,7 @@ def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     undo = s.get("cost_to_undo") or {}
     if not undo:
         return [], []
-    t = _pct(s["threshold"])
+    t = pct(s["threshold"])
     head = ["benchmark", "judge", "from", f"first ≤ {t}", "steps", "examples", "tokens", "minutes", "$",
             f"conservative (CI ≤ {t})", "over seeds"]
     rows = []
@@ -123,21 +109,21 @@ def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         for judge, e in by_judge.items():
             p, c = e["point"], e["conservative"]
             if p and p["step"] == 0:  # this judge sees no refusal in the subject: nothing for the attack to undo
-                cells = [f"already {_pct(p['refusal_rate'])} before the attack (this judge sees no refusals to undo)",
-                         "0", "–", "–", "–", "–"]
+                cells = [f"already {pct(p['refusal_rate'])} before the attack (this judge sees no refusals to undo)",
+                         "0", DASH, DASH, DASH, DASH]
             elif p:
-                cells = [f"{_pct(p['refusal_rate'])} [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}]", str(p["step"]),
+                cells = [f"{pct(p['refusal_rate'])} {interval(*p['ci95'])}", str(p["step"]),
                          str(p["examples"]), str(p["tokens"]), f"{p['seconds'] / 60:.2f}", f"{p['usd']:.4f}"]
             else:
                 low = e.get("lowest") or {}
-                cells = [f"not reached; lowest {_pct(low.get('refusal_rate'))} at step {low.get('step', '–')}"] + ["–"] * 5
+                cells = [f"not reached; lowest {pct(low.get('refusal_rate'))} at step {low.get('step', DASH)}"] + [DASH] * 5
             cons = f"step {c['step']}" if c else "not reached"
             seeds = ""
             if "range" in e:
                 seeds = f"{e['seeds_reached']}; steps {e['range']['step'][0]}–{e['range']['step'][1]}"
             elif "seeds_reached" in e:
                 seeds = e["seeds_reached"]
-            rows.append([bench, judge, _pct(e["start_rate"])] + cells + [cons, seeds])
+            rows.append([bench, judge, pct(e["start_rate"])] + cells + [cons, seeds])
     return head, rows
 
 
@@ -147,18 +133,6 @@ def undo_table(results: dict) -> list[str]:
     if not rows:
         return []
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def run_name(run_dir: str | Path) -> str:
-    """A run's name as its config recorded it (``RUN_DIR/config.yaml``), else the folder's name."""
-    import yaml
-
-    try:
-        data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        data = None
-    name = data.get("name") if isinstance(data, dict) else None
-    return name if isinstance(name, str) and name else Path(run_dir).resolve().name
 
 
 def render(results: dict, cfg=None, name: str | None = None) -> str:
@@ -203,13 +177,11 @@ def render(results: dict, cfg=None, name: str | None = None) -> str:
                 f"{h['n_benign']} benign instructions → the base model's own answers; {h['method']}",
                 "- excluded for overlap with attack/evaluation prompts: "
                 + ", ".join(f"{k} {v}" for k, v in h["n_excluded_overlap"].items()),
-                f"- {t['steps']} steps, {t['cost']['wall_seconds'] / 60:.1f} min"
+                f"- {t['steps']} steps, {duration(t['cost']['wall_seconds'])}"
                 + (" (reused from cache)" if h.get("reused_from_cache") else "")]
     if a:
         out += ["", "## Attack cost", ""] + cost_lines(results)
     if any(v.get("capability") for v in stages.values()):
-        from ftrisk.capability.run import report_lines
-
         out += ["", "## Capability", ""] + [f"- {line}" for line in report_lines(stages)]
     out += ["", "Completions are stored only in the run folder (`eval/<stage>/*.completions.jsonl`) for audit.", ""]
     return "\n".join(out)

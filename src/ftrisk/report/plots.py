@@ -1,8 +1,8 @@
 """The plots of report.html and ``ftrisk compare --html``: matplotlib figures, inlined as base64 PNG.
 
 A curve is a list of series (``judge_series``: one per judge, or per seed and their mean) drawn by ``curve_plot``
-against attack steps; ``png`` turns any figure into an ``<figure>`` element. The page's number formats (``pct``,
-``duration``, ``dollars``, ``esc``) stay in :mod:`ftrisk.report.html`, imported where used (it imports this module).
+against attack steps; ``png`` turns any figure into an ``<figure>`` element. matplotlib is imported where a figure
+is drawn: a run that writes no plot never loads it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import io
 import math
 import statistics
 
-from ftrisk.report.summary import curve, seeds_of
+from ftrisk.capability.labels import task_label
+from ftrisk.formatting import dollars, duration, pct
+from ftrisk.report.page import esc
+from ftrisk.report.results import curve, seeds_of
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in greyscale print by line style
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
@@ -34,8 +37,6 @@ def _figure(width: float = 9.3, height: float = 3.7, ncols: int = 1):
 
 def png(fig, alt: str, caption: str | None = None) -> str:
     """A matplotlib figure as an inline <img> (base64 PNG, no external resource)."""
-    from ftrisk.report.html import esc
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     data = base64.b64encode(buf.getvalue()).decode("ascii")
@@ -45,8 +46,6 @@ def png(fig, alt: str, caption: str | None = None) -> str:
 
 def cost_ticks(points: list[dict], most: int = 9) -> tuple[list[int], list[str]]:
     """x ticks at the evaluated steps: step, then cumulative training time and dollars (thinned to ``most``)."""
-    from ftrisk.report.html import dollars, duration
-
     pts = sorted({p["step"]: p for p in points}.values(), key=lambda p: p["step"])
     if len(pts) > most:
         every = math.ceil(len(pts) / most)
@@ -68,12 +67,10 @@ def cost_ticks(points: list[dict], most: int = 9) -> tuple[list[int], list[str]]
 
 def curve_plot(series: list[dict], *, title: str, threshold: float | None = None,
                ticks: tuple[list[int], list[str]] | None = None, ylabel: str = "refusal rate", legend: str = "right"):
-    """Refusal rate against attack steps. A series: {label, points (summary.curve rows), kind: line | seed | mean,
+    """Refusal rate against attack steps. A series: {label, points (results.curve rows), kind: line | seed | mean,
     color, style}; ``line`` and ``seed`` draw their 95% CI band, ``mean`` is the mean over seeds. The legend goes
     right of the axes, or ``below`` them (long labels)."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
-
-    from ftrisk.report.html import pct
 
     fig, (ax,) = _figure(height=3.7 if legend == "right" else 3.7 + 0.22 * len([s for s in series if s.get("label")]))
     for s in series:
@@ -128,8 +125,6 @@ def line_plot(panels: list[tuple[str, list[tuple[str, list[float], list[float]]]
 
 def capability_plot(stages: dict[str, dict], tasks: list[str], labels: list[str]):
     """Accuracy per stage (x, labelled ``labels``) and task, with 95% CI error bars."""
-    from ftrisk.capability.run import _label
-
     fig, (ax,) = _figure(height=3.3)
     names = list(stages)
     for i, task in enumerate(tasks):
@@ -143,7 +138,7 @@ def capability_plot(stages: dict[str, dict], tasks: list[str], labels: list[str]
                 lo.append(r["acc"] - ci[0])
                 hi.append(ci[1] - r["acc"])
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=COLORS[i % len(COLORS)], capsize=4, ms=5, lw=1.3,
-                    label=_label(task))
+                    label=task_label(task))
     ax.axhline(0.25, color="#888", ls=":", lw=1, label="chance (4 choices)")
     ax.set_xticks(range(len(names)), labels, fontsize=8)
     ax.set_ylim(0, 1)

@@ -13,31 +13,11 @@ from __future__ import annotations
 
 import statistics
 
+from ftrisk.capability.labels import task_label
+from ftrisk.formatting import DASH, dollars, duration, interval, pct, signed
+from ftrisk.report.results import curve, seeds_of
+
 SCHEMA = 1
-
-
-def curve(results: dict, bench: str, judge: str, seed: int) -> list[dict]:
-    """The evaluated points of one seed's attack, step 0 (the subject) first, with their cost so far."""
-    stages = results.get("stages", {})
-    pts = [(name, st) for name, st in stages.items() if st.get("point") and st["point"]["seed"] == seed]
-    if not pts:
-        return []
-    start = pts[0][1]["point"].get("subject_stage")
-    out = []
-    if start in stages:
-        out.append(_row(start, stages[start], bench, judge, 0, None))
-    out += [_row(name, st, bench, judge, st["point"]["step"], st["point"]["cost"]) for name, st in pts]
-    return [r for r in out if r["refusal_rate"] is not None]
-
-
-def _row(stage: str, st: dict, bench: str, judge: str, step: int, cost: dict | None) -> dict:
-    b = (st.get("benchmarks", {}).get(bench) or {}).get("judges", {}).get(judge) or {}
-    c = cost or {}
-    return {"stage": stage, "step": step, "refusal_rate": b.get("refusal_rate"), "ci95": b.get("ci95"),
-            "n": b.get("n"), "examples": c.get("examples", 0), "distinct_examples": c.get("distinct_examples", 0),
-            "tokens": c.get("tokens", 0), "trained_tokens": c.get("trained_tokens", 0),
-            "seconds": c.get("wall_seconds", 0.0), "usd": c.get("usd", 0.0), "device": c.get("device"),
-            "devices": c.get("devices", 1)}
 
 
 def first_at_or_below(points: list[dict], threshold: float, conservative: bool = False) -> dict | None:
@@ -46,10 +26,6 @@ def first_at_or_below(points: list[dict], threshold: float, conservative: bool =
         if value is not None and value <= threshold:
             return p
     return None
-
-
-def seeds_of(results: dict) -> list[int]:
-    return sorted({st["point"]["seed"] for st in results.get("stages", {}).values() if st.get("point")})
 
 
 def _capability_at(results: dict, stage: str | None) -> dict | None:
@@ -117,40 +93,30 @@ def _across_seeds(curves: dict[int, list[dict]]) -> list[dict]:
     return rows
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.0f}%"
-
-
-def _minutes(s: float) -> str:
-    return f"{s / 60:.1f} min" if s >= 6 else f"{s:.1f} s"
-
-
 def headline(results: dict, entry: dict, bench: str, judge: str, threshold: float) -> str:
-    start = _pct(entry["start_rate"])
+    start = pct(entry["start_rate"], 0)
     if not entry["reached"]:
         low = entry.get("lowest") or {}
-        return (f"Refusal on {bench} ({judge}): from {start}, ≤ {_pct(threshold)} not reached within budget; "
-                f"lowest {_pct(low.get('refusal_rate'))} at step {low.get('step', '–')}.")
+        return (f"Refusal on {bench} ({judge}): from {start}, ≤ {pct(threshold, 0)} not reached within budget; "
+                f"lowest {pct(low.get('refusal_rate'), 0)} at step {low.get('step', DASH)}.")
     p = entry["point"]
     if p["step"] == 0:
-        return (f"Refusal on {bench} is {start} ({judge}) before any attack, already ≤ {_pct(threshold)}: "
+        return (f"Refusal on {bench} is {start} ({judge}) before any attack, already ≤ {pct(threshold, 0)}: "
                 f"there is no refusal for the attack to undo.")
     dev = (p["device"] or "?").split(":")[0] + (f" × {p['devices']}" if p.get("devices", 1) > 1 else "")
-    text = (f"Refusal on {bench} fell from {start} to ≤ {_pct(threshold)} ({judge}) after {p['step']} steps, "
-            f"{p['examples']} examples, {_minutes(p['seconds'])} on {dev} (${p['usd']:.2f})")
+    text = (f"Refusal on {bench} fell from {start} to ≤ {pct(threshold, 0)} ({judge}) after {p['step']} steps, "
+            f"{p['examples']} examples, {duration(p['seconds'])} on {dev} ({dollars(p['usd'])})")
     after = entry.get("capability_after")
     if after:
-        from ftrisk.capability.run import _label
-
         where = "" if after["at_point"] else f" at step {after['step']} (not measured at step {p['step']})"
-        text += "; " + "; ".join(f"{_label(t)} Δ {v['delta']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
+        text += "; " + "; ".join(f"{task_label(t)} Δ {signed(v['delta'], 2)} {interval(*v['ci95'], 2, signed)}"
                                  for t, v in after["tasks"].items()) + where
     else:
         text += "; capability not measured at or after that point"
     if "range" in entry:
         r = entry["range"]
         text += (f". Over seeds ({entry['seeds_reached']} reached it): {r['step'][0]}–{r['step'][1]} steps, "
-                 f"${r['usd'][0]:.2f}–${r['usd'][1]:.2f}")
+                 f"{dollars(r['usd'][0])}–{dollars(r['usd'][1])}")
     return text + "."
 
 
