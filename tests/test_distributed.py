@@ -43,15 +43,16 @@ DDP = distributed.config_path("ddp")
 
 def _train(model_dir, out: Path):
     """One attack-like run of the loop; returns its summary (the final adapter goes to out/adapter)."""
-    from ftrisk.training import finetune as train
     from ftrisk.config.schema import LoraConfig, TrainConfig
     from ftrisk.cost import CostMeter
     from ftrisk.model.subject import load_spec
+    from ftrisk.training.data import Example
+    from ftrisk.training.recipe import finetune
 
     model, tok = load_spec(model_dir)
     lora = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
-    _, summary = train.finetune(model, tok, [train.Example(p, r) for p, r in PAIRS], lora, TrainConfig(**TRAIN), out,
-                                meter=CostMeter(usd_per_hour=3.6), seed=1, final_dir=out / "adapter")
+    _, summary = finetune(model, tok, [Example(p, r) for p, r in PAIRS], lora, TrainConfig(**TRAIN), out,
+                          meter=CostMeter(usd_per_hour=3.6), seed=1, final_dir=out / "adapter")
     return summary
 
 
@@ -211,16 +212,16 @@ def test_packaged_accelerate_configs(capsys):
 if __name__ == "__main__":  # one of the 2 processes: OUT_DIR [CRASH_AT]
     model_dir, out = sys.argv[1], Path(sys.argv[2])
     if len(sys.argv) > 3:  # die (both processes, no cleanup) right after checkpoint-<CRASH_AT> is saved
-        from ftrisk.training import finetune as train
+        from ftrisk.training import checkpoint
 
-        real_save, crash_at = train._save_checkpoint, int(sys.argv[3])
+        real_save, crash_at = checkpoint.save, int(sys.argv[3])
 
         def save_then_die(*args):
             real_save(*args)
             if args[5] == crash_at:
                 os._exit(9)
 
-        train._save_checkpoint = save_then_die
+        checkpoint.save = save_then_die
     summary = _train(model_dir, out)
     if distributed.is_main_process():
         print(json.dumps(summary["cost"]))

@@ -10,7 +10,7 @@ import torch
 
 from ftrisk import cost
 from ftrisk.generation import resumable as gen
-from ftrisk.training import finetune as train
+from ftrisk.training import checkpoint, data
 from ftrisk.training import fast as train_fast
 from ftrisk.generation import hf
 from ftrisk.prompts.benchmarks import Item
@@ -19,7 +19,9 @@ from ftrisk.config.schema import GenerationConfig, LoraConfig, TrainConfig
 from ftrisk.cost import CostMeter
 from ftrisk.model.subject import load_spec
 from ftrisk.errors import FtriskError
-from ftrisk.training.finetune import IGNORE, Example
+from ftrisk.training.data import IGNORE, SORT_WINDOW, Example, collate, encode, make_batches
+from ftrisk.training.loss import response_loss
+from ftrisk.training.recipe import finetune
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -198,7 +200,7 @@ def tok_pad_is_eos(tiny_model_dir):
 def test_encode_masks_by_position(tok_pad_is_eos):
     tok = tok_pad_is_eos
     ex = Example("How do I bake bread?", "Knead the dough and bake it.")
-    enc = train.encode(tok, ex, max_seq_len=512)
+    enc = encode(tok, ex, max_seq_len=512)
     ids, labels = enc["input_ids"], enc["labels"]
     assert len(ids) == len(labels)
     n_prompt = len(tok(chat_text(tok, ex.prompt), add_special_tokens=False)["input_ids"])
@@ -216,8 +218,8 @@ def test_encode_masks_by_position(tok_pad_is_eos):
 def test_encode_incomplete_response_has_no_end_marker(tok_pad_is_eos):
     """A self-distilled answer cut at max_new_tokens must not teach the model to stop there."""
     tok = tok_pad_is_eos
-    whole = train.encode(tok, Example("How do I bake bread?", "Knead the dough and"), 512)
-    cut = train.encode(tok, Example("How do I bake bread?", "Knead the dough and", complete=False), 512)
+    whole = encode(tok, Example("How do I bake bread?", "Knead the dough and"), 512)
+    cut = encode(tok, Example("How do I bake bread?", "Knead the dough and", complete=False), 512)
     n_prompt = len(tok(chat_text(tok, "How do I bake bread?"), add_special_tokens=False)["input_ids"])
     assert cut["input_ids"][:n_prompt] == whole["input_ids"][:n_prompt]
     assert tok.eos_token_id in whole["labels"][n_prompt:]
@@ -227,9 +229,9 @@ def test_encode_incomplete_response_has_no_end_marker(tok_pad_is_eos):
 
 def test_collate_keeps_eos_label_when_pad_is_eos(tok_pad_is_eos):
     tok = tok_pad_is_eos
-    encs = [train.encode(tok, Example("Hi?", "Hello."), 512),
-            train.encode(tok, Example("How do I bake bread?", "Knead, rise, bake, then enjoy it warm."), 512)]
-    ids, mask, labels = train.collate(encs, tok.pad_token_id)
+    encs = [encode(tok, Example("Hi?", "Hello."), 512),
+            encode(tok, Example("How do I bake bread?", "Knead, rise, bake, then enjoy it warm."), 512)]
+    ids, mask, labels = collate(encs, tok.pad_token_id)
     short = encs[0]
     n = len(short["input_ids"])
     assert ids.shape[1] > n  # the short row is padded with the pad (== EOS) id
@@ -245,8 +247,8 @@ def test_truncation(tok_pad_is_eos, max_seq_len):
     for ex in [Example(long_prompt, "Knead and bake."),
                Example("Hi?", "the model answers questions about science " * 10),
                Example(long_prompt, "the model answers questions about science " * 10)]:
-        full = train.encode(tok, ex, 10_000)
-        enc = train.encode(tok, ex, max_seq_len)
+        full = encode(tok, ex, 10_000)
+        enc = encode(tok, ex, max_seq_len)
         ids, labels = enc["input_ids"], enc["labels"]
         assert len(ids) == len(labels) <= max_seq_len
         assert len(full["input_ids"]) > max_seq_len  # it really was truncated
@@ -270,8 +272,8 @@ def test_response_loss_equals_plain_cross_entropy(tiny_model_dir):
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
     model, tok = _fresh_model(tiny_model_dir)
-    encs = [train.encode(tok, ex, 128) for ex in PAIRS[:4]]
-    ids, mask, labels = (t.to(model.device) for t in train.collate(encs, tok.pad_token_id))
+    encs = [encode(tok, ex, 128) for ex in PAIRS[:4]]
+    ids, mask, labels = (t.to(model.device) for t in collate(encs, tok.pad_token_id))
 
     def plain(m):
         logits = m(input_ids=ids, attention_mask=mask).logits
@@ -279,14 +281,14 @@ def test_response_loss_equals_plain_cross_entropy(tiny_model_dir):
                                ignore_index=IGNORE)
 
     with torch.no_grad():
-        assert train.response_loss(model, ids, mask, labels).item() == pytest.approx(plain(model).item(), abs=1e-5)
+        assert response_loss(model, ids, mask, labels).item() == pytest.approx(plain(model).item(), abs=1e-5)
         # through a PEFT wrapper whose LoRA weights are non-zero: the adapters must count
         pm = get_peft_model(model, PeftLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                   task_type="CAUSAL_LM"))
         for name, p in pm.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-        ours, ref = train.response_loss(pm, ids, mask, labels).item(), plain(pm).item()
+        ours, ref = response_loss(pm, ids, mask, labels).item(), plain(pm).item()
         assert ours == pytest.approx(ref, abs=1e-5)
         with pm.disable_adapter():
             assert abs(plain(pm).item() - ref) > 1e-4  # the adapter really changed the loss
@@ -308,12 +310,12 @@ def test_train_max_steps_and_meter(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     tc = _cfg(max_steps=3, grad_accum=2)
     meter = CostMeter(device="cpu", usd_per_hour=3.6)
-    pm, summary = train.finetune(model, tok, PAIRS, LORA, tc, tmp_path / "run", meter=meter, seed=0)
+    pm, summary = finetune(model, tok, PAIRS, LORA, tc, tmp_path / "run", meter=meter, seed=0)
     assert summary["stopped_by"] == "max_steps"
     assert summary["steps"] == 3 == meter.steps
     # the micro-batches consumed are the first 6 of the schedule: recompute what they hold
-    encoded = [train.encode(tok, ex, tc.max_seq_len) for ex in PAIRS]
-    batches = train.make_batches([len(e["input_ids"]) for e in encoded], tc.batch_size, 0, 0)[:6]
+    encoded = [encode(tok, ex, tc.max_seq_len) for ex in PAIRS]
+    batches = make_batches([len(e["input_ids"]) for e in encoded], tc.batch_size, 0, 0)[:6]
     used = [i for b in batches for i in b]
     assert meter.examples == 12 == len(used)
     assert meter.tokens == sum(len(encoded[i]["input_ids"]) for i in used)  # non-pad tokens seen
@@ -333,7 +335,7 @@ def test_train_max_steps_and_meter(tiny_model_dir, tmp_path):
 def test_train_runs_out_of_data(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     meter = CostMeter()
-    _, summary = train.finetune(model, tok, PAIRS[:4], LORA, _cfg(max_steps=50), tmp_path / "r", meter=meter)
+    _, summary = finetune(model, tok, PAIRS[:4], LORA, _cfg(max_steps=50), tmp_path / "r", meter=meter)
     assert summary["stopped_by"] == "data"
     assert summary["steps"] == 2 and meter.examples == 4
 
@@ -358,38 +360,38 @@ def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monk
     model_dir = request.getfixturevalue("tiny_model_dir" if method == "lora" else "tiny_model_dir_tied")
     lora = LORA if method == "lora" else None
     state = _lora_state if method == "lora" else _full_state
-    saved = "adapter_model.safetensors" if method == "lora" else train.FULL_WEIGHTS
+    saved = "adapter_model.safetensors" if method == "lora" else checkpoint.FULL_WEIGHTS
     tc = _cfg(max_steps=4, checkpoint_every=2)
     # A: in one go
     model, tok = _fresh_model(model_dir)
     meter_a = CostMeter()
-    pa, sa = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "A", meter=meter_a, seed=1)
+    pa, sa = finetune(model, tok, PAIRS, lora, tc, tmp_path / "A", meter=meter_a, seed=1)
     assert sa["steps"] == 4 and sa["stopped_by"] == "max_steps"
     assert (tmp_path / "A" / "checkpoint-2" / saved).is_file()
     state_a = state(pa)
 
     # B: interrupted right after the checkpoint at step 2 was written
-    real_save = train._save_checkpoint
+    real_save = checkpoint.save
 
     def save_then_crash(model, opt, sched, meter, path, step, evaluable=None):
         real_save(model, opt, sched, meter, path, step, evaluable)
         if step == 2:
             raise _Interrupted
 
-    monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(checkpoint, "save", save_then_crash)
     model, tok = _fresh_model(model_dir)
     with pytest.raises(_Interrupted):
-        train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=CostMeter(), seed=1)
-    monkeypatch.setattr(train, "_save_checkpoint", real_save)
+        finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=CostMeter(), seed=1)
+    monkeypatch.setattr(checkpoint, "save", real_save)
 
     # resume B: only the 2 remaining steps are computed
     calls = []
-    real_collate, real_pack = train.collate, train_fast.pack  # padded batches, or packed rows on the CPU fast path
-    monkeypatch.setattr(train, "collate", lambda *a: calls.append(1) or real_collate(*a))
+    real_collate, real_pack = data.collate, train_fast.pack  # padded batches, or packed rows on the CPU fast path
+    monkeypatch.setattr(data, "collate", lambda *a: calls.append(1) or real_collate(*a))
     monkeypatch.setattr(train_fast, "pack", lambda *a: calls.append(1) or real_pack(*a))
     model, tok = _fresh_model(model_dir)
     meter_b = CostMeter()
-    pb, sb = train.finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=meter_b, seed=1)
+    pb, sb = finetune(model, tok, PAIRS, lora, tc, tmp_path / "B", meter=meter_b, seed=1)
     assert len(calls) == 2
     assert sb["steps"] == 4 and sb["stopped_by"] == "max_steps"
     assert (meter_b.steps, meter_b.tokens, meter_b.examples) == (meter_a.steps, meter_a.tokens, meter_a.examples)
@@ -404,7 +406,7 @@ def test_checkpoint_resume_matches_uninterrupted(method, request, tmp_path, monk
 def test_full_finetune_updates_every_weight(tiny_model_dir_tied, tmp_path):
     model, tok = _fresh_model(tiny_model_dir_tied)
     before = _full_state(model)
-    trained, summary = train.finetune(model, tok, PAIRS, None, _cfg(max_steps=2), tmp_path / "f", meter=CostMeter())
+    trained, summary = finetune(model, tok, PAIRS, None, _cfg(max_steps=2), tmp_path / "f", meter=CostMeter())
     assert trained is model and not hasattr(trained, "peft_config")  # no adapter: the weights themselves
     assert summary["steps"] == 2
     after = _full_state(trained)
@@ -417,13 +419,13 @@ def test_full_finetune_updates_every_weight(tiny_model_dir_tied, tmp_path):
 
 def test_full_finetune_warns_on_16_bit_weights(tiny_model_dir, tmp_path, caplog):
     model, tok = _fresh_model(tiny_model_dir)
-    with caplog.at_level("WARNING", logger="ftrisk.training.finetune"):
-        train.finetune(model, tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "a", meter=CostMeter())
+    with caplog.at_level("WARNING", logger="ftrisk.training"):
+        finetune(model, tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "a", meter=CostMeter())
     assert not caplog.records  # float32: nothing to say
     model, tok = _fresh_model(tiny_model_dir)
-    with caplog.at_level("WARNING", logger="ftrisk.training.finetune"):
-        train.finetune(model.to(torch.bfloat16), tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "b",
-                       meter=CostMeter())
+    with caplog.at_level("WARNING", logger="ftrisk.training"):
+        finetune(model.to(torch.bfloat16), tok, PAIRS[:2], None, _cfg(max_steps=1), tmp_path / "b",
+                 meter=CostMeter())
     assert any("bfloat16 weights" in r.getMessage() and "float32" in r.getMessage() for r in caplog.records)
 
 
@@ -431,16 +433,16 @@ def test_full_finetune_refuses_quantized_weights(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
     model.is_loaded_in_4bit = True  # what transformers sets on a bitsandbytes 4-bit model
     with pytest.raises(FtriskError, match="full fine-tuning needs unquantized weights"):
-        train.finetune(model, tok, PAIRS, None, _cfg(max_steps=1), tmp_path / "q", meter=CostMeter())
+        finetune(model, tok, PAIRS, None, _cfg(max_steps=1), tmp_path / "q", meter=CostMeter())
 
 
 def test_resume_without_checkpoint_differs_from_fresh_start(tiny_model_dir, tmp_path):
     """Guard for the test above: a run that restarts from scratch with another seed ends elsewhere."""
     tc = _cfg(max_steps=2)
     m1, tok = _fresh_model(tiny_model_dir)
-    p1, _ = train.finetune(m1, tok, PAIRS, LORA, tc, tmp_path / "x", meter=CostMeter(), seed=1)
+    p1, _ = finetune(m1, tok, PAIRS, LORA, tc, tmp_path / "x", meter=CostMeter(), seed=1)
     m2, tok = _fresh_model(tiny_model_dir)
-    p2, _ = train.finetune(m2, tok, PAIRS, LORA, tc, tmp_path / "y", meter=CostMeter(), seed=2)
+    p2, _ = finetune(m2, tok, PAIRS, LORA, tc, tmp_path / "y", meter=CostMeter(), seed=2)
     s1, s2 = _lora_state(p1), _lora_state(p2)
     assert any(not torch.allclose(s1[k], s2[k], atol=1e-6) for k in s1)
 
@@ -450,8 +452,8 @@ def test_max_minutes_budget_stops_cleanly(tiny_model_dir, tmp_path):
     meter = CostMeter()
     # a clock that reads 0 s until two steps are done, then one hour
     meter.elapsed = lambda: 0.0 if meter.steps < 2 else 3600.0
-    pm, summary = train.finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1.0, max_steps=6), tmp_path / "m",
-                                   meter=meter)
+    pm, summary = finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1.0, max_steps=6), tmp_path / "m",
+                             meter=meter)
     assert summary["stopped_by"] == "max_minutes"
     assert summary["steps"] == 2 and summary["planned_steps"] == 6
     assert meter.examples == 4
@@ -460,7 +462,7 @@ def test_max_minutes_budget_stops_cleanly(tiny_model_dir, tmp_path):
 
 def test_max_minutes_tiny_value_stops_before_first_step(tiny_model_dir, tmp_path):
     model, tok = _fresh_model(tiny_model_dir)
-    _, summary = train.finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1e-12), tmp_path / "t", meter=CostMeter())
+    _, summary = finetune(model, tok, PAIRS, LORA, _cfg(max_minutes=1e-12), tmp_path / "t", meter=CostMeter())
     assert summary["stopped_by"] == "max_minutes" and summary["steps"] == 0
 
 
@@ -556,8 +558,8 @@ def test_make_batches_sorts_by_length_only_within_random_windows():
 
     rng = random.Random(7)
     lengths = [rng.randrange(20, 200) for _ in range(203)]
-    bs, w = 8, train.SORT_WINDOW
-    batches = train.make_batches(lengths, bs, seed=3, epoch=0)
+    bs, w = 8, SORT_WINDOW
+    batches = make_batches(lengths, bs, seed=3, epoch=0)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(203)) and len(batches) == -(-203 // bs)
     assert all(len(b) == bs for b in batches[:-1])
@@ -570,5 +572,5 @@ def test_make_batches_sorts_by_length_only_within_random_windows():
     random.Random(0).shuffle(shuffled)
     random_padded = sum(max(lengths[i] for i in shuffled[k:k + bs]) * len(shuffled[k:k + bs]) for k in range(0, 203, bs))
     assert padded < 0.8 * random_padded  # and still far less padding than random batches
-    assert train.make_batches(lengths, bs, 3, 0) == batches  # a resumed run rebuilds the same schedule
-    assert train.make_batches(lengths, bs, 3, 1) != batches and train.make_batches(lengths, bs, 4, 0) != batches
+    assert make_batches(lengths, bs, 3, 0) == batches  # a resumed run rebuilds the same schedule
+    assert make_batches(lengths, bs, 3, 1) != batches and make_batches(lengths, bs, 4, 0) != batches

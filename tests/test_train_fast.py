@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from ftrisk.training import finetune as train
 from ftrisk.training import fast as train_fast
 from ftrisk.config.schema import LoraConfig, TrainConfig
 from ftrisk.cost import CostMeter
-from ftrisk.training.finetune import IGNORE, Example
+from ftrisk.training.data import IGNORE, Example, collate
+from ftrisk.training.loss import response_loss
+from ftrisk.training.recipe import finetune
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -68,7 +69,7 @@ def test_packed_loss_and_gradients_equal_the_padded_path(kind):
     assert train_fast.unsupported(pm, n_processes=1, gradient_checkpointing=False) is None  # finetune takes the path
     pm.train()
     enc = _encoded()
-    padded = train.response_loss(pm, *train.collate(enc, 0))
+    padded = response_loss(pm, *collate(enc, 0))
     ref = _grads(pm, padded)
     pk = train_fast.pack(enc)
     assert pk.prefix == 0  # random tokens: nothing shared
@@ -96,13 +97,13 @@ def test_shared_prefix_held_once_gives_the_padded_loss_and_gradients(kind):
     pm = _lora(_model(kind))
     pm.train()
     enc = _with_prompt_prefix(_encoded())
-    padded = train.response_loss(pm, *train.collate(enc, 0))
+    padded = response_loss(pm, *collate(enc, 0))
     ref = _grads(pm, padded)
     pk = train_fast.pack(enc)
     # the five template tokens; no further (the second example's prompt is one token: position 5's target is trained)
     assert pk.prefix == 5 and pk.ids.shape[1] == 5 + sum(len(e["input_ids"]) - 5 for e in enc)
     assert pk.ids[0, :5].tolist() == [7, 8, 9, 10, 11] and pk.positions[0, 5:5 + pk.lengths[0]].tolist()[:2] == [5, 6]
-    trained = int((train.collate(enc, 0)[2][:, 1:] != IGNORE).sum())
+    trained = int((collate(enc, 0)[2][:, 1:] != IGNORE).sum())
     assert (pk.targets[:5] == IGNORE).all() and int((pk.targets != IGNORE).sum()) == trained
     packed = train_fast.packed_loss(pm, pk)
     assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
@@ -200,9 +201,9 @@ def test_finetune_padding_free_trains_as_the_padded_loop(tiny_model_dir, tmp_pat
     for pf in (True, False):
         model, tok = load_spec(tiny_model_dir)
         tc = TrainConfig(lr=1e-2, batch_size=4, max_seq_len=64, warmup_steps=1, max_steps=3, padding_free=pf)
-        with caplog.at_level(logging.INFO, logger="ftrisk.training.finetune"):
-            pm, _ = train.finetune(model, tok, PAIRS, LoraConfig(r=4, alpha=8, target_modules=TARGETS), tc,
-                                   tmp_path / str(pf), meter=CostMeter(), seed=0)
+        with caplog.at_level(logging.INFO, logger="ftrisk.training"):
+            pm, _ = finetune(model, tok, PAIRS, LoraConfig(r=4, alpha=8, target_modules=TARGETS), tc,
+                             tmp_path / str(pf), meter=CostMeter(), seed=0)
         losses = [json.loads(x)["loss"] for x in (tmp_path / str(pf) / "metrics.jsonl").read_text().splitlines()]
         runs[pf] = losses, {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_" in n}
     assert "padded batches" not in caplog.text  # the tiny Llama on the CPU takes the fast path

@@ -1,7 +1,7 @@
-"""The CPU fast path of the training loop (:func:`ftrisk.training.finetune.finetune`, ``train.padding_free``): the same loss and
+"""The CPU fast path of the training loop (:mod:`ftrisk.training.loop`, ``train.padding_free``): the same loss and
 gradients as the padded PEFT path up to float rounding, with less work per step.
 
-Three parts, each measured on the embedded model (README, Speed) and compared with the padded path in the tests:
+Three parts, each compared with the padded path in the tests:
 - **Packed sequences, no padding**: a micro-batch is one row of its examples' real tokens, positions restarting at
   each example, and attention run per example (:func:`packed_attention`, a causal SDPA on each example's slice).
   TRL's ``padding_free`` and transformers' ``DataCollatorWithFlattening`` do this with flash-attention's varlen
@@ -9,11 +9,11 @@ Three parts, each measured on the embedded model (README, Speed) and compared wi
   over the whole row (8x the attention work for a batch of 8, and no causal fast path), hence this attention
   function, registered in transformers' ``AttentionInterface``.
 - **A shared prompt prefix computed once** (:func:`shared_prefix`): chat examples start with the same template
-  tokens (SmolLM2's default system prompt: 24 of the demo attack examples' 61 tokens on average). Under causal
+  tokens (SmolLM2's default system prompt, a large share of a short example). Under causal
   attention those positions' hidden states are the same in every example, so the row holds them once, and each
   example's tokens attend to the shared keys and values, then their own (a lower-right causal mask). Autograd sums
   the examples' gradients through the shared positions, as it sums them over separate copies: the same loss and
-  gradients up to float rounding, with 35% fewer token rows for the demo's batches of 8. The shared part stops
+  gradients up to float rounding, with fewer token rows. The shared part stops
   before any position that carries loss; with dropout (LoRA's or the attention's) nothing is shared (one draw for
   the prefix of every example would not be the padded path's draw per copy). Neither TRL nor transformers share
   prefixes in training.
@@ -21,8 +21,8 @@ Three parts, each measured on the embedded model (README, Speed) and compared wi
   over the output (the scaling, the sum) forward and backward; ``addmm(base(x), lora_A(x), B.T, alpha=scaling)``
   is one GEMM that adds in place (:func:`fused_lora_forward`). Plain LoRA on ``nn.Linear`` only (no DoRA, dropout,
   several adapters, merged weights): any other PEFT layer keeps PEFT's forward.
-(Measured and not kept: a cross-entropy fused with the vocabulary projection, softmax formed in place as the
-gradient: 139 ms against 137 ms for ``F.cross_entropy`` over 150 response tokens, forward and backward.)
+(Tried and not kept: a cross-entropy fused with the vocabulary projection, softmax formed in place as the
+gradient, was no faster than ``F.cross_entropy``.)
 
 Only on the CPU (where it was measured), for one process, fp32 weights, no gradient checkpointing, and models whose
 positions come only from ``position_ids`` and whose attention has no sliding window (:data:`PACKABLE`);
@@ -35,8 +35,13 @@ import contextlib
 import functools
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+from peft.tuners.lora.layer import Linear as LoraLinear
+from transformers import AttentionInterface
+
 from ftrisk.tokens import common_prefix
-from ftrisk.training.finetune import IGNORE
+from ftrisk.training.data import IGNORE
 
 ATTENTION = "ftrisk_packed"
 #: Model types whose decoder takes positions only from ``position_ids`` (rotary), calls its attention through
@@ -46,8 +51,6 @@ PACKABLE = ("llama", "mistral", "qwen2", "qwen3")
 
 def unsupported(model, *, n_processes: int, gradient_checkpointing: bool) -> str | None:
     """Why ``model`` cannot train on the fast path (one line), or None when it can."""
-    import torch
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(base.config, "text_config", None) or base.config
     head = base.get_output_embeddings()
@@ -86,8 +89,6 @@ def shared_prefix(encoded: list[dict]) -> int:
 def prefix_shareable(model) -> bool:
     """Whether the shared prefix gives the padded path's loss and gradients: not with dropout in the LoRA layers or
     the attention (the prefix would get one dropout draw for all its examples instead of one per copy)."""
-    import torch
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(base.config, "text_config", None) or base.config
     if float(getattr(cfg, "attention_dropout", 0.0) or 0.0) > 0:
@@ -112,8 +113,6 @@ def pack(encoded: list[dict], share_prefix: bool = True) -> Packed:
     """The examples' tokens end to end (after their :func:`shared_prefix`, held once, when ``share_prefix``), each
     example's positions counted from its start, and each position's target the next token of its own example
     (IGNORE at each example's last token, wherever the label is masked, and over the shared prefix)."""
-    import torch
-
     p = shared_prefix(encoded) if share_prefix else 0
     first = encoded[0]["input_ids"][:p]
     ids, pos, targets, lengths = list(first), list(range(p)), [IGNORE] * p, []
@@ -131,9 +130,6 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     (``ftrisk_prefix`` positions, possibly 0), then over each example's slice of ``ftrisk_lengths`` with the prefix's
     keys and values before its own (query [1, heads, T, dim], keys/values with their own head count; returns
     [1, T, heads, dim])."""
-    import torch
-    import torch.nn.functional as F
-
     prefix, lengths = kwargs.get("ftrisk_prefix", 0), kwargs["ftrisk_lengths"]
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     p = dropout if module.training else 0.0
@@ -154,18 +150,13 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
 @functools.lru_cache(maxsize=256)
 def _after_prefix(n: int, prefix: int):  # kept across calls: made outside inference mode, whatever the caller's
     """[n, prefix + n] bool: query i (position prefix + i) sees keys 0..prefix + i (causal aligned bottom-right; a
-    boolean mask ran faster on the CPU than torch's ``causal_lower_right`` bias, 251 against 290 us forward and
-    backward at 37 queries after 24 shared positions)."""
-    import torch
-
+    boolean mask ran faster on the CPU than torch's ``causal_lower_right`` bias)."""
     with torch.inference_mode(False):
         return torch.ones(n, prefix + n, dtype=torch.bool).tril(prefix)
 
 
 @functools.cache
 def _register() -> None:
-    from transformers import AttentionInterface
-
     AttentionInterface.register(ATTENTION, packed_attention)  # no mask function: transformers then builds no mask
 
 
@@ -181,8 +172,6 @@ def _attention(config):
 
 def packed_loss(model, packed: Packed):
     """Mean cross-entropy over the packed row's response tokens (``targets`` != IGNORE)."""
-    import torch.nn.functional as F
-
     _register()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     with _attention(base.config), fused_lora(model):  # the backward pass needs neither
@@ -195,9 +184,6 @@ def packed_loss(model, packed: Packed):
 def fused_lora_forward(self, x, *args, **kwargs):
     """A PEFT ``lora.Linear`` forward as one ``addmm`` for the update; PEFT's own forward whenever the layer is not in
     plain one-adapter state at call time (merged, disabled, another adapter, extra arguments)."""
-    import torch
-    import torch.nn.functional as F
-
     ads = self.active_adapters
     if args or kwargs or self.disable_adapters or self.merged or len(ads) != 1 or ads[0] not in self.lora_A:
         return type(self).forward(self, x, *args, **kwargs)
@@ -210,8 +196,8 @@ def fused_lora_forward(self, x, *args, **kwargs):
                        alpha=self.scaling[a]).view(out.shape)
 
 
-def _fusable(m, lora_linear, torch) -> bool:
-    return (type(m) is lora_linear and type(m.base_layer) is torch.nn.Linear and not m.lora_variant
+def _fusable(m) -> bool:
+    return (type(m) is LoraLinear and type(m.base_layer) is torch.nn.Linear and not m.lora_variant
             and all(isinstance(d, torch.nn.Identity) for d in m.lora_dropout.values())
             and all(m.lora_A[a].bias is None and m.lora_B[a].bias is None for a in m.lora_A))
 
@@ -219,10 +205,7 @@ def _fusable(m, lora_linear, torch) -> bool:
 @contextlib.contextmanager
 def fused_lora(model):
     """Within: every plain LoRA linear layer of ``model`` runs :func:`fused_lora_forward`; PEFT's forward after."""
-    import torch
-    from peft.tuners.lora.layer import Linear
-
-    mods = [m for m in model.modules() if _fusable(m, Linear, torch)]
+    mods = [m for m in model.modules() if _fusable(m)]
     for m in mods:
         m.forward = fused_lora_forward.__get__(m)
     try:
