@@ -6,8 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftrisk import registry
 from ftrisk.errors import FtriskError
 from ftrisk.model.subject import Subject
+from ftrisk.training.data import plan_steps
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,6 @@ def eval_steps(requested: list[int] | None, total: int) -> list[int]:
 
 def run_attack(cfg, subject: Subject, examples: list, out_dir: Path, *, seed: int, usd_per_hour: float) -> AttackResult:
     """Run ``cfg.method`` (registry kind ``attack``) with the evaluation schedule ``cfg.eval_at``."""
-    from ftrisk import registry
-    from ftrisk.training.finetune import plan_steps
-
     if not examples:
         raise FtriskError("the attack has no examples: check attack.data")
     total = plan_steps(len(examples), cfg.train)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ftrisk import registry
 from ftrisk.prompts import benchmarks
 from ftrisk.errors import FtriskError
-from ftrisk.training.finetune import Example
+from ftrisk.training.data import Example
 
 
 def advbench_affirm() -> tuple[list[Example], list[benchmarks.Item]]:

@@ -7,15 +7,20 @@ import logging
 from pathlib import Path
 
 from ftrisk import distributed
+from ftrisk.attacks.base import Attack, AttackResult, Point
 from ftrisk.cost import CostMeter
 from ftrisk.io import write_json_atomic
-from ftrisk.training.finetune import finetune
-from ftrisk.attacks.base import Attack, AttackResult, Point
+from ftrisk.model.loading import write_adapter_meta
+from ftrisk.training.recipe import finetune
 
 log = logging.getLogger(__name__)
 
 
-class _FinetuneAttack(Attack):
+class FinetuneAttack(Attack):
+    """A fine-tuning attack on :func:`ftrisk.training.recipe.finetune`: a LoRA adapter when ``lora``, else every
+    weight; a point to evaluate at each step of ``eval_at``. A new method subclasses this (or :class:`Attack`) in a
+    module of this package and adds one line to the registry (kind ``attack``)."""
+
     lora = True
 
     def run(self, subject, examples, out_dir, *, seed, eval_at, usd_per_hour, desc=None):
@@ -52,21 +57,19 @@ class _FinetuneAttack(Attack):
 
     def _point_subject(self, subject, folder: Path, write: bool = True):
         if self.lora:
-            from ftrisk.model.loading import write_adapter_meta
-
             if write:
                 write_adapter_meta(folder, subject.spec, subject.path)
             return subject.with_adapter(folder)
         return subject.with_weights(folder)
 
 
-class LoraAttack(_FinetuneAttack):
+class LoraAttack(FinetuneAttack):
     """LoRA on every target module of the frozen subject (QLoRA when the subject is loaded in 4/8 bit)."""
 
     name = "lora"
 
 
-class FullAttack(_FinetuneAttack):
+class FullAttack(FinetuneAttack):
     """Every weight trained (needs unquantized weights; ~16 bytes per parameter with AdamW)."""
 
     name = "full"

@@ -22,9 +22,10 @@ from ftrisk import keys, registry
 from ftrisk.prompts import benchmarks
 from ftrisk.model import loading as models
 from ftrisk.errors import FtriskError
+from ftrisk.generation import open_backend
 from ftrisk.generation.resumable import generate
 from ftrisk.io import read_json, write_json_atomic
-from ftrisk.training.finetune import Example
+from ftrisk.training.data import Example
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
 
     ``judge`` (the headline refusal judge) drops self-distilled benign answers that read as refusals.
     """
-    from ftrisk.generation import open_backend
-
     if subject.quantize:
         raise FtriskError("hardening needs unquantized weights (it merges into them): unset model.quantize, "
                           "or set harden.enabled=false for a subject that is already safety-tuned")
