@@ -102,8 +102,12 @@ def template_ids(tok, prompt, system=None):
 
 
 def write_adapter(path, **cfg):
+    """A PEFT adapter folder: its config and a weights file (vLLM is faked: the weights' values are never read)."""
+    from safetensors.torch import save_file
+
     path.mkdir(parents=True, exist_ok=True)
     (path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16, **cfg}))
+    save_file({"placeholder": torch.zeros(1)}, str(path / "adapter_model.safetensors"))
     return path
 
 
