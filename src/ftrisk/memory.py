@@ -10,9 +10,7 @@ def release_freed_memory() -> None:
     patterns (lm-eval's full logits, training's activations, the decode loop's packed weights and KV buffers), so
     what one stage freed stays resident beside what the next one touches. Called when packed weights are dropped:
     torch allocates ~4x the weight's size for each MKL packing and touches ~1x, and once freed those chunks go to
-    other allocations, which touch the rest (2026-12-06, Intel: five backends opened, used and closed in turn, RSS
-    after each 1,327 -> 2,213 MB with MKL packing, 1,059-1,313 MB without, 969-974 MB with packing and this); and by
-    ``ftrisk run`` at each stage's start."""
+    other allocations, which touch the rest; and by ``ftrisk run`` at each stage's start."""
     import ctypes
     import sys
 
