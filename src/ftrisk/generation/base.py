@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+from ftrisk import registry
+
 
 class Backend:
     """Greedy decoding of chat prompts for one :class:`ftrisk.model.subject.Subject`.
@@ -46,7 +48,5 @@ class Backend:
 
 def open_backend(name: str, subject, settings, loaded=None) -> Backend:
     """The registered backend ``name`` for ``subject``; ``loaded`` = (model, tok) already in memory (hf only)."""
-    from ftrisk import registry
-
     cls = registry.lookup("backend", name)
     return cls(subject, settings, loaded=loaded) if loaded is not None else cls(subject, settings)
