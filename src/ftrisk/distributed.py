@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from ftrisk.errors import FtriskError
 
 #: packaged launch configs (src/ftrisk/data/accelerate/NAME.yaml), adapted from TRL's examples/accelerate_configs
@@ -72,8 +74,6 @@ def _backend(env=os.environ) -> str:
 
 
 def _config_backend(path: Path) -> str:
-    import yaml
-
     kind = str((yaml.safe_load(path.read_text()) or {}).get("distributed_type", "")).upper()
     return {"DEEPSPEED": "deepspeed", "FSDP": "fsdp"}.get(kind, "ddp")
 
