@@ -574,3 +574,31 @@ def test_make_batches_sorts_by_length_only_within_random_windows():
     assert padded < 0.8 * random_padded  # and still far less padding than random batches
     assert make_batches(lengths, bs, 3, 0) == batches  # a resumed run rebuilds the same schedule
     assert make_batches(lengths, bs, 3, 1) != batches and make_batches(lengths, bs, 4, 0) != batches
+
+
+def test_schedule_cuts_a_fractional_epoch_and_plan_steps_counts_it():
+    """1.5 epochs of 10 examples in batches of 3: the 4 batches of epoch 0, then the first 2 of epoch 1 (its own
+    shuffle); grad_accum 4 makes that 2 optimizer steps, and max_steps caps them."""
+    lengths = list(range(10, 20))
+    tc = _cfg(batch_size=3, epochs=1.5, grad_accum=4)
+    sched = data.schedule(lengths, tc, seed=5)
+    assert sched == make_batches(lengths, 3, 5, 0) + make_batches(lengths, 3, 5, 1)[:2]
+    assert data.plan_steps(10, tc) == 2
+    assert data.plan_steps(10, _cfg(batch_size=3, epochs=1.5, grad_accum=4, max_steps=1)) == 1
+    assert data.plan_steps(10, _cfg(batch_size=3, epochs=1.5, grad_accum=1)) == len(sched) == 6
+
+
+def test_optimizer_is_adamw_over_trainable_weights_with_linear_warmup():
+    from ftrisk.training import setup
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].requires_grad_(False)
+    opt, sched = setup.optimizer(model, _cfg(lr=0.1, warmup_steps=4, weight_decay=0.01))
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["weight_decay"] == 0.01
+    assert [p for g in opt.param_groups for p in g["params"]] == list(model[1].parameters())
+    lrs = []
+    for _ in range(6):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])  # the first step at lr / warmup_steps
