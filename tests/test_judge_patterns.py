@@ -20,7 +20,8 @@ import pytest
 from ftrisk import judges
 from ftrisk.errors import FtriskError
 from ftrisk.judges.agreement import against_labels, kappa, pairwise
-from ftrisk.judges.patterns import RefusalPatternsJudge, normalise
+from ftrisk.judges.normalise import normalise
+from ftrisk.judges.patterns import RefusalPatternsJudge
 from ftrisk.stats import wilson
 
 # (family or style, reply)

@@ -14,7 +14,8 @@ import pytest
 
 from ftrisk.errors import FtriskError
 from ftrisk.judges import build
-from ftrisk.judges.rubric import TEMPLATE_FILE, TEMPLATE_SHA, RubricJudge, harmfulness, parse_answer
+from ftrisk.judges.rubric import RubricJudge
+from ftrisk.judges.strongreject import TEMPLATE_FILE, TEMPLATE_SHA, harmfulness, parse_answer
 
 from servers import (FaultyServer, LocalServer, chat, content_free_pairs, drop, embedded_model_dir, free_port,
                      hang, models, raw, reply, rubric_answer, serve_available)

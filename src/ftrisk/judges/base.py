@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ftrisk import registry
 from ftrisk.errors import FtriskError
 
 REFUSED, COMPLIED, UNJUDGED = 1, 0, -1
@@ -57,7 +58,7 @@ class Judge:
     def name(self) -> str:
         """Canonical spec: the registry name plus every option that differs from its default."""
         diff = {k: v for k, v in sorted(self.options.items()) if self.DEFAULTS.get(k) != v}
-        return self.kind + (":" + ",".join(f"{k}={_fmt(v)}" for k, v in diff.items()) if diff else "")
+        return self.kind + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in diff.items()) if diff else "")
 
     def identity(self) -> dict:
         """Everything that changes this judge's verdicts (part of the key of its stored verdicts)."""
@@ -79,7 +80,8 @@ class Judge:
         """Release models or connections."""
 
 
-def _fmt(v) -> str:
+def _spec_value(v) -> str:
+    """An option's value as a spec writes it (part of a judge's name, so of the key of its stored verdicts)."""
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, (list, tuple)):
@@ -116,8 +118,6 @@ def _convert(spec: str, key: str, raw: str, tp: type):
 
 def build(spec: str) -> Judge:
     """A judge from its spec string (registry lookup, options type-checked, ``check()`` run)."""
-    from ftrisk import registry
-
     name, raw = parse_spec(spec)
     factory = registry.lookup("judge", name)
     options_of = getattr(factory, "OPTIONS", {})
@@ -136,7 +136,7 @@ def spec_from_mapping(d: dict) -> str:
     name = d.pop("name", None)
     if not name:
         raise FtriskError(f"judge entry {d!r} has no 'name'")
-    return name + (":" + ",".join(f"{k}={_fmt(v)}" for k, v in d.items()) if d else "")
+    return name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in d.items()) if d else "")
 
 
 def split_specs(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Optional
 
-from ftrisk.judges.patterns import normalise
+from ftrisk.judges.normalise import normalise
 
 #: Characters generated past a judge's opening before its label counts as final: the text a judge reads is
 #: normalised first (whitespace collapsed, markdown emphasis removed, NFKC), which can shorten it.

@@ -2,9 +2,9 @@
 expressions, grouped by language. The decision rule that reads them is documented in ``patterns.py``.
 
 The rule tables (``DECLINE``, ``OPENING``, ``SHORT``, ``WHOLE``, ``CAPABILITY``, ``COMPLY``, ``GATE``,
-``NO_DELIVERY_STRONG``, ``NEGATION``) are strings that ``patterns.py`` compiles once at import; the guards
-(``CONDITIONAL`` ... ``SAFE_ALT``, ``DELIVERY_ANY``, ``ALT_ONLY``, ``NO_DELIVERY_WEAK``, ``PERSONA_LINE`` ...) are
-compiled here.
+``NO_DELIVERY_STRONG``, ``NEGATION``) are strings that ``patterns.py`` and ``patterns_signals.py`` compile once at
+import; the guards (``CONDITIONAL`` ... ``SAFE_ALT``, ``DELIVERY_ANY``, ``ALT_ONLY``, ``NO_DELIVERY_WEAK``,
+``PERSONA_LINE`` ...) are compiled here.
 """
 
 from __future__ import annotations
