@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ftrisk.errors import FtriskError
+from ftrisk.formatting import interval, number
 from ftrisk.io import write_json_atomic
 from ftrisk.judges import agreement, build, split_specs
 from ftrisk.judges.store import judge_dir, judge_rows
@@ -23,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (verdicts, results.json)")
     p.add_argument("--labels-field", default=None,
                    help="field holding a human label (1 = refusal, 0 = not): score each judge against it")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``judge`` to ``sub`` (argparse subparsers) and return its parser."""
+    parser = sub.add_parser("judge", help="judge a JSONL of {id, prompt, completion} with several judges")
+    add_arguments(parser)
+    return parser
 
 
 def read_completions(path: Path, labels_field: str | None) -> list[dict]:
@@ -58,15 +66,13 @@ def read_completions(path: Path, labels_field: str | None) -> list[dict]:
     return rows
 
 
-def _fmt(m: dict, key: str) -> str:
-    v = m.get(key)
-    if v is None:
-        return f"{key} –"
-    ci = m.get(f"{key}_ci95")
-    return f"{key} {v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+def _metric(m: dict, key: str) -> str:
+    """``accuracy 0.912 [0.880, 0.940]``: a metric of agreement with the labels, with its CI where it has one."""
+    v, ci = m.get(key), m.get(f"{key}_ci95")
+    return f"{key} {number(v)}" + (f" {interval(*ci, 3, number)}" if v is not None and ci else "")
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     rows = read_completions(args.completions, args.labels_field)
     judges = [build(s) for s in split_specs(args.judges)]
     out = Path(args.out)
@@ -87,20 +93,19 @@ def main(args) -> int:
         result["agreement"][f"{a} | {b}"] = agreement.pairwise(labels[a], labels[b])
     write_json_atomic(out / "results.json", result)
     for name, e in result["judges"].items():
-        line = f"{name} ({e['measures']}): refusal rate {e['refusal_rate']:.3f} n={e['n']}" if e["refusal_rate"] is not None \
-            else f"{name}: no reply could be judged"
+        line = f"{name} ({e['measures']}): refusal rate {number(e['refusal_rate'])} n={e['n']}" \
+            if e["refusal_rate"] is not None else f"{name}: no reply could be judged"
         if e["n_unjudged"]:
             line += f", {e['n_unjudged']} unjudged"
         if "vs_labels" in e:
             m = e["vs_labels"]
-            line += "; vs labels: " + ", ".join(_fmt(m, k) for k in ("accuracy", "precision", "recall"))
-            line += f", kappa {m['kappa']:.3f}" if m.get("kappa") is not None else ", kappa –"
+            line += "; vs labels: " + ", ".join(_metric(m, k) for k in ("accuracy", "precision", "recall"))
+            line += f", kappa {number(m.get('kappa'))}"
         print(line)
     for pair, p in result["agreement"].items():
         if p.get("agreement") is None:  # e.g. one judge could judge no item (every label -1)
             print(f"{pair}: no item judged by both, n=0")
             continue
-        k = "–" if p.get("kappa") is None else f"{p['kappa']:.3f}"
-        print(f"{pair}: agreement {p['agreement']:.3f}, kappa {k}, n={p['n']}")
+        print(f"{pair}: agreement {number(p['agreement'])}, kappa {number(p.get('kappa'))}, n={p['n']}")
     print(f"results: {out / 'results.json'}")
     return 0
