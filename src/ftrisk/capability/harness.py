@@ -82,7 +82,7 @@ def cache_entries(db: str | None) -> int:
 def run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, seed: int, out_dir: Path,
               cache_db: str | None = None) -> dict:
     """Score one task with lm-eval on exactly ``ids``; write its item list and per-sample log."""
-    import datasets
+    import datasets  # lm-eval's (heavy) data library, loaded after offline_lm_eval switched the hub off
     from lm_eval.utils import handle_non_serializable
 
     metric = METRIC.get(task, "acc")

@@ -11,6 +11,7 @@ The files hold labels and evidence, never the completion text.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def judge_dir(root: Path, judge: Judge) -> Path:
 
 def judge_rows(judge: Judge, rows: list[dict], path: Path, *, desc: str = "judge") -> dict[str, dict]:
     """Verdicts ``{id: {label, score, evidence, ...}}`` for ``rows`` (each with id, prompt, completion)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # progress bars load only when judging runs
 
     path = Path(path)
     want = {r["id"]: text_sha(r["completion"]) for r in rows}
@@ -59,6 +60,4 @@ def _row(r: dict, v: Verdict, judge: Judge) -> dict:
 
 
 def _line(v: dict) -> str:
-    import json
-
     return json.dumps(v, ensure_ascii=False) + "\n"
