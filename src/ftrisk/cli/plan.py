@@ -1,21 +1,34 @@
 """``ftrisk plan``'s command line: flags over a model and a config, printed as a table or as JSON.
 
-The memory, time and dollar model it prints is :mod:`ftrisk.plan.planner`.
+The memory, time and dollar model it prints is :mod:`ftrisk.plan`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
+from ftrisk import config
 from ftrisk.errors import FtriskError
-from ftrisk.plan.planner import (ATTACK_EXAMPLE, DTYPES, Job, _hours, _local, device_spec, job_from_config, load_gpus, plan,
-                   resolve_model, verdict)
+from ftrisk.formatting import dollars, duration
+from ftrisk.plan.devices import device_spec, load_gpus, local_device
+from ftrisk.plan.estimate import attack_usd, plan, verdict
+from ftrisk.plan.inputs import job_from_config, resolve_model
+from ftrisk.plan.job import ATTACK_EXAMPLE, Job
+from ftrisk.plan.shape import DTYPES
+
+HELP = "memory, devices, hours and $ of an attack and its evaluations"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``plan``'s parser to ``sub`` (argparse subparsers) and return it."""
+    parser = sub.add_parser("plan", help=HELP)
+    add_arguments(parser)
+    return parser
 
 
 def add_arguments(parser) -> None:
-    import argparse
-
     a = parser.add_argument
     a("--model", default="embedded:smollm2-135m-instruct", help="ftrisk YAML config, HF model dir, config.json, "
       "or a shipped id (meta-llama/Llama-2-{7b,13b,70b}-chat-hf, embedded:smollm2-135m-instruct)")
@@ -34,10 +47,8 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from ftrisk.config import schema as config
-
     name, shape, cfg = resolve_model(args.model)
-    gpu = args.gpu or ("a100-80gb" if cfg is None or _local(cfg.model.device) == "cuda" else "cpu")
+    gpu = args.gpu or ("a100-80gb" if cfg is None or local_device(cfg.model.device) == "cuda" else "cpu")
     spec = device_spec(gpu)
     # the price: --usd-per-hour, else the YAML's cost.usd_per_hour for the YAML's own device, else gpus.yaml's
     price = (args.usd_per_hour if args.usd_per_hour is not None
@@ -80,9 +91,10 @@ def report_lines(p: dict, job: Job) -> list[str]:
         lines.append(f"  {part:22s}{'' if a is None else f'{a:.2f}':>9s}{'' if e is None else f'{e:.2f}':>9s}  {note}")
     lines += [f"  {'total':22s}{mem['attack']['total']:9.2f}{mem['eval']['total']:9.2f}  fits: <= "
               f"{1 - p['margin']:.0%} of {p['device_memory_gib']:.0f} GiB", verdict(p),
-              f"attack: {job.steps} x {job.batch_size} examples: ~{_hours(p['attack_hours'])}, ${p['attack_usd']:.2f} "
-              f"({n} x ${p['usd_per_hour']:.2f}/h, MFU {p['mfu']['train']:.0%})"]
+              f"attack: {job.steps} x {job.batch_size} examples: ~{duration(p['attack_hours'] * 3600)}, "
+              f"{dollars(attack_usd(p))} ({n} x {dollars(p['usd_per_hour'])}/h, MFU {p['mfu']['train']:.0%})"]
     for k, v in p["evals"].items():
         what = f"{p['eval_prompts']} prompts x {job.new_tokens} tokens" if k == "refusal" else "log-likelihoods"
-        lines.append(f"eval {k} ({what}, per evaluated point): ~{_hours(v['hours'])}, ${v['usd']:.2f}")
+        lines.append(f"eval {k} ({what}, per evaluated point): ~{duration(v['hours'] * 3600)}, "
+                     f"{dollars(v['hours'] * p['usd_per_hour'])}")
     return lines
