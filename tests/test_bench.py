@@ -1,12 +1,14 @@
 """ftrisk bench: the workloads run both sides on the same prompts and report consistent numbers (no timing is
 asserted: the machine is shared)."""
 
+import argparse
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from ftrisk.bench import runner as bench
+from ftrisk.bench import ceiling, differences, generation, planner, training_rows
+from ftrisk.cli import bench as bench_cli
 from ftrisk.judges.base import COMPLIED, REFUSED, Verdict
 from ftrisk.model.subject import load_spec
 
@@ -26,7 +28,7 @@ class FakeJudge:
 def test_label_agreement_on_a_fake_judge():
     base = {"a": "sorry no", "b": "sure, step 1", "c": "sorry", "d": "here"}
     ours = {"a": "sorry, no", "b": "sorry, I can't", "c": "sorry", "d": "there"}
-    got = bench.label_agreement(list(base), base, ours, FakeJudge())
+    got = differences.label_agreement(list(base), base, ours, FakeJudge())
     assert got["label_agreement"] == pytest.approx(3 / 4)
     assert got["labels_differ"] == ["b"]
     assert got["baseline_refusal_rate"] == pytest.approx(2 / 4) and got["ftrisk_refusal_rate"] == pytest.approx(3 / 4)
@@ -38,22 +40,22 @@ def test_first_difference(tiny_model_dir):
     tok = load_tokenizer(tiny_model_dir)
     base = tok("the model answers questions about science", add_special_tokens=False)["input_ids"]
     same_start = tok.decode(base[:3])
-    k, nxt = bench.first_difference(tok, base, same_start + " zzz")
+    k, nxt = differences.first_difference(tok, base, same_start + " zzz")
     assert k == 3 and nxt is not None
-    assert bench.first_difference(tok, base, tok.decode(base))[0] == len(base)
+    assert differences.first_difference(tok, base, tok.decode(base))[0] == len(base)
 
 
 def test_flop_params_counts_a_tied_head_once_more(tiny_model_dir, tiny_model_dir_tied):
     untied, _ = load_spec(tiny_model_dir)
     tied, _ = load_spec(tiny_model_dir_tied)
     emb = untied.get_input_embeddings().weight.numel()
-    assert bench.flop_params(untied) == sum(p.numel() for p in untied.parameters()) - emb
-    assert bench.flop_params(tied) == sum(p.numel() for p in tied.parameters())  # embedding once, as the head
+    assert generation.flop_params(untied) == sum(p.numel() for p in untied.parameters()) - emb
+    assert generation.flop_params(tied) == sum(p.numel() for p in tied.parameters())  # embedding once, as the head
 
 
 @pytest.mark.heavy
 def test_generation_workload_structure(tiny_model_dir, torch_single_thread):
-    row = bench.bench_generation(str(tiny_model_dir), n=10, max_new_tokens=6, repeats=2, progress=False)
+    row = generation.bench_generation(str(tiny_model_dir), n=10, max_new_tokens=6, repeats=2, progress=False)
     assert GENERATION_KEYS <= set(row)
     assert row["same_prompts"] and row["prompts"] == 10 and row["repeats"] == 2
     assert len(row["baseline_s_all"]) == len(row["ftrisk_s_all"]) == 2
@@ -69,9 +71,9 @@ def test_generation_workload_structure(tiny_model_dir, torch_single_thread):
 
 @pytest.mark.heavy
 def test_ceiling_from_a_generation_row(monkeypatch):
-    monkeypatch.setattr(bench, "matmul_gflops", lambda: {"threads_1": 50.0, "achievable": 50.0})
+    monkeypatch.setattr(ceiling, "matmul_gflops", lambda: {"threads_1": 50.0, "achievable": 50.0})
     gen = {"baseline_tok_s": 10.0, "ftrisk_tok_s": 50.0, "ratio": 5.0, "flop_params": 125_000_000, "peak_rss_mb": 900.0}
-    row = bench.bench_ceiling(generation=gen)
+    row = ceiling.bench_ceiling(generation=gen)
     assert row["gflop_per_token"] == pytest.approx(0.25)
     assert row["ceiling_tok_s"] == pytest.approx(200)
     assert row["baseline_pct_of_ceiling"] == pytest.approx(5.0) and row["ftrisk_pct_of_ceiling"] == pytest.approx(25.0)
@@ -80,20 +82,20 @@ def test_ceiling_from_a_generation_row(monkeypatch):
 
 @pytest.mark.heavy
 def test_matmul_gflops_measures_something():
-    from ftrisk.generation.cpu import linear as cpu_linear
+    from ftrisk.generation.cpu import hardware
 
-    got = bench.matmul_gflops()
+    got = ceiling.matmul_gflops()
     assert got["achievable"] > 0 and "threads_1" in got
-    assert ("onednn_threads_1" in got) == cpu_linear._available()  # the kernel the decode loop uses, where it does
+    assert ("onednn_threads_1" in got) == hardware.onednn_available()  # the decode loop's kernel, where torch has it
     assert got["achievable"] == max(v for k, v in got.items() if k != "achievable")
 
 
 @pytest.mark.heavy
 def test_main_writes_json(tiny_model_dir, tmp_path, torch_single_thread, monkeypatch):
-    real = bench.bench_generation
-    monkeypatch.setattr(bench, "bench_generation", lambda **kw: real(**kw, n=4, max_new_tokens=3, progress=False))
+    real = generation.bench_generation
+    monkeypatch.setattr(generation, "bench_generation", lambda **kw: real(**kw, n=4, max_new_tokens=3, progress=False))
     out = tmp_path / "gen.json"
-    assert bench.main(SimpleNamespace(workload="generation", model=str(tiny_model_dir), out=str(out))) == 0
+    assert bench_cli.main(SimpleNamespace(workload="generation", model=str(tiny_model_dir), out=str(out))) == 0
     row = json.loads(out.read_text())
     assert GENERATION_KEYS <= set(row) and row["workload"] == "generation" and "cpu" in row["machine"]
 
@@ -104,14 +106,14 @@ def test_main_writes_json(tiny_model_dir, tmp_path, torch_single_thread, monkeyp
 @pytest.mark.heavy
 def test_training_row_runs_and_leaves_the_model_in_eval_mode(tiny_model_dir, torch_single_thread):
     model, tok = load_spec(tiny_model_dir)
-    row = bench.bench_training(model, tok, repeats=1)
+    row = training_rows.bench_training(model, tok, repeats=1)
     assert row["ours_s"] > 0 and row["baseline_s"] > 0
     assert not model.training
 
 
 @pytest.mark.heavy
 def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir_big_vocab):
-    row = bench.bench_step_memory(str(tiny_model_dir_big_vocab))
+    row = training_rows.bench_step_memory(str(tiny_model_dir_big_vocab))
     if row is None:  # not Linux
         return
     assert row["ours_mb"] > 0 and row["baseline_mb"] > 0
@@ -122,7 +124,7 @@ def test_step_memory_is_measured_in_fresh_processes(tiny_model_dir_big_vocab):
 
 @pytest.mark.heavy
 def test_hardening_method_row(tiny_model_dir_big_vocab):
-    row = bench.bench_hardening_method(str(tiny_model_dir_big_vocab), steps=2)
+    row = training_rows.bench_hardening_method(str(tiny_model_dir_big_vocab), steps=2)
     if row is None:  # not Linux
         return
     assert row["lora_s_per_step"] > 0 and row["full_s_per_step"] > 0
@@ -137,7 +139,8 @@ def test_hardening_method_row(tiny_model_dir_big_vocab):
 def test_data_loss_is_token_weighted_over_batches(tiny_model_dir, torch_single_thread):
     from ftrisk.bench.training import data_loss
     from ftrisk.model.subject import load_spec
-    from ftrisk.training.finetune import Example, collate, encode, response_loss
+    from ftrisk.training.data import Example, collate, encode
+    from ftrisk.training.loss import response_loss
 
     model, tok = load_spec(str(tiny_model_dir))
     examples = [Example(prompt=f"question {i} " * (1 + i % 4), response="answer " * (1 + 3 * (i % 3))) for i in range(9)]
@@ -175,3 +178,40 @@ def test_same_loss_is_twice_the_standard_error():
     far = same_loss([0.50, 0.51, 0.49], [0.27, 0.28, 0.26])
     assert far["within_noise"] is False and far["difference"] == pytest.approx(-0.23, abs=1e-4)
     assert same_loss([0.5], [0.3])["within_noise"] is None
+
+
+# --------------------------------------------------------------------------- the command line and the planner workload
+
+
+def test_cli_parser_keeps_the_flags_and_adds_the_planner_workload():
+    ap = argparse.ArgumentParser()
+    bench_cli.add_parser(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["bench", "--model", "m", "--backend", "ctranslate2", "--repeats", "3", "--out", "x.json"])
+    assert (args.workload, args.model, args.backend, args.repeats, args.out) == ("generation", "m", "ctranslate2", 3,
+                                                                                 "x.json")
+    for w in ("generation", "ceiling", "training", "training-rows", "planner"):
+        assert ap.parse_args(["bench", w]).workload == w
+    with pytest.raises(SystemExit):
+        ap.parse_args(["bench", "nosuch"])
+
+
+@pytest.mark.heavy
+def test_planner_workload_predicts_and_measures_both_workloads(tiny_model_dir, torch_single_thread, capsys):
+    """The figure's structure only: predicted and measured seconds of each workload and their ratio (no bound on
+    the ratio: it depends on the host)."""
+    row = planner.bench_planner(str(tiny_model_dir), n=6, max_new_tokens=5, steps=3)
+    g, t = row["generation"], row["training"]
+    assert row["workload"] == "planner" and row["device_spec"]["name"] in ("cpu", "a100-80gb", "h100-80gb", "h200")
+    assert g["prompts"] == 6 and 0 < g["new_tokens"] <= 6 * 5 and g["shared_tokens"] >= 0
+    assert g["prompt_tokens_mean"] > g["shared_tokens"]
+    for side in ("measured_s", "predicted_s", "measured_prefill_s", "predicted_prefill_s", "planned_s"):
+        assert g[side] > 0, side
+    assert g["predicted_prefill_s"] < g["predicted_s"]  # the decode steps come on top of the prefill
+    assert g["ratio"] == pytest.approx(g["predicted_s"] / g["measured_s"])
+    assert g["planned_ratio"] == pytest.approx(g["planned_s"] / g["measured_s"])
+    assert t["steps_timed"] == 2 and t["measured_s_per_step"] > 0 and t["predicted_s_per_step"] > 0
+    assert t["ratio"] == pytest.approx(t["predicted_s_per_step"] / t["measured_s_per_step"])
+    json.dumps(row)
+    bench_cli.print_planner(row)
+    out = capsys.readouterr().out
+    assert "planner:" in out and f"ratio x{g['ratio']:.2f}" in out and f"ratio x{t['ratio']:.2f}" in out

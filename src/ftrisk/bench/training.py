@@ -2,55 +2,62 @@
 
 Three ways to run the same LoRA attack steps (LoRA r, alpha and targets, batch size, learning rate and number
 of optimizer steps taken from the demo config, fp32 on CPU), each with the same optimizer and learning rate at
-every step: ftrisk's AdamW and warmup-then-constant schedule (:func:`ftrisk.training.finetune.optimizer`), handed to the
-peers through their ``optimizers=`` argument (their default, linear decay to zero over the run, is another
-learning rate at every step but the first, and so another final loss: measured 0.50 against ftrisk's 0.27):
+every step: ftrisk's AdamW and warmup-then-constant schedule (:func:`ftrisk.training.setup.optimizer`), handed to
+the peers through their ``optimizers=`` argument (their default, linear decay to zero over the run, is another
+learning rate at every step but the first, and so another final loss):
+
 - baseline: PEFT + transformers ``Trainer``, otherwise with its default arguments (random batches, right padding,
   full-vocabulary logits, gradient clipping at 1.0 as ftrisk), labels masked to the response as ftrisk masks them;
 - TRL ``SFTTrainer`` (when installed) on the same pairs as a conversational prompt-completion dataset, with its
   defaults (completion-only loss, its fused LM head that projects only where the loss is taken) except
   ``bf16=False`` and ``gradient_checkpointing=False`` (fp32 without recomputation, as ftrisk runs on this CPU);
-- ftrisk: :func:`ftrisk.training.finetune.finetune` with its defaults (random examples, length-sorted within windows of
-  :data:`ftrisk.training.finetune.SORT_WINDOW` batches; response-only logits; on the CPU padding-free, :mod:`ftrisk.training.fast`).
+- ftrisk: :func:`ftrisk.training.recipe.finetune` with its defaults (random examples, length-sorted within windows
+  of :data:`ftrisk.training.data.SORT_WINDOW` batches; response-only logits; on the CPU padding-free,
+  :mod:`ftrisk.training.fast`).
+
 Each runs in a fresh process, in interleaved rounds; round ``r`` seeds every way with ``r`` (LoRA initialisation
 and batch order), so the spread over rounds is the seed noise. Times are medians. Whether they trained equally
 well is the loss of each trained model over every attack example (:func:`data_loss`), not the loss of their last
 steps, which depends on which batches came last; "the same within noise" is a mean difference over the rounds of
-at most twice its standard error. Throughput is examples
-per second times the mean length of an example (the same data for all three), so padding a peer adds is a
-cost, not extra credit. FLOPs per example for the ceiling: 6 x trainable-path parameters is not right for
-LoRA; we count 4 x N x tokens (forward 2N, backward through activations 2N, no weight gradients for the
-frozen base), N = the model's parameter count without the input embedding.
+at most twice its standard error. Throughput is examples per second times the mean length of an example (the same
+data for all three), so padding a peer adds is a cost, not extra credit. FLOPs per example for the ceiling: 6 x
+trainable-path parameters is not right for LoRA; we count 4 x N x tokens (forward 2N, backward through activations
+2N, no weight gradients for the frozen base), N = the model's parameter count without the input embedding.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import multiprocessing as mp
+import os
+import queue as queue_mod
 import resource
 import statistics
+import tempfile
 import time
 from pathlib import Path
+
+from ftrisk import config
+from ftrisk.attacks.data import load_data
+from ftrisk.cost import CostMeter
+from ftrisk.errors import FtriskError
+from ftrisk.model.subject import load_spec
+from ftrisk.training.data import IGNORE, collate, encode
 
 METHODS = ("baseline", "trl", "ftrisk")
 
 
 def _examples(spec: str):
-    from ftrisk.config import schema as config
-    from ftrisk.attacks.data import load_data
-
     cfg = config.load("configs/demo.yaml") if Path("configs/demo.yaml").is_file() else config.load(None)
     examples, _ = load_data(cfg.attack.data)
     return cfg, examples
 
 
 def _child(spec: str, method: str, steps: int, threads: int, seed: int, queue) -> None:
-    import tempfile
-
     import torch
     from torch.optim.optimizer import register_optimizer_step_pre_hook
-
-    from ftrisk.model.subject import load_spec
 
     torch.set_num_threads(threads)
     cfg, examples = _examples(spec)
@@ -74,7 +81,7 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
     losses), so it cannot tell whether two ways trained equally well; this can."""
     import torch
 
-    from ftrisk.training.finetune import IGNORE, collate, encode, response_loss
+    from ftrisk.training.loss import response_loss  # torch at import
 
     enc = [encode(tok, ex, max_seq_len) for ex in examples]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -90,10 +97,7 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
 
 
 def _ftrisk(model, tok, examples, a, steps, d, seed):
-    import dataclasses
-
-    from ftrisk.cost import CostMeter
-    from ftrisk.training.finetune import finetune
+    from ftrisk.training.recipe import finetune  # torch, peft at import
 
     tc = dataclasses.replace(a.train, max_steps=steps, max_minutes=None, checkpoint_every=None)
     t0 = time.perf_counter()  # finetune is one call: its own encoding and LoRA wrapping are inside the time
@@ -114,7 +118,7 @@ def _peft(model, a, seed):
     import torch
     from peft import get_peft_model
 
-    from ftrisk.training.finetune import optimizer
+    from ftrisk.training.setup import optimizer  # torch at import
 
     torch.manual_seed(seed)
     model = get_peft_model(model, _lora(a))
@@ -125,7 +129,6 @@ def _trainer(model, tok, examples, a, steps, d, seed):
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from ftrisk.training.finetune import encode
 
     tok.padding_side = "right"  # training: right padding, as the Trainer examples do
     enc = [encode(tok, ex, a.train.max_seq_len) for ex in examples]
@@ -165,9 +168,6 @@ def _trl(model, tok, examples, a, steps, d, seed):
 
 def _result(p, q, method: str) -> dict:
     """The child's result; a one-line error (not a hang) when the child died without one."""
-    import queue as queue_mod
-
-    from ftrisk.errors import FtriskError
 
     while True:
         try:
@@ -179,19 +179,12 @@ def _result(p, q, method: str) -> dict:
 
 
 def available() -> list[str]:
-    import importlib.util
-
     return [m for m in METHODS if m != "trl" or importlib.util.find_spec("trl") is not None]
 
 
 def bench(spec: str, steps: int = 15, rounds: int = 3, threads: int | None = None) -> dict:
     """Median seconds, throughput and final loss of each way, in fresh processes, interleaved, round r at seed r."""
-    import os
-
     import torch
-
-    from ftrisk.model.subject import load_spec
-    from ftrisk.training.finetune import encode
 
     threads = threads or min(torch.get_num_threads(), os.cpu_count() or 1)
     cfg, examples = _examples(spec)
