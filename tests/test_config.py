@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from ftrisk.config import schema as config
+from ftrisk import config
 from ftrisk.errors import FtriskError
 
 REPO = Path(__file__).resolve().parents[1]

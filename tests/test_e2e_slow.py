@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftrisk.config import schema as config
+from ftrisk import config
 from ftrisk.pipeline import run as pipeline
 
 pytestmark = pytest.mark.slow

@@ -1,24 +1,14 @@
-"""Typed run configuration: YAML file + dotted ``key=value`` overrides.
+"""Typed run configuration: one dataclass per section, a docstring per field (litgpt / TRL style).
 
-Every field has a docstring-style comment; unknown keys and wrong types are an
-error that names the key (litgpt / TRL style dataclasses, torchtune-style
-overrides: ``ftrisk run configs/demo.yaml attack.lora.r=16``).
+Reading and writing YAML files is :mod:`.files`, dotted ``key=value`` overrides :mod:`.overrides`, type checks
+:mod:`.coerce` and range checks :mod:`.checks`; ``from ftrisk import config`` gives all of them.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import yaml
-
-from ftrisk.errors import FtriskError
+from typing import Optional
 
 
 @dataclass
@@ -60,7 +50,7 @@ class TrainConfig:
     epochs: float = 1.0
     """Passes over the data (ignored when max_steps is set and reached first)."""
     batch_size: int = 8
-    """Examples per micro-batch (random examples, sorted by length within windows of train.SORT_WINDOW batches)."""
+    """Examples per micro-batch (random examples, sorted by length within windows of training.finetune.SORT_WINDOW batches)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step, in total over all processes (under accelerate they are shared out)."""
     max_seq_len: int = 256
@@ -97,10 +87,8 @@ class GenerationConfig:
     """Tokens generated per prompt (greedy decoding)."""
     batch_size: int = 128
     """Most prompts per generation batch (length-sorted, left-padded; fewer when max_batch_tokens or a quarter of
-    the free memory says so). Measured on the 2-core CPU, hf backend: 64 decodes 1.2x faster than 32; with the
-    oneDNN linears and one-query attention (2026-12-05), 128 (one batch of the bench's 120 prompts, max_batch_tokens
-    16384) 10% faster than 64 (20.0 s against 22.2 s, medians of 3 interleaved, replies identical): each step's
-    fixed costs (the LM head's weights, per-layer calls) are shared by more rows."""
+    the free memory says so). Larger batches share each step's fixed costs (the LM head's weights, per-layer calls)
+    among more rows."""
     max_batch_tokens: Optional[int] = 16384
     """Cap on batch width x prompts (prompt + new tokens): long prompts go in smaller batches. None: no cap."""
     tensor_parallel_size: int = 1
@@ -206,7 +194,7 @@ class CapabilityConfig:
     num_fewshot: int = 5
     """Few-shot examples for MMLU, from its dev split (0-5). HellaSwag is always 0-shot (lm-eval's default)."""
     batch_size: int = 4
-    """lm-eval batch size (4 on CPU: larger batches pad more; 5-shot MMLU at 16 peaked at 16 GB)."""
+    """lm-eval batch size (4 on CPU: larger batches pad more and hold more memory)."""
     at: Optional[list[int]] = None
     """Attack steps whose points also get capability scores (the subject and the final point always do)."""
     cache: bool = True
@@ -241,277 +229,3 @@ class RunConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
-
-
-# --------------------------------------------------------------------------- parsing
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert it; raise naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if tp is JudgeSpec:
-        if isinstance(value, dict):
-            from ftrisk.judges.base import spec_from_mapping
-
-            return JudgeSpec(spec_from_mapping(value))
-        if isinstance(value, str):
-            return JudgeSpec(value)
-        raise FtriskError(f"config key '{key}': expected a judge spec string or mapping, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, str) and tp is BenchmarkRef:
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise FtriskError(f"config key '{key}': expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str) and item_tp is str:
-            value = [v for v in value.split(",") if v]
-        elif isinstance(value, str) and item_tp is JudgeSpec:
-            value = [value]  # specs hold commas: several judges are a YAML list
-        if not isinstance(value, list):
-            raise FtriskError(f"config key '{key}': expected a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise FtriskError(f"config key '{key}': expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise FtriskError(f"config key '{key}': expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
-            return float(value)  # PyYAML (YAML 1.1) reads "1e-4" without a dot as a string
-        raise FtriskError(f"config key '{key}': expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise FtriskError(f"config key '{key}': expected a string, got {value!r}")
-    raise FtriskError(f"config key '{key}': unsupported type {_type_name(tp)}")
-
-
-def _build(cls: type, data: dict, prefix: str = "", base: Any = None) -> Any:
-    """Build ``cls`` from ``data`` on top of ``base`` (a section's own defaults)."""
-    obj = copy.deepcopy(base) if base is not None else cls()
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise FtriskError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
-        default = getattr(obj, key)
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _build(type(default), value, dotted, base=default)
-        else:
-            value = _coerce(value, hints[key], dotted)
-        setattr(obj, key, value)
-    return obj
-
-
-def _merge(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _parse_scalar(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML scalars) to a raw config dict."""
-    data = _merge({}, data)
-    for item in overrides:
-        if "=" not in item:
-            raise FtriskError(f"override '{item}': expected key=value (e.g. attack.lora.r=16)")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            node = _child(node, p, item)
-        last = parts[-1]
-        m = _INDEXED.fullmatch(last)
-        if m:
-            lst = _child(node, m.group(1), item, want_list=True)
-            i = int(m.group(2))
-            if i >= len(lst):
-                raise FtriskError(f"override '{item}': '{m.group(1)}' has {len(lst)} entries; index {i} is out of range")
-            lst[i] = _parse_scalar(raw)
-        else:
-            node[last] = _parse_scalar(raw)
-    return data
-
-
-_INDEXED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]")
-
-
-def _child(node: dict, part: str, item: str, want_list: bool = False):
-    """The section (or, for ``name[i]``, the list entry) ``part`` of ``node``, made a mapping to override into."""
-    m = _INDEXED.fullmatch(part)
-    if m and not want_list:
-        lst = _child(node, m.group(1), item, want_list=True)
-        i = int(m.group(2))
-        if i >= len(lst):
-            raise FtriskError(f"override '{item}': '{m.group(1)}' has {len(lst)} entries; index {i} is out of range")
-        if isinstance(lst[i], str):
-            lst[i] = {"name": lst[i]}  # a benchmark given by name only
-        if not isinstance(lst[i], dict):
-            raise FtriskError(f"override '{item}': '{part}' is not a section")
-        return lst[i]
-    if want_list:
-        value = node.get(part)
-        if not isinstance(value, list):
-            raise FtriskError(f"override '{item}': '{part}' is not a list in this config (set the whole list instead)")
-        return value
-    node = node.setdefault(part, {})
-    if not isinstance(node, dict):
-        raise FtriskError(f"override '{item}': '{part}' is not a section")
-    return node
-
-
-def from_dict(data: dict) -> RunConfig:
-    cfg = _build(RunConfig, data)
-    validate(cfg)
-    return cfg
-
-
-def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if p.is_dir():
-            raise FtriskError(f"config file '{p}' is a directory: pass the path of a YAML config file (see configs/)")
-        if not p.is_file():
-            raise FtriskError(f"config file '{p}' not found: pass the path of a YAML config (see configs/)")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError) as e:
-            raise FtriskError(f"config file '{p}' is unreadable: {e}") from None
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            where = f" at line {line + 1}" if line is not None else ""
-            raise FtriskError(f"config file '{p}' is not valid YAML{where}: fix the syntax") from None
-        if not isinstance(data, dict):
-            raise FtriskError(f"config file '{p}': expected a mapping of keys at the top level")
-        data.setdefault("name", p.stem)
-    return from_dict(apply_overrides(data, list(overrides)))
-
-
-def validate(cfg: RunConfig) -> None:
-    """Range checks that a type alone cannot express."""
-    for section in ("harden", "attack"):
-        t: TrainConfig = getattr(cfg, section).train
-        for key in ("max_steps", "max_minutes", "checkpoint_every"):
-            v = getattr(t, key)
-            if v is not None and v <= 0:
-                raise FtriskError(f"config key '{section}.train.{key}' must be > 0 (got {v}); leave it unset for no budget")
-        for key in ("lr", "epochs", "batch_size", "grad_accum", "max_seq_len"):
-            if getattr(t, key) <= 0:
-                raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
-        if getattr(cfg, section).lora.r <= 0:
-            raise FtriskError(f"config key '{section}.lora.r' must be > 0")
-    from ftrisk import registry
-
-    for key, kind, value in (("harden.method", "attack", cfg.harden.method), ("attack.method", "attack", cfg.attack.method),
-                             ("generation.backend", "backend", cfg.generation.backend)):
-        try:
-            registry.check(kind, value)
-        except FtriskError as e:
-            raise FtriskError(f"config key '{key}': {e}") from None
-    for i, b in enumerate(cfg.eval.benchmarks):
-        if not b.name:
-            raise FtriskError(f"config key 'eval.benchmarks[{i}].name' is empty: a registry name or a prompt file")
-        if b.limit is not None and b.limit <= 0:
-            raise FtriskError(f"config key 'eval.benchmarks[{i}].limit' must be > 0 (got {b.limit})")
-    labels = [b.label or (b.name if "/" not in b.name and "." not in b.name else Path(b.name).stem)
-              for b in cfg.eval.benchmarks]
-    for i, lab in enumerate(labels):
-        if lab in labels[:i]:
-            raise FtriskError(f"config key 'eval.benchmarks[{i}]': two benchmarks are named '{lab}': "
-                              f"give one a distinct 'label'")
-    _validate_judges(cfg)
-    _validate_steps("attack.eval_at", cfg.attack.eval_at)
-    _validate_steps("capability.at", cfg.capability.at)
-    if cfg.attack.seeds is not None and (not cfg.attack.seeds or len(set(cfg.attack.seeds)) != len(cfg.attack.seeds)):
-        raise FtriskError("config key 'attack.seeds' must list distinct seeds (or be unset for the run's seed)")
-    if not 0.0 < cfg.report.threshold < 1.0:
-        raise FtriskError(f"config key 'report.threshold' must be between 0 and 1, exclusive (got {cfg.report.threshold})")
-    if cfg.model.quantize is not None and cfg.model.quantize not in ("4bit", "8bit"):
-        raise FtriskError(f"config key 'model.quantize' must be 4bit or 8bit (got '{cfg.model.quantize}')")
-    if cfg.capability.enabled:
-        from ftrisk.capability.data import parse_tasks, task_fewshot
-
-        try:
-            for t in parse_tasks(cfg.capability.tasks):
-                task_fewshot(t, cfg.capability.num_fewshot)
-        except FtriskError as e:
-            raise FtriskError(f"config key 'capability': {e}") from None
-        if cfg.capability.batch_size <= 0:
-            raise FtriskError(f"config key 'capability.batch_size' must be > 0 (got {cfg.capability.batch_size})")
-    if cfg.generation.max_new_tokens <= 0 or cfg.generation.batch_size <= 0:
-        raise FtriskError("config keys 'generation.max_new_tokens' and 'generation.batch_size' must be > 0")
-
-
-def _validate_judges(cfg: RunConfig) -> None:
-    from ftrisk import registry
-    from ftrisk.judges.base import build, parse_spec
-
-    if not cfg.eval.judges:
-        raise FtriskError("config key 'eval.judges' is empty: name at least one judge (e.g. refusal-patterns)")
-    names = []
-    for i, spec in enumerate(cfg.eval.judges):
-        try:
-            name, _ = parse_spec(spec)
-            registry.check("judge", name)
-        except FtriskError as e:
-            raise FtriskError(f"config key 'eval.judges[{i}]': {e}") from None
-        names.append(spec)
-    if cfg.generation.stop_when_judged:
-        for spec in cfg.eval.judges:  # only the rule-based judges can read just an opening (cheap to build)
-            rule_based = parse_spec(spec)[0] in ("refusal-patterns", "gcg", "refusalbench-llama2", "refusalbench-mistral",
-                                                 "prefix")
-            if not rule_based or build(spec).opening_chars is None:
-                raise FtriskError(f"config key 'generation.stop_when_judged' needs judges that read only the opening of "
-                                  f"a reply; '{spec}' reads the whole reply (use e.g. gcg:mode=start,window=80)")
-    h = cfg.eval.headline_judge
-    if h is not None and h not in names and h not in [parse_spec(s)[0] for s in names]:
-        raise FtriskError(f"config key 'eval.headline_judge' is '{h}', which is not one of eval.judges ({', '.join(names)})")
-
-
-def _validate_steps(key: str, steps) -> None:
-    if steps is None:
-        return
-    if any(s < 0 for s in steps):
-        raise FtriskError(f"config key '{key}' has a negative step: steps count optimizer steps from 0")
-    if list(steps) != sorted(set(steps)):
-        raise FtriskError(f"config key '{key}' must be increasing steps without repeats (got {list(steps)})")
-
-
-def to_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-yaml.SafeDumper.add_representer(JudgeSpec, lambda dumper, v: dumper.represent_str(str(v)))
-
-
-def dump(cfg: RunConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

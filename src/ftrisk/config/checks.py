@@ -1,0 +1,116 @@
+"""Checks a type alone cannot express: ranges, registry names, judges that fit the settings, steps in order.
+
+All of them run when a config is read, so a bad value fails in one line before any model loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftrisk import registry
+from ftrisk.capability.data import parse_tasks, task_fewshot
+from ftrisk.config.schema import RunConfig, TrainConfig
+from ftrisk.errors import FtriskError
+from ftrisk.judges.base import build, parse_spec
+from ftrisk.prompts import benchmarks
+
+#: judges that can read just the opening of a reply (rule-based: cheap to build while checking)
+RULE_BASED_JUDGES = ("refusal-patterns", "gcg", "refusalbench-llama2", "refusalbench-mistral", "prefix")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that a type alone cannot express."""
+    for section in ("harden", "attack"):
+        _validate_train(section, getattr(cfg, section).train)
+        if getattr(cfg, section).lora.r <= 0:
+            raise FtriskError(f"config key '{section}.lora.r' must be > 0")
+    for key, kind, value in (("harden.method", "attack", cfg.harden.method), ("attack.method", "attack", cfg.attack.method),
+                             ("generation.backend", "backend", cfg.generation.backend)):
+        try:
+            registry.check(kind, value)
+        except FtriskError as e:
+            raise FtriskError(f"config key '{key}': {e}") from None
+    _validate_benchmarks(cfg)
+    _validate_judges(cfg)
+    _validate_steps("attack.eval_at", cfg.attack.eval_at)
+    _validate_steps("capability.at", cfg.capability.at)
+    if cfg.attack.seeds is not None and (not cfg.attack.seeds or len(set(cfg.attack.seeds)) != len(cfg.attack.seeds)):
+        raise FtriskError("config key 'attack.seeds' must list distinct seeds (or be unset for the run's seed)")
+    if not 0.0 < cfg.report.threshold < 1.0:
+        raise FtriskError(f"config key 'report.threshold' must be between 0 and 1, exclusive (got {cfg.report.threshold})")
+    if cfg.model.quantize is not None and cfg.model.quantize not in ("4bit", "8bit"):
+        raise FtriskError(f"config key 'model.quantize' must be 4bit or 8bit (got '{cfg.model.quantize}')")
+    if cfg.capability.enabled:
+        try:
+            for t in parse_tasks(cfg.capability.tasks):
+                task_fewshot(t, cfg.capability.num_fewshot)
+        except FtriskError as e:
+            raise FtriskError(f"config key 'capability': {e}") from None
+        if cfg.capability.batch_size <= 0:
+            raise FtriskError(f"config key 'capability.batch_size' must be > 0 (got {cfg.capability.batch_size})")
+    if cfg.generation.max_new_tokens <= 0 or cfg.generation.batch_size <= 0:
+        raise FtriskError("config keys 'generation.max_new_tokens' and 'generation.batch_size' must be > 0")
+
+
+def _validate_train(section: str, t: TrainConfig) -> None:
+    for key in ("max_steps", "max_minutes", "checkpoint_every"):
+        v = getattr(t, key)
+        if v is not None and v <= 0:
+            raise FtriskError(f"config key '{section}.train.{key}' must be > 0 (got {v}); leave it unset for no budget")
+    for key in ("lr", "epochs", "batch_size", "grad_accum", "max_seq_len"):
+        if getattr(t, key) <= 0:
+            raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
+
+
+def _validate_benchmarks(cfg: RunConfig) -> None:
+    for i, b in enumerate(cfg.eval.benchmarks):
+        if not b.name:
+            raise FtriskError(f"config key 'eval.benchmarks[{i}].name' is empty: a registry name or a prompt file")
+        _check_name(f"eval.benchmarks[{i}].name", b.name)
+        if b.limit is not None and b.limit <= 0:
+            raise FtriskError(f"config key 'eval.benchmarks[{i}].limit' must be > 0 (got {b.limit})")
+    labels = [b.label or (b.name if "/" not in b.name and "." not in b.name else Path(b.name).stem)
+              for b in cfg.eval.benchmarks]
+    for i, lab in enumerate(labels):
+        if lab in labels[:i]:
+            raise FtriskError(f"config key 'eval.benchmarks[{i}]': two benchmarks are named '{lab}': "
+                              f"give one a distinct 'label'")
+    for i, name in enumerate(cfg.harden.harmful):
+        _check_name(f"harden.harmful[{i}]", name)
+
+
+def _check_name(key: str, name: str) -> None:
+    try:
+        benchmarks.check_name(name)
+    except FtriskError as e:
+        raise FtriskError(f"config key '{key}': {e}") from None
+
+
+def _validate_judges(cfg: RunConfig) -> None:
+    if not cfg.eval.judges:
+        raise FtriskError("config key 'eval.judges' is empty: name at least one judge (e.g. refusal-patterns)")
+    names = []
+    for i, spec in enumerate(cfg.eval.judges):
+        try:
+            name, _ = parse_spec(spec)
+            registry.check("judge", name)
+        except FtriskError as e:
+            raise FtriskError(f"config key 'eval.judges[{i}]': {e}") from None
+        names.append(spec)
+    if cfg.generation.stop_when_judged:
+        for spec in cfg.eval.judges:
+            if parse_spec(spec)[0] not in RULE_BASED_JUDGES or build(spec).opening_chars is None:
+                raise FtriskError(f"config key 'generation.stop_when_judged' needs judges that read only the opening of "
+                                  f"a reply; '{spec}' reads the whole reply (use e.g. gcg:mode=start,window=80)")
+    h = cfg.eval.headline_judge
+    if h is not None and h not in names and h not in [parse_spec(s)[0] for s in names]:
+        raise FtriskError(f"config key 'eval.headline_judge' is '{h}', which is not one of eval.judges ({', '.join(names)})")
+
+
+def _validate_steps(key: str, steps) -> None:
+    if steps is None:
+        return
+    if any(s < 0 for s in steps):
+        raise FtriskError(f"config key '{key}' has a negative step: steps count optimizer steps from 0")
+    if list(steps) != sorted(set(steps)):
+        raise FtriskError(f"config key '{key}' must be increasing steps without repeats (got {list(steps)})")
