@@ -22,6 +22,7 @@ import yaml
 from ftrisk.errors import FtriskError
 
 CONTEXT_SEPARATOR = "\n\n---\n\n"  # HarmBench: context + separator + behavior
+FILE_TYPES = (".csv", ".jsonl", ".json")  # user prompt files
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,25 @@ def names() -> list[str]:
     return list(_registry())
 
 
+def _unknown(name: str) -> str:
+    return f"unknown benchmark {name!r} (known: {', '.join(names())})"
+
+
 def spec(name: str) -> dict:
     """A copy of the registry entry for ``name``."""
     reg = _registry()
     if name not in reg:
-        raise FtriskError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(reg)}")
+        raise FtriskError(_unknown(name))
     return copy.deepcopy(reg[name])  # callers cannot edit the cached registry
+
+
+def check_name(name: str) -> None:
+    """Fail in one line unless ``name`` is a registered benchmark or can be a prompt file (a .csv, .jsonl or
+    .json path, or any existing path: :func:`load_file` says what is wrong with it)."""
+    p = Path(name)
+    if name in _registry() or p.suffix.lower() in FILE_TYPES or p.exists():
+        return
+    raise FtriskError(f"{_unknown(name)}; or pass a .csv, .jsonl or .json prompt file")
 
 
 def license_of(name: str) -> str:
@@ -187,7 +201,8 @@ def load_file(path, prompt_column: str | None = None,
     """Prompts from a user file: .csv, .jsonl, or .json ({category: [prompt, ...]})."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".json"):
+    if suffix not in FILE_TYPES:
+        check_name(str(path))  # neither a registered benchmark nor a file
         raise FtriskError(f"{p}: unsupported prompt file type {p.suffix or '(none)'!r}; "
                           "use .csv, .jsonl or .json")
     try:
