@@ -9,11 +9,14 @@ once and cached as a safetensors HF directory keyed by the file's sha256.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
+
+from ftrisk import registry
 from ftrisk.errors import FtriskError
 
 log = logging.getLogger(__name__)
@@ -37,10 +40,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def embedded_gguf(name: str) -> Path:
     """Locate the GGUF file of an embedded model inside its PyPI package."""
-    import importlib.util
-
-    from ftrisk import registry
-
     entry = registry.lookup("embedded-model", name)
     dist, module, pattern = entry["package"], entry["module"], entry["glob"]
 
@@ -109,10 +108,25 @@ def resolve(spec: str) -> Path | str:
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise FtriskError(f"model directory '{spec}' has no config.json: pass a Hugging Face model directory")
+        check_weights(p.glob("*.safetensors"), "re-download or re-save the model")
         return p
     if p.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise FtriskError(f"model '{spec}' not found: pass a local HF directory, a .gguf file or {DEFAULT_SPEC}")
     return spec  # a hub id: transformers downloads it (needs network access)
+
+
+def check_weights(files, fix: str) -> None:
+    """Fail in one line, before any work, when a safetensors file's header does not cover the file (a download
+    cut short, a corrupt copy). Reads the headers only."""
+    from safetensors import SafetensorError, safe_open  # its own small binding, no torch
+
+    for f in sorted(files):
+        try:
+            with safe_open(str(f), "numpy") as fh:
+                fh.keys()
+        except (SafetensorError, OSError) as e:
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise FtriskError(f"weights file '{f}' is truncated or corrupt ({msg}): {fix}") from None
 
 
 def fingerprint(path: Path | str) -> str:
@@ -170,6 +184,14 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+class NoChatTemplateError(FtriskError):
+    """The tokenizer has no chat template and none was given; ``fix`` says how to give one where it is raised."""
+
+    def __init__(self, path: Path | str, fix: str = "set model.chat_template in the config"):
+        self.path = path
+        super().__init__(f"tokenizer of '{path}' has no chat template: {fix} (a Jinja template)")
+
+
 def load_tokenizer(path: Path | str, chat_template: str | None = None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -177,9 +199,7 @@ def load_tokenizer(path: Path | str, chat_template: str | None = None, trust_rem
     if chat_template:
         tok.chat_template = chat_template
     if not tok.chat_template:
-        raise FtriskError(
-            f"tokenizer of '{path}' has no chat template: set model.chat_template in the config (a Jinja template)"
-        )
+        raise NoChatTemplateError(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # batched generation needs left padding
@@ -246,8 +266,6 @@ def check_quantization(mode: str | None, device: str) -> None:
         raise FtriskError(f"config key 'model.quantize' must be 4bit or 8bit (got '{mode}')")
     if not str(device).startswith("cuda"):
         raise FtriskError("config key 'model.quantize' needs a CUDA GPU (bitsandbytes); unset it on CPU")
-    import importlib.util
-
     if importlib.util.find_spec("bitsandbytes") is None:
         raise FtriskError("config key 'model.quantize' needs bitsandbytes: pip install 'ftrisk[gpu]'")
 
@@ -267,10 +285,20 @@ def quantization_kwargs(mode: str, device: str) -> dict:
 ADAPTER_META = "ftrisk_adapter.json"
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
 def check_adapter(base_path: Path | str, adapter: str | Path) -> Path:
+    """A PEFT adapter directory that can be applied to ``base_path``: its config and weights present and readable,
+    and (for an adapter ftrisk trained) the base it was trained on. Checked before any work."""
     a = Path(adapter)
     if not (a / "adapter_config.json").is_file():
         raise FtriskError(f"adapter '{adapter}' has no adapter_config.json: pass a PEFT adapter directory")
+    try:
+        base_named = json.loads((a / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise FtriskError(f"adapter '{adapter}': adapter_config.json is not a JSON object: "
+                          "pass the folder that PEFT's save_pretrained wrote") from None
     meta = a / ADAPTER_META
     if meta.is_file():
         want = json.loads(meta.read_text()).get("base_fingerprint")
@@ -279,6 +307,11 @@ def check_adapter(base_path: Path | str, adapter: str | Path) -> Path:
             raise FtriskError(
                 f"adapter '{adapter}' was trained on another base model ({base}): pass that model with --model"
             )
+    if not any((a / w).is_file() for w in ADAPTER_WEIGHTS):
+        made_for = f" (its adapter_config.json names base model '{base_named}')" if base_named else ""
+        raise FtriskError(f"adapter '{adapter}' has no {' or '.join(ADAPTER_WEIGHTS)}{made_for}: "
+                          "pass the whole folder that PEFT's save_pretrained wrote")
+    check_weights(a.glob("adapter_model.safetensors"), "save or copy the adapter again")
     return a
 
 
@@ -290,7 +323,10 @@ def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: 
     try:
         peft_model = PeftModel.from_pretrained(model, a, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as e:
-        raise FtriskError(f"adapter '{adapter}' does not fit model: {str(e).splitlines()[0][:200]}") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])[:200]
+        raise FtriskError(f"adapter '{adapter}' does not fit model: {detail.rstrip('.:')}; "
+                          "pass the base model it was trained on") from None
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     return peft_model if trainable or quantized or not merge else peft_model.merge_and_unload()
 

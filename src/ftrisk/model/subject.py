@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftrisk.config.schema import ModelConfig
 from ftrisk.model import loading as models
 
 
@@ -112,8 +113,6 @@ class Subject:
 
 def load_spec(spec: str, **model_options):
     """(model, tokenizer) of a model spec with default settings (benchmarks, tests)."""
-    from ftrisk.config.schema import ModelConfig
-
     return Subject.from_config(ModelConfig(spec=str(spec), **model_options)).load()
 
 
