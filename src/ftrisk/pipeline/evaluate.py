@@ -7,17 +7,23 @@ summaries hold labels and evidence, never the completion text.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import logging
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from ftrisk import keys
-from ftrisk.prompts import benchmarks
+from ftrisk.errors import FtriskError
+from ftrisk.generation import open_backend
 from ftrisk.generation.resumable import generate
-from ftrisk.io import write_text_atomic
+from ftrisk.io import read_json, read_jsonl, write_text_atomic
+from ftrisk.judges.agreement import pairwise
 from ftrisk.judges.opening import stop_rule
 from ftrisk.judges.store import judge_dir, judge_rows
+from ftrisk.prompts import benchmarks
 from ftrisk.stats import rate
 
 log = logging.getLogger(__name__)
@@ -66,8 +72,6 @@ def summarize(items: list, verdicts: dict[str, dict], judge, harmful: bool) -> d
 
 def agreement(labels: dict[str, list[int]]) -> dict:
     """Percent agreement and Cohen's kappa for every pair of judges (items both could judge)."""
-    from ftrisk.judges.agreement import pairwise
-
     return {f"{a} | {b}": pairwise(labels[a], labels[b]) for a, b in itertools.combinations(labels, 2)}
 
 
@@ -108,8 +112,6 @@ def stop_chars(gen_cfg, judges) -> int | None:
 def generation_key(subject, benches, gen_cfg, stop: int | None = None) -> str:
     """Key of a stage's completions: the subject, the items and the decoding settings (not the judges, except the
     opening length replies may stop at under ``stop_when_judged``)."""
-    import dataclasses
-
     return keys.stage_key("generation", subject=subject.identity(), settings=dataclasses.asdict(gen_cfg),
                           items={n: [it.id for it in items] for n, items in benches},
                           **({"stop_chars": stop} if stop else {}))
@@ -124,12 +126,48 @@ def generate_all(backend, benches, out_dir: Path, gen_cfg, stage: str, stop: int
 
 
 def read_completions(benches, out_dir: Path) -> dict[str, dict]:
-    from ftrisk.io import read_jsonl
-
     return {name: {r["id"]: r for r in read_jsonl(out_dir / f"{name}.completions.jsonl")} for name, _ in benches}
 
 
-def _dumps(row: dict) -> str:
-    import json
+def stage_key(subject, benches, gen_cfg, judges) -> str:
+    """The key of a stage's completions (:func:`generation_key`) under these judges' stop rule."""
+    return generation_key(subject, benches, gen_cfg, stop_chars(gen_cfg, judges))
 
+
+def generate_stage(d: Path, subject, benches, gen_cfg, judges, stage: str) -> tuple[dict, object]:
+    """The completions of ``benches`` by ``subject`` in the stage folder ``d``, keyed by :func:`stage_key`: reused
+    when the stage finished, resumed when it was interrupted, redone when an input changed.
+
+    Returns (the stage's record, the backend that generated them, still open for the caller to reuse and close;
+    None when nothing was generated). When a user error stops a stage this call began in a new or empty folder
+    before any completion was stored (weights that do not load, an adapter that does not fit), the folder is
+    left as it was: a failed command writes nothing.
+    """
+    stop = stop_chars(gen_cfg, judges)
+    key = generation_key(subject, benches, gen_cfg, stop)
+    existed = d.is_dir()
+    untouched = not existed or not any(d.iterdir())
+    done = keys.open_stage(d, key)
+    if done is not None:
+        return done, None
+    backend = open_backend(gen_cfg.backend, subject, gen_cfg)
+    try:
+        gen = generate_all(backend, benches, d, gen_cfg, stage, stop)
+    except FtriskError:
+        backend.close()
+        if untouched and not any(d.glob("*.completions.jsonl")):
+            shutil.rmtree(d)
+            if existed:
+                d.mkdir()
+        raise
+    record = {"generation": read_json(d / "generation.json"), "n_generated": sum(map(len, gen.values()))}
+    return keys.close_stage(d, key, record), backend
+
+
+def judge_stage(d: Path, judges: list, benches, harmful: dict[str, bool], stage: str) -> tuple[dict, dict]:
+    """Every judge over the completions stored in ``d`` (:func:`run_judges`)."""
+    return run_judges(judges, benches, read_completions(benches, d), d, harmful, stage)
+
+
+def _dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"

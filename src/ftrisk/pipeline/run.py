@@ -13,21 +13,24 @@ import logging
 import shutil
 from pathlib import Path
 
-from ftrisk import distributed, keys, registry
-from ftrisk.prompts import benchmarks
-from ftrisk.config import schema as config
-from ftrisk.pipeline import evaluate
-from ftrisk.defenses import harden
-from ftrisk.model import loading as models
+from ftrisk import config, distributed, judges, keys, logs, registry
 from ftrisk.attacks import AttackResult, eval_steps, run_attack
 from ftrisk.attacks.data import load_data
-from ftrisk.generation import open_backend
+from ftrisk.capability import harness
+from ftrisk.capability.deltas import deltas
+from ftrisk.defenses import harden
 from ftrisk.errors import FtriskError
 from ftrisk.io import write_json_atomic, write_text_atomic
 from ftrisk.memory import release_freed_memory
-from ftrisk.progress import Progress
-from ftrisk.provenance import record as provenance_record
+from ftrisk.model import loading as models
 from ftrisk.model.subject import Subject
+from ftrisk.pipeline import evaluate
+from ftrisk.progress import Progress
+from ftrisk.prompts import benchmarks
+from ftrisk.provenance import record as provenance_record
+from ftrisk.report import summary
+from ftrisk.report.html import write_reports
+from ftrisk.training.data import plan_steps
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,6 @@ def prepare_output(cfg, overwrite: bool = False) -> Path:
 
 def build_judges(cfg) -> list:
     """The configured judges, headline first (each checked: paths, endpoints, keys)."""
-    from ftrisk import judges
-
     built = [judges.build(s) for s in cfg.eval.judges]
     h = cfg.eval.headline_judge
     if h is not None:
@@ -97,13 +98,13 @@ class Experiment:
             drop = set() if cfg.eval.allow_overlap else benchmarks.overlap(items, trained)
             self.excluded[name] = len(drop)
             self.evals.append((name, [it for it in items if it.id not in drop]))
-        from ftrisk.training.finetune import plan_steps
-
         self.total_steps = plan_steps(len(self.attack_examples), cfg.attack.train)
         self.eval_at = eval_steps(cfg.attack.eval_at, self.total_steps)
         self.seeds = cfg.attack.seeds or [cfg.seed]
         # claim the output folder only once every input has been checked: a failed command writes nothing
         self.out = prepare_output(cfg, overwrite)
+        if distributed.is_main_process():
+            logs.log_to(self.out)  # library warnings go to the run's log, not the console
         for j in self.judges:
             j.set_cache_dir(self.out / "judge-cache")
         self.results: dict = {"stages": {}}
@@ -122,16 +123,8 @@ class Experiment:
         cfg = self.cfg
         self._begin(f"evaluate {stage}")
         d = self.out / "eval" / stage
-        stop = evaluate.stop_chars(cfg.generation, self.judges)
-        key = evaluate.generation_key(subject, self.evals, cfg.generation, stop)
-        done = keys.open_stage(d, key)
-        backend = None
-        if done is None:
-            backend = open_backend(cfg.generation.backend, subject, cfg.generation)
-            gen = evaluate.generate_all(backend, self.evals, d, cfg.generation, stage, stop)
-            done = keys.close_stage(d, key, {"generation": self._record(d), "n_generated": sum(map(len, gen.values()))})
-        rows = evaluate.read_completions(self.evals, d)
-        bench, agree = evaluate.run_judges(self.judges, self.evals, rows, d, self.harmful, stage)
+        done, backend = evaluate.generate_stage(d, subject, self.evals, cfg.generation, self.judges, stage)
+        bench, agree = evaluate.judge_stage(d, self.judges, self.evals, self.harmful, stage)
         for name in bench:
             bench[name]["n_excluded_overlap"] = self.excluded.get(name, 0)
         s = subject.to_json(self.out)
@@ -142,24 +135,17 @@ class Experiment:
         if point is not None:
             result["point"] = point
         if capability and cfg.capability.enabled:
-            from ftrisk.capability import run as cap
-
             reuse = backend.hf_model() if backend and (subject.adapter is None or subject.quantize) else None
             if backend is not None:  # an engine (vLLM) holding GPU memory, or what hf keeps between calls: freed first
                 backend.close()
                 backend = None
-            result["capability"] = cap.evaluate(subject, cfg.capability, self.out / "capability" / stage,
-                                                seed=cfg.seed, loaded=reuse)
+            result["capability"] = harness.evaluate(subject, cfg.capability, self.out / "capability" / stage,
+                                                    seed=cfg.seed, loaded=reuse)
         if backend is not None:
             backend.close()
         self.results["stages"][stage] = result
         self.save()
         return result
-
-    def _record(self, d: Path) -> dict | None:
-        from ftrisk.io import read_json
-
-        return read_json(d / "generation.json")
 
     def harden(self) -> Subject:
         if not self.cfg.harden.enabled:
@@ -207,8 +193,6 @@ class Experiment:
     def capability_deltas(self, subject_stage: str) -> None:
         """The paired capability change, computed once and stored: hardened vs base, every attack point vs the
         attack's subject."""
-        from ftrisk.capability.run import deltas
-
         stages = self.results["stages"]
         for name, st in stages.items():
             ref = subject_stage if st.get("point") else ("base" if name == "hardened" else None)
@@ -252,9 +236,6 @@ def run(cfg, overwrite: bool = False, until: str = "report", on_ready=None) -> d
     if until == "attack":
         return exp.results
     exp.capability_deltas(subject_stage)
-    from ftrisk.report import summary
-    from ftrisk.report.html import write_reports
-
     exp.results["summary"] = summary.build(exp.results, cfg.report.threshold)
     exp.save()
     exp.progress.done()
