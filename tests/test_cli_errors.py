@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ftrisk import cli
-from ftrisk.config import schema as config
+from ftrisk import config
 from ftrisk.model import loading as models
 from ftrisk.pipeline import run as pipeline
 
@@ -165,15 +165,44 @@ def test_user_prompt_files_get_their_own_label_and_harmful_flag(tmp_path, tiny_m
     assert exp.license["xstest-safe"].startswith("user file") and "CC-BY" not in exp.license["xstest-safe"]
 
 
-def test_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+@pytest.fixture
+def truncated_model_dir(tmp_path, tiny_model_dir):
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
     w = broken / "model.safetensors"
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])  # a download cut in half
-    msg = _fail(capsys, _eval(broken, prompts_jsonl, tmp_path / "ev"), "model.safetensors", "truncated or corrupt")
+    return broken
+
+
+def test_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, truncated_model_dir, prompts_jsonl):
+    out = tmp_path / "ev"
+    msg = _fail(capsys, _eval(truncated_model_dir, prompts_jsonl, out), "model.safetensors", "truncated or corrupt")
     assert "Traceback" not in msg
+    assert not out.exists()  # not even the stage's stage.json
+
+
+def test_corrupt_weights_file_in_a_run_writes_nothing(capsys, tmp_path, truncated_model_dir):
+    cfg = _write_config(tmp_path, truncated_model_dir)
+    _fail(capsys, ["run", cfg], "model.safetensors", "truncated or corrupt")
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_that_fail_to_load_leave_a_new_eval_folder_as_it_was(capsys, tmp_path, tiny_model_dir, prompts_jsonl,
+                                                                     monkeypatch):
+    """A user error found only while the model loads (after the stage began) removes what the stage wrote there."""
+    from ftrisk.errors import FtriskError
+
+    def fails(*a, **k):
+        raise FtriskError("could not load model 'x': a problem found while loading")
+
+    monkeypatch.setattr(models, "load_subject", fails)
+    out, empty = tmp_path / "ev", tmp_path / "empty"
+    empty.mkdir()
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out), "found while loading")
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, empty), "found while loading")
+    assert not out.exists() and empty.is_dir() and not any(empty.iterdir())
 
 
 # --------------------------------------------------------------------------- models
@@ -203,10 +232,19 @@ def test_model_dir_without_config_json(capsys, tmp_path, prompts_jsonl):
 
 
 def test_tokenizer_without_chat_template(capsys, tmp_path, tiny_model_dir_no_template, prompts_jsonl):
+    """``eval refusal`` has no config: its message names its own flag, which works; ``run`` names the config key."""
+    from ftrisk.testing import CHATML
+
     out = tmp_path / "ev"
     msg = _fail(capsys, _eval(tiny_model_dir_no_template, prompts_jsonl, out), tiny_model_dir_no_template)
-    assert "chat template" in msg and "model.chat_template" in msg
+    assert "no chat template" in msg and "--chat-template" in msg and "model.chat_template" not in msg
     assert not out.exists()
+    cfg = _write_config(tmp_path, tiny_model_dir_no_template)
+    _fail(capsys, ["run", cfg], "no chat template", "model.chat_template in the config")
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    assert cli.main([str(a) for a in _eval(tiny_model_dir_no_template, prompts_jsonl, out, "--chat-template", CHATML)]) == 0
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["prompts"]["n"] == 2
 
 
 def _tiny_adapter(base_dir, dst: Path) -> Path:
@@ -238,6 +276,35 @@ def test_adapter_dir_without_adapter_config(capsys, tmp_path, tiny_model_dir, pr
     bogus = tmp_path / "not_an_adapter"
     bogus.mkdir()
     _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, tmp_path / "ev", "--adapter", bogus), "not_an_adapter")
+
+
+@pytest.mark.parametrize("base", ["meta-llama/Llama-2-7b-chat-hf", "/nonexistent/base-model"])
+def test_adapter_config_of_another_base_without_weights(capsys, tmp_path, tiny_model_dir, prompts_jsonl, base):
+    """An adapter_config.json for another base model (a hub id, a missing path) and no weights: one line naming the
+    missing file and what to pass, before anything is written (was: a FutureWarning, then "Repo id must be a
+    string", and files left in --out)."""
+    adapter = tmp_path / "foreign_adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 4,
+        "target_modules": ["q_proj"]}))
+    out = tmp_path / "ev"
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out, "--adapter", adapter), "foreign_adapter",
+          "adapter_model.safetensors", base, "save_pretrained")
+    assert not out.exists()
+
+
+def test_adapter_that_does_not_fit_the_model_writes_nothing(capsys, tmp_path, tiny_model_dir, prompts_jsonl):
+    """Weights of another shape are found only when the model loads: still one line, and --out is left as it was."""
+    from ftrisk.testing import build_tiny_model
+
+    wider = build_tiny_model(tmp_path / "wider", hidden_size=64, intermediate_size=128)
+    adapter = _tiny_adapter(wider, tmp_path / "adapter_wide")
+    (adapter / models.ADAPTER_META).unlink()  # a foreign adapter: nothing says which base it was trained on
+    out = tmp_path / "ev"
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out, "--adapter", adapter), "adapter_wide", "does not fit model",
+          "size mismatch")
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- prompt files
@@ -309,6 +376,28 @@ def test_eval_limit_not_positive(capsys, tmp_path, tiny_model_dir, prompts_jsonl
     _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, tmp_path / "ev", "--limit", "0"), "--limit")
 
 
+UNKNOWN = "unknown benchmark 'nosuchbench' (known: advbench, "
+
+
+@pytest.mark.parametrize("override, key", [
+    ("eval.benchmarks=[{name: nosuchbench}]", "eval.benchmarks[0].name"),
+    ("harden.harmful=[harmbench-val, nosuchbench]", "harden.harmful[1]"),
+])
+def test_unknown_benchmark_name_in_config(capsys, tmp_path, tiny_model_dir, monkeypatch, override, key):
+    """(was: "unsupported prompt file type '(none)'"), before any model loads."""
+    monkeypatch.setattr(models, "load_subject", lambda *a, **k: pytest.fail("a model was loaded"))
+    msg = _fail(capsys, ["run", _write_config(tmp_path, tiny_model_dir), override, "harden.enabled=true"], key, UNKNOWN)
+    assert "unsupported prompt file type" not in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_benchmark_name_in_eval(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "ev"
+    _fail(capsys, ["eval", "refusal", "--model", tiny_model_dir, "--bench", "advbench-test,nosuchbench", "--out", out],
+          UNKNOWN, ".jsonl")
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- output folder
 
 
@@ -345,3 +434,70 @@ def test_eval_out_folder_of_another_model(capsys, tmp_path, tiny_model_dir, tiny
     assert cli.main([str(a) for a in _eval(tiny_model_dir_other_weights, prompts_jsonl, fresh, "--max-new-tokens", "6")]) == 0
     rows = lambda d: {r["id"]: r["completion"] for r in map(json.loads, (d / "prompts.completions.jsonl").read_text().splitlines())}
     assert rows(shared) == rows(fresh) != {r["id"]: r["completion"] for r in map(json.loads, before.splitlines())}
+
+
+# --------------------------------------------------------------------------- library warnings
+
+
+def _warn_while_loading_the_tokenizer(monkeypatch):
+    import warnings
+
+    real = models.load_tokenizer
+
+    def warned(*a, **k):
+        warnings.warn("`old_flag` is deprecated and will be removed in v9", FutureWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(models, "load_tokenizer", warned)
+
+
+@pytest.mark.filterwarnings("default::FutureWarning")  # (pyproject ignores them in tests)
+def test_library_warnings_go_to_the_run_log(capsys, tmp_path, tiny_model_dir, prompts_jsonl, monkeypatch):
+    """A library's warning, raised before the output folder exists, is held and written to <out>/ftrisk.log; the
+    console keeps ftrisk's own lines. The same for a run's folder."""
+    _warn_while_loading_the_tokenizer(monkeypatch)
+    out = tmp_path / "ev"
+    capsys.readouterr()
+    assert cli.main([str(a) for a in _eval(tiny_model_dir, prompts_jsonl, out)]) == 0
+    console = capsys.readouterr()
+    assert "deprecated" not in console.err + console.out
+    log = (out / "ftrisk.log").read_text()
+    assert "FutureWarning: `old_flag` is deprecated" in log and log.count("py.warnings") == 1
+    cfg = _write_config(tmp_path, tiny_model_dir)
+    assert cli.main(["harden", str(cfg)]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert "`old_flag` is deprecated" in (tmp_path / "out" / "ftrisk.log").read_text()
+
+
+@pytest.mark.filterwarnings("default::FutureWarning")
+def test_a_failed_command_writes_no_log(capsys, tmp_path, tiny_model_dir_no_template, prompts_jsonl, monkeypatch):
+    _warn_while_loading_the_tokenizer(monkeypatch)
+    out = tmp_path / "ev"
+    _fail(capsys, _eval(tiny_model_dir_no_template, prompts_jsonl, out), "no chat template")
+    assert not out.exists()
+
+
+@pytest.mark.heavy
+def test_library_warnings_stay_off_the_console(tmp_path, tiny_model_dir, prompts_jsonl):
+    """The real console of a ``python -m ftrisk`` process (in-process, pytest would catch the warning itself)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings\n"
+            "from ftrisk.model import loading\n"
+            "real = loading.load_tokenizer\n"
+            "def warned(*a, **k):\n"
+            "    warnings.warn('`old_flag` is deprecated', FutureWarning)\n"
+            "    return real(*a, **k)\n"
+            "loading.load_tokenizer = warned\n"
+            "from ftrisk.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "ev"
+    r = subprocess.run([sys.executable, "-c", code, *map(str, _eval(tiny_model_dir, prompts_jsonl, out))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr and "deprecated" not in r.stderr, r.stderr
+    assert "`old_flag` is deprecated" in (out / "ftrisk.log").read_text()
+    r = subprocess.run([sys.executable, "-c", code, "-v", *map(str, _eval(tiny_model_dir, prompts_jsonl, tmp_path / "v"))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "`old_flag` is deprecated" in r.stderr  # -v shows them

@@ -14,7 +14,7 @@ import torch
 from conftest import write_jsonl
 
 from ftrisk.prompts import benchmarks
-from ftrisk.config import schema as config
+from ftrisk import config
 from ftrisk.pipeline import evaluate
 from ftrisk.defenses import harden
 from ftrisk.model import loading as models
@@ -371,7 +371,7 @@ def test_adding_a_judge_to_a_moved_finished_run_judges_only(run_a, tmp_path, mon
     import shutil
     import time
 
-    from ftrisk.training import finetune as train
+    from ftrisk.training import data as train
     from ftrisk.judges import prefix
 
     monkeypatch.setenv("FTRISK_CACHE", str(run_a["cache"]))
@@ -488,7 +488,7 @@ def run_cap(torch_single_thread, tiny_model_dir, benign_jsonl, tmp_path_factory)
 def test_pipeline_with_capability_end_to_end(run_cap):
     """lm-eval at the subject stages, the chosen attack point and the final point; the paired deltas are computed
     once (vs the stage the attack started from), stored, and the report renders the stored value."""
-    from ftrisk.capability import run as capability
+    from ftrisk.capability.deltas import compare
 
     cfg, out, results = run_cap
     st = results["stages"]
@@ -501,7 +501,7 @@ def test_pipeline_with_capability_end_to_end(run_cap):
     for s in ("step-2", "attacked"):
         d = st[s]["capability_delta"]
         assert d["vs"] == "hardened"
-        want = capability.compare(st["hardened"]["capability"], st[s]["capability"])
+        want = compare(st["hardened"]["capability"], st[s]["capability"])
         assert d["mmlu"] == want["mmlu"] and d["hellaswag"] == want["hellaswag"]
     assert "base" not in st or "capability_delta" not in st["base"]
     report = (out / "report.md").read_text()
