@@ -1,5 +1,5 @@
-"""The seconds of the refusal evaluation's greedy generation, counted as the ``hf`` backend runs it
-(:mod:`ftrisk.generation.hf`, :mod:`ftrisk.generation.cpu.loop`).
+"""The seconds of the refusal evaluation's greedy generation, counted as the default ``hf`` backend runs it
+(:mod:`ftrisk.generation.hf`, :mod:`ftrisk.generation.cpu.loop`; vLLM and CTranslate2 schedule their own work).
 
 Per generation batch (:func:`ftrisk.plan.memory.generation_batches`):
 
