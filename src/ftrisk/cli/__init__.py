@@ -28,7 +28,7 @@ COMMANDS = {
     "plan": "ftrisk.cli.interim:plan",
     "report": "ftrisk.cli.interim:report",
     "compare": "ftrisk.cli.interim:compare",
-    "bench": "ftrisk.cli.interim:bench",
+    "bench": "ftrisk.cli.bench",
     "eval": "ftrisk.cli.eval",
 }
 
