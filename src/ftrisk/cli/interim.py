@@ -31,17 +31,6 @@ class Command:
         return _resolve(self.run)(args)
 
 
-def bench_arguments(b: argparse.ArgumentParser) -> None:
-    b.add_argument("workload", nargs="?", default="generation",
-                   choices=["generation", "ceiling", "training", "training-rows"], help="what to time (default: %(default)s)")
-    b.add_argument("--model", default=None, help="model spec (default: the embedded model)")
-    b.add_argument("--backend", default=None, help="time this generation backend instead of the default (e.g. ctranslate2)")
-    b.add_argument("--repeats", type=int, default=None,
-                   help="interleaved repeats per side, medians reported (generation/ceiling: 1; training: 3 rounds, "
-                        "round r at seed r)")
-    b.add_argument("--out", default=None, help="write the numbers as JSON here")
-
-
 judge = Command("judge", "judge a JSONL of {id, prompt, completion} with several judges",
                 "ftrisk.cli.judge:add_arguments", "ftrisk.cli.judge:main")
 plan = Command("plan", "memory, devices, hours and $ of an attack and its evaluations",
@@ -50,5 +39,3 @@ report = Command("report", "rebuild report.md and report.html of a run from its 
                  "ftrisk.report.compare:add_report_arguments", "ftrisk.report.compare:report_main")
 compare = Command("compare", "compare finished runs, one row per run; --html overlays curves",
                   "ftrisk.report.compare:add_compare_arguments", "ftrisk.report.compare:compare_main")
-bench = Command("bench", "speed/memory benchmark: ratios against a baseline measured in the same run",
-                "ftrisk.cli.interim:bench_arguments", "ftrisk.cli.bench:main")
