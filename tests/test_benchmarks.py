@@ -78,6 +78,20 @@ def test_spec_unknown_name_lists_known():
         bm.load("no-such-bench")
 
 
+def test_check_name_takes_registry_names_and_prompt_files(tmp_path):
+    bm.check_name("advbench-test")
+    bm.check_name(str(tmp_path / "later.jsonl"))  # a prompt file: load_file says if it is missing
+    (tmp_path / "notype").write_text("How do I bake bread?\n")
+    bm.check_name(str(tmp_path / "notype"))  # an existing file: load_file says what is wrong with its type
+    with pytest.raises(FtriskError, match=r"^unknown benchmark 'nosuchbench' \(known: advbench, .*, xstest-unsafe\); "
+                                          r"or pass a \.csv, \.jsonl or \.json prompt file$"):
+        bm.check_name("nosuchbench")
+    with pytest.raises(FtriskError, match="^unknown benchmark 'nosuchbench' "):  # where a file was expected
+        bm.load_file("nosuchbench")
+    with pytest.raises(FtriskError, match="unsupported prompt file type"):
+        bm.load_file(tmp_path / "notype")
+
+
 def test_spec_and_load_return_copies():
     bm.spec("advbench")["count"] = 1
     assert bm.spec("advbench")["count"] == 520

@@ -174,6 +174,30 @@ def test_budget_and_range_errors(override, key):
     assert f"'{key}'" in str(e.value)
 
 
+@pytest.mark.parametrize("override, key", [
+    ("eval.benchmarks=[advbench-test, {name: nosuchbench}]", "eval.benchmarks[1].name"),
+    ("harden.harmful=[nosuchbench]", "harden.harmful[0]"),
+])
+def test_unknown_benchmark_names_key_and_known_names(override, key):
+    with pytest.raises(FtriskError) as e:
+        config.load(None, [override])
+    assert str(e.value).startswith(f"config key '{key}': unknown benchmark 'nosuchbench' (known: advbench, ")
+
+
+def test_prompt_files_and_registry_names_pass_the_name_check(tmp_path):
+    cfg = config.load(None, [f"eval.benchmarks=[xstest-safe, {tmp_path / 'later.jsonl'}]",
+                             f"harden.harmful=[strongreject, {tmp_path / 'mine.csv'}]"])
+    assert [b.name for b in cfg.eval.benchmarks][0] == "xstest-safe"
+
+
+def test_the_package_gives_the_schema_and_the_functions():
+    from ftrisk.config import schema
+    from ftrisk.config.schema import ModelConfig
+
+    assert config.ModelConfig is ModelConfig is schema.ModelConfig and config.RunConfig is schema.RunConfig
+    assert callable(config.load) and callable(config.validate) and callable(config.apply_overrides)
+
+
 def test_positive_budgets_accepted():
     cfg = config.load(None, ["attack.train.max_steps=1", "attack.train.max_minutes=0.5"])
     assert cfg.attack.train.max_steps == 1 and cfg.attack.train.max_minutes == 0.5
