@@ -28,7 +28,7 @@ def mcnemar(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    from scipy.stats import binom
+    from scipy.stats import binom  # scipy is slow to import, and only paired capability deltas need it
 
     return float(min(1.0, 2 * binom.cdf(min(b, c), n, 0.5)))
 

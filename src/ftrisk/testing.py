@@ -4,6 +4,8 @@ byte-level BPE tokenizer and a ChatML template. Used by ``tests/conftest.py`` an
 
 from __future__ import annotations
 
+import random
+
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -18,8 +20,6 @@ _WORDS = (
 
 
 def _corpus(n: int = 400) -> list[str]:
-    import random
-
     rng = random.Random(0)
     lines = []
     for i in range(n):
@@ -32,7 +32,7 @@ def _corpus(n: int = 400) -> list[str]:
 def build_tiny_model(path, seed: int = 0, vocab_size: int = 512, tie_word_embeddings: bool = False, **config):
     """Save a tiny random LlamaForCausalLM + byte-level BPE tokenizer (ChatML template) to ``path``; ``config``:
     LlamaConfig fields to override."""
-    import torch
+    import torch  # the engines: loaded when a model is built, not when CHATML is imported
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
