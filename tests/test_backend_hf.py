@@ -1,11 +1,16 @@
-"""The ``hf`` backend's decode loop (:mod:`ftrisk.generation.cpu.decode`) against plain ``model.generate`` on the tiny model."""
+"""The ``hf`` backend's decode loop (:mod:`ftrisk.generation.cpu.loop`) against plain ``model.generate`` on the tiny model."""
 
 import pytest
 import torch
 
 from ftrisk.tokens import common_prefix
 from ftrisk.generation import resumable as gen
-from ftrisk.generation.cpu import decode, resources
+from ftrisk.generation.cpu import caches, hardware, loop, next_token, prefill, resources
+from ftrisk.generation.cpu import head as lm_head
+from ftrisk.generation.cpu import step as decode_step
+from ftrisk.generation.cpu.caches import kernels
+from ftrisk.generation.cpu.next_token import NextToken
+from ftrisk.generation.cpu.options import DecodeOptions
 from ftrisk.generation import hf
 from ftrisk.prompts.benchmarks import Item
 from ftrisk.model.chat import chat_text
@@ -51,7 +56,7 @@ def _plain(model, ids, n, eos):
 
 
 def _greedy(model, rows, n, eos, **kw):
-    return decode.greedy(model, rows, max_new_tokens=n, eos_id=eos, pad_id=eos, **kw)
+    return loop.greedy(model, rows, max_new_tokens=n, eos_id=eos, pad_id=eos, **kw)
 
 
 def test_batch_of_one_is_token_for_token_plain_generate(tiny):
@@ -66,7 +71,7 @@ def test_batched_rows_match_each_prompt_alone(sensitive):
     (on SmolLM2-135M, ``ftrisk bench generation`` measures it: see its differences list)."""
     model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
-    assert common_prefix(rows) >= decode.MIN_SHARED_PREFIX  # the shared-prefix path really runs
+    assert common_prefix(rows) >= loop.MIN_SHARED_PREFIX  # the shared-prefix path really runs
     assert len({len(r) for r in rows}) > 1  # and so does padding
     batched = _greedy(model, rows, 10, tok.eos_token_id)
     alone = [_plain(model, r, 10, tok.eos_token_id) for r in rows]
@@ -133,7 +138,7 @@ def test_backend_stop_rule_and_resumable_wrapper(tiny, tiny_subject, tmp_path):
                          tmp_path / "one.jsonl", max_new_tokens=6)
     assert {i: r["completion"] for i, r in rows.items()} == {i: r["completion"] for i, r in again.items()}
     # the generation record says which LM head computed the tokens
-    screened = decode.screen_applies(decode.fast_parts(model)[1])
+    screened = lm_head.screen_applies(lm_head.fast_parts(model)[1])
     assert be.record()["lm_head"].startswith("bfloat16 screen" if screened else "float32")
     # ... and which kernels ran the linear layers and the one-query attention
     from ftrisk.generation.cpu import linear as cpu_linear
@@ -194,10 +199,10 @@ def test_head_argmax_equals_argmax_and_keeps_the_lowest_id_on_ties():
     w = torch.randn(23, 8)
     b = torch.randn(23)
     for chunk in (1, 4, 7, 23, 64):
-        assert torch.equal(decode.head_argmax(h, w, b, chunk), torch.nn.functional.linear(h, w, b).argmax(-1))
+        assert torch.equal(lm_head.head_argmax(h, w, b, chunk), torch.nn.functional.linear(h, w, b).argmax(-1))
     w[17] = w[3]  # a tie across two slices (chunk 4: slices 0 and 4), and one row's winner made that pair
     h[0] = w[3] * 10
-    tied = decode.head_argmax(h, w, None, 4)
+    tied = lm_head.head_argmax(h, w, None, 4)
     assert tied[0] == 3 == torch.nn.functional.linear(h, w).argmax(-1)[0]
 
 
@@ -223,9 +228,9 @@ def _error(exact, a):
 
 def _bound(a, margin):
     """Per column, the screen's bound without its safety factor: E + u'|a_j| (``margin`` is S (E + u'|top|))."""
-    u = decode._U_BF16 / (1 - decode._U_BF16)
+    u = lm_head._U_BF16 / (1 - lm_head._U_BF16)
     top = a.float().amax(1, keepdim=True)
-    return margin[:, None] / decode.SCREEN_SAFETY - u * top.abs() + u * a.float().abs()
+    return margin[:, None] / lm_head.SCREEN_SAFETY - u * top.abs() + u * a.float().abs()
 
 
 def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypatch):
@@ -233,7 +238,7 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
     negative = list(_near_ties(100, shift=-60.0))
     assert all((torch.nn.functional.linear(h, w) < 0).all() for h, w in negative)
     for h, w in [*_near_ties(), *negative]:
-        head = decode.ScreenedHead(w)
+        head = lm_head.ScreenedHead(w)
         exact = torch.nn.functional.linear(h, w)
         a, cand, margin = head.candidates(h)
         assert (_error(exact, a) <= _bound(a, margin)).all()  # the bound holds without the safety factor
@@ -247,7 +252,7 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
         for _ in range(50):
             h, w = torch.randn(8, 64, generator=g) * 4, torch.randn(512, 64, generator=g)
             h, w = (h, bf16(w)) if source == "hidden" else (bf16(h), w) if source == "weights" else (bf16(h), bf16(w))
-            a, cand, margin = decode.ScreenedHead(w).candidates(h)
+            a, cand, margin = lm_head.ScreenedHead(w).candidates(h)
             exact = torch.nn.functional.linear(h, w)
             assert (_error(exact, a) <= _bound(a, margin)).all(), source
             assert cand.gather(1, exact.argmax(-1, keepdim=True)).all(), source
@@ -255,13 +260,13 @@ def test_screened_head_bound_holds_and_its_token_is_the_float32_argmax(monkeypat
     h, w = torch.randn(64, 32), torch.randn(3000, 32)
     w[2500] = w[7]
     h[0] = w[7] * 4
-    head = decode.ScreenedHead(w)
+    head = lm_head.ScreenedHead(w)
     assert torch.equal(head(h), torch.nn.functional.linear(h, w).argmax(-1)) and head(h)[0] == 7
     assert head.fallbacks == 0
-    monkeypatch.setattr(decode, "SCREEN_MAX_ROWS", 1)
+    monkeypatch.setattr(lm_head, "SCREEN_MAX_ROWS", 1)
     assert torch.equal(head(h), torch.nn.functional.linear(h, w).argmax(-1)) and head.fallbacks == 1
     h[:] = float("nan")  # no candidate at all: the slices decide, no error
-    assert torch.equal(head(h), decode.head_argmax(h, w)) and head.fallbacks == 2
+    assert torch.equal(head(h), lm_head.head_argmax(h, w)) and head.fallbacks == 2
 
 
 def test_screen_candidates_include_every_column_the_float32_threshold_admits():
@@ -272,9 +277,9 @@ def test_screen_candidates_include_every_column_the_float32_threshold_admits():
             h, w = torch.randn(16, 64, generator=g) * 3, torch.randn(2000, 64, generator=g) * 0.3
             w += shift * h[0] / h[0].pow(2).sum()
             h = h[:1].expand(16, 64) + torch.randn(16, 64, generator=g) * 1e-3  # rows alike: all shifted down
-            a, cand, margin = decode.ScreenedHead(w).candidates(h)
+            a, cand, margin = lm_head.ScreenedHead(w).candidates(h)
             x = a.float().amax(1) - 2 * margin
-            u = decode._U_BF16 / (1 - decode._U_BF16)
+            u = lm_head._U_BF16 / (1 - lm_head._U_BF16)
             threshold = torch.minimum(x, x / (1 - u))  # the bound's threshold, in float32
             assert not (a.float() >= threshold[:, None]).logical_and(~cand).any()
             if shift:
@@ -288,32 +293,57 @@ def test_screen_candidates_include_every_column_the_float32_threshold_admits():
 def test_decode_with_the_screened_head_gives_the_float32_tokens(sensitive, monkeypatch):
     model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
-    monkeypatch.setattr(decode, "SCREEN_HEAD", False)
-    assert decode.NextToken(model).screen is None
-    plain = [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)]
-    monkeypatch.setattr(decode, "SCREEN_HEAD", True)
-    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU, only slower without
+    monkeypatch.setattr(hardware, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU, only slower without
     calls = []
-    monkeypatch.setattr(decode.ScreenedHead, "__call__", lambda self, h, f=decode.ScreenedHead.__call__: calls.append(1) or f(self, h))
-    with decode.kernels(model):
-        screen = decode.NextToken(model).screen
-        assert screen is not None and decode.NextToken(model).screen is screen  # built once per block
-        with decode.kernels(model):
-            assert decode.NextToken(model).screen is screen  # a nested block uses the enclosing one's
-    assert decode.NextToken(model).screen is not screen  # gone with the block: built again
+    monkeypatch.setattr(lm_head.ScreenedHead, "__call__", lambda self, h, f=lm_head.ScreenedHead.__call__: calls.append(1) or f(self, h))
+    off = DecodeOptions(screen_head=False)
+    assert NextToken(model, options=off).screen is None
+    plain = [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, options=off)]
+    assert calls == []  # off: the float32 slices
+    with kernels(model):
+        screen = NextToken(model).screen
+        assert screen is not None and NextToken(model).screen is screen  # built once per block
+        with kernels(model):
+            assert NextToken(model).screen is screen  # a nested block uses the enclosing one's
+    assert NextToken(model).screen is not screen  # gone with the block: built again
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == plain
-    with decode.kernels(model):
-        before = decode.NextToken(model).screen
+    with kernels(model):
+        before = NextToken(model).screen
     model.lm_head.weight.data.mul_(-1.0)  # in place through .data, as PEFT's merge: no version bump
     try:
-        with decode.kernels(model):
-            assert decode.NextToken(model).screen is not before
+        with kernels(model):
+            assert NextToken(model).screen is not before
         flipped = [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)]
-        monkeypatch.setattr(decode, "SCREEN_HEAD", False)
-        assert flipped == [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] != plain
+        assert flipped == [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, options=off)] != plain
     finally:
         model.lm_head.weight.data.mul_(-1.0)
     assert len(calls) >= 10  # every decode step went through the screen
+
+
+def test_hf_backend_runs_and_records_its_decode_options(tiny, tiny_subject, monkeypatch):
+    """The options given to the backend reach the decode loop (here: no lean step, no screen) and its record; by
+    default every kernel is on."""
+    monkeypatch.setattr(hardware, "fast_bf16_cpu", lambda: True)
+    real, lean = decode_step.step, []
+    monkeypatch.setattr(decode_step, "step", lambda *a, **k: lean.append(1) or real(*a, **k))
+    items = [Item(f"q{i}", p, "benign") for i, p in enumerate(PROMPTS)]
+
+    def run(options):
+        be = hf.HFBackend(tiny_subject, GenerationConfig(batch_size=8), loaded=tiny, options=options)
+        rows = {r["id"]: r["completion"] for batch in be.generate(items, max_new_tokens=6) for r in batch}
+        return rows, be.record()
+
+    on, rec_on = run(None)
+    assert lean and rec_on["decode_options"] == {"screen_head": True, "lean_step": True, "decode_attention": True,
+                                                 "values_bag": True, "first_row_reads": True, "onednn_linear": "auto",
+                                                 "mkl_packed": True}
+    assert rec_on["lm_head"].startswith("bfloat16 screen")
+    lean.clear()
+    off, rec_off = run(DecodeOptions(lean_step=False, screen_head=False))
+    assert lean == [] and off == on
+    assert rec_off["decode_options"]["lean_step"] is False and rec_off["lm_head"] == "float32"
+    with pytest.raises(ValueError, match="onednn_linear"):
+        DecodeOptions(onednn_linear="on")  # not a setting: refused where it is made
 
 
 def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, monkeypatch):
@@ -323,40 +353,41 @@ def test_grouped_prefill_and_fallback_paths_match_each_prompt_alone(sensitive, m
     model, tok = sensitive
     rows = _ids(tok, PROMPTS, SYSTEM)
     alone = [_plain(model, r, 10, tok.eos_token_id) for r in rows]
-    monkeypatch.setattr(decode, "PREFILL_ROWS", 2)
+    monkeypatch.setattr(prefill, "PREFILL_ROWS", 2)
     assert len({len(r) for r in rows}) >= 3  # the groups really have different widths
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id, share_prefix=False)] == alone
-    monkeypatch.setattr(decode, "PREFILL_ROWS", 16)
+    monkeypatch.setattr(prefill, "PREFILL_ROWS", 16)
     shared = common_prefix(rows)
     tails = sorted((len(r) - shared for r in rows), reverse=True)
     assert tails[0] > tails[1]
-    monkeypatch.setattr(decode, "PREFILL_TOKENS", 2 * tails[1])  # the token cap: the longest alone, then groups
-    groups = decode.prefill_groups(tails)
+    monkeypatch.setattr(prefill, "PREFILL_TOKENS", 2 * tails[1])  # the token cap: the longest alone, then groups
+    groups = prefill.prefill_groups(tails)
     assert groups[0] == [0] and any(len(g) > 1 for g in groups)
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
-    assert decode.fast_parts(model) is not None
-    monkeypatch.setattr(decode, "fast_parts", lambda m: None)
-    monkeypatch.setattr(decode, "_plain_layers", lambda cache: False)
+    assert lm_head.fast_parts(model) is not None
+    monkeypatch.setattr(next_token, "fast_parts", lambda m: None)  # NextToken: the model's forward and argmax
+    monkeypatch.setattr(caches, "fast_parts", lambda m: None)  # kernels: no head to skip or screen
+    monkeypatch.setattr(prefill, "plain_layers", lambda cache: False)
     assert [o.ids for o in _greedy(model, rows, 10, tok.eos_token_id)] == alone
 
 
 def test_prefill_groups_cap_rows_and_padded_tokens(monkeypatch):
     """A group ends at PREFILL_ROWS rows or where one more row would pad it past PREFILL_TOKENS (its first row is its
     longest); a prompt longer than the cap goes alone; off the CPU, one group."""
-    monkeypatch.setattr(decode, "PREFILL_ROWS", 3)
-    monkeypatch.setattr(decode, "PREFILL_TOKENS", 100)
+    monkeypatch.setattr(prefill, "PREFILL_ROWS", 3)
+    monkeypatch.setattr(prefill, "PREFILL_TOKENS", 100)
     lengths = [120, 60, 40, 30, 30, 20, 10, 10, 10, 10]
-    assert decode.prefill_groups(lengths) == [[0], [1], [2, 3], [4, 5, 6], [7, 8, 9]]
-    assert decode.prefill_groups([50, 50, 50]) == [[0, 1], [2]]  # exactly at the cap: still one group
-    assert decode.prefill_groups(lengths, cpu=False) == [list(range(10))]
-    assert decode.prefill_groups([]) == [] == decode.prefill_groups([], cpu=False)
+    assert prefill.prefill_groups(lengths) == [[0], [1], [2, 3], [4, 5, 6], [7, 8, 9]]
+    assert prefill.prefill_groups([50, 50, 50]) == [[0, 1], [2]]  # exactly at the cap: still one group
+    assert prefill.prefill_groups(lengths, cpu=False) == [list(range(10))]
+    assert prefill.prefill_groups([]) == [] == prefill.prefill_groups([], cpu=False)
 
 
 def test_fast_parts_refuses_models_whose_logits_are_more_than_the_head(tiny):
     model, _ = tiny
     model.config.final_logit_softcapping = 30.0
     try:
-        assert decode.fast_parts(model) is None
+        assert lm_head.fast_parts(model) is None
     finally:
         model.config.final_logit_softcapping = None

@@ -1,6 +1,7 @@
 """The decode loop's CPU kernels: float32 linears through oneDNN (:mod:`ftrisk.generation.cpu.linear`) and one-query
-attention as two products (:mod:`ftrisk.generation.cpu.attention`), each against torch's / transformers' own, and
-:func:`ftrisk.generation.cpu.decode.greedy` with both on against both off and against plain ``model.generate``."""
+attention as weighted sums (:mod:`ftrisk.generation.cpu.attention`), each against torch's / transformers' own, and
+:func:`ftrisk.generation.cpu.loop.greedy` with both on against both off and against plain ``model.generate``. Each
+switch is set through :class:`ftrisk.generation.cpu.options.DecodeOptions`."""
 
 import platform
 import threading
@@ -10,14 +11,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftrisk.tokens import common_prefix
 from ftrisk import memory
-from ftrisk.generation.cpu import linear as cl
-from ftrisk.generation.cpu import decode, resources
 from ftrisk.generation.cpu import attention as da
-from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
+from ftrisk.generation.cpu import hardware, key_blocks, loop, resources, weighted_sums
+from ftrisk.generation.cpu import linear as cl
+from ftrisk.generation.cpu import mkl as cpu_mkl
+from ftrisk.generation.cpu import onednn as cpu_onednn
+from ftrisk.generation.cpu.caches import KernelCache, kernels, weights_fingerprint
+from ftrisk.generation.cpu.kv_layer import growing_layer
+from ftrisk.generation.cpu.next_token import NextToken
+from ftrisk.generation.cpu.options import DecodeOptions, current, use
+from ftrisk.tokens import common_prefix
+from test_backend_hf import PROMPTS, SYSTEM, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
+from test_backend_hf import _greedy as _greedy_with
 
-onednn = pytest.mark.skipif(not cl._available(), reason="needs an x86-64 CPU and torch with oneDNN")
+onednn = pytest.mark.skipif(not hardware.onednn_available(), reason="needs an x86-64 CPU and torch with oneDNN")
+
+#: The kernels are tested on any x86-64 CPU, also an Intel one, where "auto" leaves the linears to MKL.
+ON = DecodeOptions(onednn_linear=True)
+#: The defaults: "auto" (MKL's packed SGEMM on an Intel CPU, oneDNN on another x86-64 one).
+AUTO = DecodeOptions()
 
 #: More prompts than the decode loop's MIN_ROWS, so that its decode steps take the oneDNN path (a finished row or
 #: two may leave the batch).
@@ -30,10 +43,10 @@ def _one_thread(torch_single_thread):
     yield
 
 
-@pytest.fixture(autouse=True)
-def _onednn_on_any_x86(monkeypatch):
-    """The kernels are tested on any x86-64 CPU, also an Intel one, where "auto" leaves the linears to MKL."""
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", True)
+def _greedy(model, rows, n, eos, **kw):
+    """The decode loop with oneDNN's linears (:data:`ON`) unless ``options`` says otherwise."""
+    kw.setdefault("options", ON)
+    return _greedy_with(model, rows, n, eos, **kw)
 
 
 class Net(torch.nn.Module):
@@ -75,10 +88,10 @@ def onednn_calls(monkeypatch):
 
 @pytest.fixture
 def fresh_available():
-    """``cpu_linear._available`` is cached per process: computed again in this test, and again after it."""
-    cl._available.cache_clear()
+    """``hardware.onednn_available`` is cached per process: computed again in this test, and again after it."""
+    hardware.onednn_available.cache_clear()
     yield
-    cl._available.cache_clear()
+    hardware.onednn_available.cache_clear()
 
 
 def _swapped(model):
@@ -98,7 +111,7 @@ def test_float32_linears_but_the_head_run_through_onednn_and_are_restored(net, o
     one), each call of a model forward at >= MIN_ROWS rows reaches oneDNN, and torch's forward is back after."""
     x = torch.randn(cl.MIN_ROWS, 32)
     want = net(x)
-    with cl.onednn_linears(net, skip=net.head) as n:
+    with cl.onednn_linears(net, skip=net.head, options=ON) as n:
         assert n == 2 and _swapped(net) == {"up", "down"}
         assert all("_ftrisk_onednn" in m.__dict__ for m in (net.up, net.down))
         assert not any("_ftrisk_onednn" in m.__dict__ for m in (net.head, net.narrow, net.bf16))
@@ -117,7 +130,7 @@ def test_outputs_match_torch_linear_and_few_rows_are_torch_bitwise(net, onednn_c
     many = [torch.randn(cl.MIN_ROWS, 32), torch.randn(2, 5, 32), torch.randn(32, 11).t(),  # 3-d, non-contiguous
             torch.randn(3, 4, 32) * 1e3]
     few = [torch.randn(1, 32), torch.randn(cl.MIN_ROWS - 1, 32), torch.randn(1, 1, 32), torch.randn(32)]
-    with cl.onednn_linears(net):
+    with cl.onednn_linears(net, options=ON):
         got_many = [lin(x) for x in many]
         assert len(onednn_calls) == len(many)
         got_few = [lin(x) for x in few]
@@ -132,7 +145,7 @@ def test_outputs_match_torch_linear_and_few_rows_are_torch_bitwise(net, onednn_c
 @onednn
 def test_forward_restored_when_the_block_raises(net, onednn_calls):
     with pytest.raises(RuntimeError, match="boom"):
-        with cl.onednn_linears(net, skip=net.head):
+        with cl.onednn_linears(net, skip=net.head, options=ON):
             assert _swapped(net) == {"up", "down"}
             raise RuntimeError("boom")
     assert _swapped(net) == set()
@@ -146,9 +159,9 @@ def test_packed_weights_live_as_long_as_the_block_and_follow_any_weight_change(n
     packed copy kept across blocks would be stale); a nested block packs nothing again; the bias is read at every
     call."""
     x = torch.randn(cl.MIN_ROWS, 32)
-    with cl.onednn_linears(net, skip=net.head):
+    with cl.onednn_linears(net, skip=net.head, options=ON):
         first = net.up.__dict__["_ftrisk_onednn"]
-        with cl.onednn_linears(net, skip=net.head) as nested:
+        with cl.onednn_linears(net, skip=net.head, options=ON) as nested:
             assert nested == 0 and net.up.__dict__["_ftrisk_onednn"] is first  # the enclosing block's
         assert _swapped(net) == {"up", "down"}  # the nested block's exit left the enclosing one's forwards
         with torch.no_grad():
@@ -158,7 +171,7 @@ def test_packed_weights_live_as_long_as_the_block_and_follow_any_weight_change(n
     version = net.up.weight._version
     net.up.weight.data += 1.0  # in place, no version bump
     assert net.up.weight._version == version
-    with cl.onednn_linears(net, skip=net.head):
+    with cl.onednn_linears(net, skip=net.head, options=ON):
         assert net.up.__dict__["_ftrisk_onednn"] is not first
         y = net.up(x)
     torch.testing.assert_close(y, _ref(net.up, x), rtol=1e-5, atol=1e-5)
@@ -169,7 +182,7 @@ def test_packed_weights_live_as_long_as_the_block_and_follow_any_weight_change(n
 def test_a_forward_already_on_the_instance_is_left_alone(net, onednn_calls):
     """accelerate's hooks set a forward on the instance: that layer is not taken, and its forward survives."""
     own = net.up.forward = lambda x: torch.zeros(1)
-    with cl.onednn_linears(net, skip=net.head) as n:
+    with cl.onednn_linears(net, skip=net.head, options=ON) as n:
         assert n == 1 and _swapped(net) == {"up", "down"} and net.up.forward is own
     assert net.up.__dict__["forward"] is own and _swapped(net) == {"up"}
 
@@ -184,7 +197,7 @@ def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, mo
 
     monkeypatch.setattr(resources, "memory_budget", budget)
     x = torch.randn(2 * cl.MIN_ROWS, 32)
-    with cl.onednn_linears(net, skip=net.head) as n:
+    with cl.onednn_linears(net, skip=net.head, options=ON) as n:
         assert n == 2
         got = net(x)
     assert asked == [("cpu", cl.PACK_MEMORY_FRACTION)]
@@ -192,13 +205,12 @@ def test_over_the_memory_budget_plain_weights_nothing_kept(net, onednn_calls, mo
     assert not any("_ftrisk_onednn" in m.__dict__ for m in net.modules())
     for g, w in zip(got, net(x)):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
-    assert cl.describe(net).startswith("oneDNN, weights not packed")  # the generation record says what ran
-    if cl._mkl_available():  # on Intel, MKL without its packing is torch's own linear, and the record says so
-        monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
-        monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
-        with cl.onednn_linears(net, skip=net.head) as n:
+    assert cl.describe(net, options=ON).startswith("oneDNN, weights not packed")  # the generation record says what ran
+    if hardware.mkl_available():  # on Intel, MKL without its packing is torch's own linear, and the record says so
+        monkeypatch.setattr(hardware, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+        with cl.onednn_linears(net, skip=net.head, options=AUTO) as n:
             assert n == 0
-        assert cl.describe(net) == "torch (nn.Linear on an Intel CPU: MKL; too little free memory to pack its weights)"
+        assert cl.describe(net, options=AUTO) == "torch (nn.Linear on an Intel CPU: MKL; too little free memory to pack its weights)"
 
 
 @onednn
@@ -208,17 +220,17 @@ def test_describe_weighs_what_onednn_linears_would_pack(net, monkeypatch):
     body = (net.up.weight.numel() + net.down.weight.numel()) * 4
     monkeypatch.setattr(resources, "memory_budget", lambda device, fraction=0.25: body)  # the body fits, not the head too
     keep = {}
-    with cl.onednn_linears(net, skip=net.head, keep=keep) as n:
+    with cl.onednn_linears(net, skip=net.head, keep=keep, options=ON) as n:
         assert n == 2 and all(m.__dict__["_ftrisk_onednn"].data.is_mkldnn for m in (net.up, net.down))  # packed
-    assert cl.describe(net, net.head).startswith("oneDNN (float32")
-    assert cl.describe(net).startswith("oneDNN, weights not packed")  # the head counted too: over the budget
+    assert cl.describe(net, net.head, options=ON).startswith("oneDNN (float32")
+    assert cl.describe(net, options=ON).startswith("oneDNN, weights not packed")  # the head counted too: over the budget
     monkeypatch.setattr(resources, "memory_budget", lambda device, fraction=0.25: 0)
-    assert cl.describe(net, net.head, keep).startswith("oneDNN (float32")  # kept packed: nothing left to pack
-    assert cl.describe(net, net.head).startswith("oneDNN, weights not packed")
+    assert cl.describe(net, net.head, keep, options=ON).startswith("oneDNN (float32")  # kept packed: nothing left to pack
+    assert cl.describe(net, net.head, options=ON).startswith("oneDNN, weights not packed")
     plain = {}
-    with cl.onednn_linears(net, skip=net.head, keep=plain):  # no room: the plain weights kept
+    with cl.onednn_linears(net, skip=net.head, keep=plain, options=ON):  # no room: the plain weights kept
         pass
-    assert len(plain) == 2 and cl.describe(net, net.head, plain).startswith("oneDNN, weights not packed")
+    assert len(plain) == 2 and cl.describe(net, net.head, plain, options=ON).startswith("oneDNN, weights not packed")
 
 
 @onednn
@@ -227,7 +239,7 @@ def test_gradients_still_flow_through_torch_linear(net, onednn_calls):
     linear; without them, the same layer takes oneDNN again."""
     lin = net.up.requires_grad_(True)
     x = torch.randn(cl.MIN_ROWS, 32)
-    with torch.enable_grad(), cl.onednn_linears(net, skip=net.head):
+    with torch.enable_grad(), cl.onednn_linears(net, skip=net.head, options=ON):
         (lin(x) ** 2).sum().backward()  # trainable weights
         got_w, got_b = lin.weight.grad.clone(), lin.bias.grad.clone()
         lin.requires_grad_(False)
@@ -248,55 +260,56 @@ def test_gradients_still_flow_through_torch_linear(net, onednn_calls):
 
 
 def test_applies_only_to_float32_on_x86_with_the_flag_on(net, fresh_available, monkeypatch):
-    if not cl._available():
+    if not hardware.onednn_available():
         pytest.skip("needs an x86-64 CPU and torch with oneDNN")
-    assert cl.applies(net) and cl.describe(net).startswith("oneDNN")
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
-    with cl.onednn_linears(net) as n:
+    assert cl.applies(net, options=ON) and cl.describe(net, options=ON).startswith("oneDNN")
+    off = DecodeOptions(onednn_linear=False)
+    with cl.onednn_linears(net, options=off) as n:
         assert n == 0 and _swapped(net) == set()
-    assert not cl.applies(net) and cl.describe(net) == "torch (nn.Linear)"
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", True)
+    assert not cl.applies(net, options=off) and cl.describe(net, options=off) == "torch (nn.Linear)"
     bf16 = Net().to(torch.bfloat16)
-    with cl.onednn_linears(bf16) as n:
+    with cl.onednn_linears(bf16, options=ON) as n:
         assert n == 0 and _swapped(bf16) == set()
-    assert not cl.applies(bf16) and cl.describe(bf16) == "torch (nn.Linear)"
+    assert not cl.applies(bf16, options=ON) and cl.describe(bf16, options=ON) == "torch (nn.Linear)"
     for machine in ("aarch64", "arm64"):
         monkeypatch.setattr(platform, "machine", lambda: machine)
-        cl._available.cache_clear()
-        assert not cl.applies(net) and cl.describe(net) == "torch (nn.Linear)"
-        with cl.onednn_linears(net) as n:
+        hardware.onednn_available.cache_clear()
+        assert not cl.applies(net, options=ON) and cl.describe(net, options=ON) == "torch (nn.Linear)"
+        with cl.onednn_linears(net, options=ON) as n:
             assert n == 0 and _swapped(net) == set()
-    assert not cl.applies(torch.nn.Module())  # no parameters at all
+    assert not cl.applies(torch.nn.Module(), options=ON)  # no parameters at all
 
 
 def test_auto_takes_onednn_off_intel_and_packed_mkl_on_intel(net, fresh_available, monkeypatch):
-    if not (cl._available() and cl._mkl_available()):
+    if not (hardware.onednn_available() and hardware.mkl_available()):
         pytest.skip("needs an x86-64 CPU and torch with oneDNN and MKL")
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
     for vendor, how in (("GenuineIntel", "mkl"), ("AuthenticAMD", "onednn"), ("", "onednn")):
-        monkeypatch.setattr(cl, "cpu_info", lambda v=vendor: (v, frozenset({"avx512f"})))
-        assert cl.kind(net) == how and cl.applies(net)
-        with cl.onednn_linears(net, skip=net.head) as n:
+        monkeypatch.setattr(hardware, "cpu_info", lambda v=vendor: (v, frozenset({"avx512f"})))
+        assert cl.kind(net, options=AUTO) == how and cl.applies(net, options=AUTO)
+        assert cl.kind(net, options=ON) == "onednn"  # True: oneDNN on any x86-64 CPU
+        with cl.onednn_linears(net, skip=net.head, options=AUTO) as n:
             assert n == 2
-            assert all(isinstance(m.__dict__["_ftrisk_onednn"], cl.MklPacked if how == "mkl" else cl.PackedWeight)
+            assert all(isinstance(m.__dict__["_ftrisk_onednn"],
+                                  cpu_mkl.MklPacked if how == "mkl" else cpu_onednn.PackedWeight)
                        for m in (net.up, net.down))
-        assert cl.describe(net).startswith("MKL SGEMM, weights packed" if how == "mkl" else "oneDNN (float32")
-        assert cl.describe(Net().to(torch.bfloat16)) == "torch (nn.Linear)"  # not taken for its dtype, anywhere
-    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
-    monkeypatch.setattr(cl, "MKL_PACKED", False)  # on Intel: torch's own linear (MKL, weights laid out per call)
-    assert cl.kind(net) is None and cl.describe(net) == "torch (nn.Linear on an Intel CPU: MKL)"
-    with cl.onednn_linears(net, skip=net.head) as n:
+        assert cl.describe(net, options=AUTO).startswith("MKL SGEMM, weights packed" if how == "mkl" else "oneDNN (float32")
+        assert cl.describe(Net().to(torch.bfloat16), options=AUTO) == "torch (nn.Linear)"  # not for its dtype, anywhere
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    unpacked = DecodeOptions(mkl_packed=False)  # on Intel: torch's own linear (MKL, weights laid out per call)
+    assert cl.kind(net, options=unpacked) is None
+    assert cl.describe(net, options=unpacked) == "torch (nn.Linear on an Intel CPU: MKL)"
+    with cl.onednn_linears(net, skip=net.head, options=unpacked) as n:
         assert n == 0
-    assert isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)  # the screen's weight: packed anyway
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
-    assert not isinstance(cl.packed_weight(torch.randn(4, 4)), cl.PackedWeight)
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "on")  # not a setting: said, not read one way here and another there
-    with pytest.raises(ValueError, match="ONEDNN_LINEAR"):
-        cl.applies(net)
+    screen_weight = cpu_onednn.packed_weight(torch.randn(4, 4), options=unpacked)
+    assert isinstance(screen_weight, cpu_onednn.PackedWeight)  # the screen's weight: packed anyway
+    off = DecodeOptions(onednn_linear=False)
+    assert not isinstance(cpu_onednn.packed_weight(torch.randn(4, 4), options=off), cpu_onednn.PackedWeight)
+    with pytest.raises(ValueError, match="onednn_linear"):  # not a setting: refused where the options are made
+        DecodeOptions(onednn_linear="on")
 
 
 def test_cpu_info_reads_vendor_and_flags():
-    vendor, flags = cl.cpu_info()
+    vendor, flags = hardware.cpu_info()
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert vendor and "sse2" in flags
 
@@ -396,8 +409,7 @@ def test_cpu_decode_attention_switches_and_restores(sensitive, monkeypatch):
         with da.cpu_decode_attention(model):
             raise KeyError("boom")
     assert {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")} == {"sdpa"}
-    monkeypatch.setattr(da, "DECODE_ATTENTION", False)
-    with da.cpu_decode_attention(model) as on:
+    with da.cpu_decode_attention(model, options=DecodeOptions(decode_attention=False)) as on:
         assert not on and model.config._attn_implementation == "sdpa"
 
 
@@ -431,7 +443,7 @@ def test_cpu_decode_attention_restores_each_sub_config_s_own_setting():
 
 
 def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(monkeypatch):
-    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    monkeypatch.setattr(key_blocks, "KEY_BLOCK", 4)
     g = torch.Generator().manual_seed(2)
     keys = torch.randn(5, 3, 14, 8, generator=g)
     q = torch.randn(5, 3, 3, 8, generator=g)
@@ -439,47 +451,47 @@ def test_blocked_keys_written_in_pieces_read_back_and_scored_across_block_edges(
     def scores(n):
         return torch.einsum("rhgd,rhnd->rhgn", q, keys[:, :, :n])
 
-    buf = keys.new_zeros(da.blocked_shape(keys, 5, 14))
+    buf = keys.new_zeros(key_blocks.blocked_shape(keys, 5, 14))
     assert buf.shape == (5, 3, 5, 8, 4)  # 14 positions in 4 blocks of 4, and the open block's slot
     for a, b in ((0, 3), (3, 4), (4, 9), (9, 13)):  # as the prefill writes: a prefix, pieces across block edges
-        da.write_blocked(buf, a, keys[:, :, a:b])
-    da.open_block(buf, 13)
-    assert torch.equal(da.unblocked(buf, 13), keys[:, :, :13])
-    assert torch.equal(da.open_slot(buf)[:, :, :1], keys[:, :, 12:13])  # past the last whole block: the open slot
+        key_blocks.write_blocked(buf, a, keys[:, :, a:b])
+    key_blocks.open_block(buf, 13)
+    assert torch.equal(key_blocks.unblocked(buf, 13), keys[:, :, :13])
+    assert torch.equal(key_blocks.open_slot(buf)[:, :, :1], keys[:, :, 12:13])  # past the last whole block: the open slot
     for n in (1, 4, 5, 13):
-        b = keys.new_zeros(da.blocked_shape(keys, 5, 14))
-        da.write_blocked(b, 0, keys[:, :, :n])
-        da.open_block(b, n)
-        got = da.blocked_scores(q, b, n)
+        b = keys.new_zeros(key_blocks.blocked_shape(keys, 5, 14))
+        key_blocks.write_blocked(b, 0, keys[:, :, :n])
+        key_blocks.open_block(b, n)
+        got = weighted_sums.blocked_scores(q, b, n)
         assert got.shape == (5, 3, 3, n)
         torch.testing.assert_close(got, scores(n), rtol=1e-5, atol=1e-5)
-    dec = keys.new_zeros(da.blocked_shape(keys, 5, 14))  # as the decode loop appends: one position, or several
-    da.write_blocked(dec, 0, keys[:, :, :2])
-    da.open_block(dec, 2)
+    dec = keys.new_zeros(key_blocks.blocked_shape(keys, 5, 14))  # as the decode loop appends: one position, or several
+    key_blocks.write_blocked(dec, 0, keys[:, :, :2])
+    key_blocks.open_block(dec, 2)
     n = 2
     for step in (1, 1, 1, 3, 1, 1, 2, 1, 1):  # across the block edges at 4, 8 and 12
-        da.append_blocked(dec, n, keys[:, :, n:n + step])
+        key_blocks.append_blocked(dec, n, keys[:, :, n:n + step])
         n += step
-        assert torch.equal(da.unblocked(dec, n), keys[:, :, :n]), n
-        torch.testing.assert_close(da.blocked_scores(q, dec, n), scores(n), rtol=1e-5, atol=1e-5)
+        assert torch.equal(key_blocks.unblocked(dec, n), keys[:, :, :n]), n
+        torch.testing.assert_close(weighted_sums.blocked_scores(q, dec, n), scores(n), rtol=1e-5, atol=1e-5)
     assert n == 14 and torch.equal(dec[:, :, 2], keys[:, :, 8:12].transpose(-1, -2))  # a closed block, transposed
-    part = keys.new_zeros(da.blocked_shape(keys, 5, 14))  # some rows only, as the prefill writes its groups
+    part = keys.new_zeros(key_blocks.blocked_shape(keys, 5, 14))  # some rows only, as the prefill writes its groups
     rows = torch.tensor([4, 1])
-    da.write_blocked(part, 2, keys[:2, :, 2:11], rows)
-    da.open_block(part, 11)
-    back = da.unblocked(part, 11)
+    key_blocks.write_blocked(part, 2, keys[:2, :, 2:11], rows)
+    key_blocks.open_block(part, 11)
+    back = key_blocks.unblocked(part, 11)
     assert torch.equal(back[rows][:, :, 2:11], keys[:2, :, 2:11])
     assert not back[[0, 2, 3]].any() and not back[rows][:, :, :2].any()
 
 
 def test_decode_attention_with_blocked_keys_equals_sdpa_and_hands_the_rest_on_unblocked(sdpa_calls, monkeypatch):
-    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    monkeypatch.setattr(key_blocks, "KEY_BLOCK", 4)
     calls, sdpa = sdpa_calls
     mod = _module(3)
     q, k, v = _qkv()  # 11 keys
-    buf = k.new_zeros(da.blocked_shape(k, 5, 13))
-    da.write_blocked(buf, 0, k)
-    da.open_block(buf, 11)
+    buf = k.new_zeros(key_blocks.blocked_shape(k, 5, 13))
+    key_blocks.write_blocked(buf, 0, k)
+    key_blocks.open_block(buf, 11)
     vbuf = torch.zeros(5, 3, 13, 16)
     vbuf[:, :, :11] = v
     mask = _left_padded([0, 3, 7, 1, 10], 11)
@@ -496,7 +508,7 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     """Under ``same_positions(p)`` the first p positions, and every masked one, are read from row 0 (one copy in
     the CPU's cache): the same result as sdpa when the promise holds; a broken promise shows that they really are
     read from row 0."""
-    monkeypatch.setattr(da, "KEY_BLOCK", 4)
+    monkeypatch.setattr(key_blocks, "KEY_BLOCK", 4)
     _, sdpa = sdpa_calls
     mod = _module(3)
     q, k, v = _qkv(n=14)
@@ -505,9 +517,9 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     mask[1, ..., 8:12] = False  # row 1: positions 8-11 masked (a whole block), row 2: 9-10 (part of one)
     mask[2, ..., 9:11] = False
     k[1, :, 8:12] = k[2, :, 9:11].mean() + 100  # masked: whatever is there must not matter
-    buf = k.new_zeros(da.blocked_shape(k, 5, 16))
-    da.write_blocked(buf, 0, k)
-    da.open_block(buf, 14)
+    buf = k.new_zeros(key_blocks.blocked_shape(k, 5, 16))
+    key_blocks.write_blocked(buf, 0, k)
+    key_blocks.open_block(buf, 14)
     want = sdpa(mod, q, k, v, mask)[0]
     for same in (0, 8):
         with da.same_positions(same):
@@ -516,16 +528,15 @@ def test_positions_alike_in_every_row_and_masked_ones_are_read_from_the_first_ro
     broken_k, broken_v = k.clone(), v.clone()
     broken_k[3, :, :4] += 1.0  # row 3's first block no longer like row 0's
     broken_v[3, :, :8] += 1.0
-    bbuf = k.new_zeros(da.blocked_shape(k, 5, 16))
-    da.write_blocked(bbuf, 0, broken_k)
-    da.open_block(bbuf, 14)
+    bbuf = k.new_zeros(key_blocks.blocked_shape(k, 5, 16))
+    key_blocks.write_blocked(bbuf, 0, broken_k)
+    key_blocks.open_block(bbuf, 14)
     honest = sdpa(mod, q, broken_k, broken_v, mask)[0]
     with da.same_positions(8):
         promised = da.decode_attention(mod, q, bbuf, broken_v, mask)[0]
     assert not torch.allclose(promised[3], honest[3], atol=1e-3)  # row 3 read row 0's copy
     torch.testing.assert_close(promised[[0, 1, 2, 4]], want[[0, 1, 2, 4]], rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(da, "FIRST_ROW_READS", False)
-    with da.same_positions(8):
+    with use(DecodeOptions(first_row_reads=False)), da.same_positions(8):  # the running call's options
         torch.testing.assert_close(da.decode_attention(mod, q, bbuf, broken_v, mask)[0], honest, rtol=1e-5, atol=1e-5)
 
 
@@ -557,28 +568,35 @@ def test_weighted_values_sums_a_buffer_s_rows_and_falls_back_for_other_layouts(m
              "short storage": (short.as_strided((4, 2, 6, 16), (2 * 9 * 16, 9 * 16, 16, 1)), False)}
     for name, (v, bag) in cases.items():
         bags.clear()
-        torch.testing.assert_close(da.weighted_values(p, v), torch.matmul(p, v), rtol=1e-5, atol=1e-5, msg=name)
+        torch.testing.assert_close(weighted_sums.weighted_values(p, v), torch.matmul(p, v), rtol=1e-5, atol=1e-5, msg=name)
         assert bags == ([(4 * 2 * (9 if name == "buffer" else 6), 16)] if bag else []), name
     bags.clear()
-    torch.testing.assert_close(da.weighted_values(p.bfloat16(), buf[:, :, :6].bfloat16()).float(),
+    torch.testing.assert_close(weighted_sums.weighted_values(p.bfloat16(), buf[:, :, :6].bfloat16()).float(),
                                torch.matmul(p.bfloat16(), buf[:, :, :6].bfloat16()).float())
     assert bags == []  # bfloat16: the batched product
-    monkeypatch.setattr(da, "VALUES_BAG", False)
-    da.weighted_values(p, buf[:, :, :6])
+    weighted_sums.weighted_values(p, buf[:, :, :6], bag=False)
     assert bags == []
+    q, k, v = _qkv()  # the attention: plain keys, so its only weighted sum is the values'
+    for values_bag, calls in ((True, 1), (False, 0)):
+        bags.clear()
+        with use(DecodeOptions(values_bag=values_bag)):  # the running call's options
+            torch.testing.assert_close(da.decode_attention(_module(3), q, k, v, None)[0],
+                                       torch.matmul(torch.einsum("rhgd,rhnd->rhgn", q.view(5, 3, 3, 16), k).mul(0.25)
+                                                    .softmax(-1), v).view(5, 1, 9, 16), rtol=1e-5, atol=1e-5)
+        assert len(bags) == calls
 
 
 @pytest.mark.parametrize("blocked", [False, True])
 def test_dropping_rows_moves_the_kept_ones_up_in_place_and_any_other_selection_gathers(blocked, monkeypatch):
-    monkeypatch.setattr(da, "KEY_BLOCK", 4)
-    Growing = decode._growing_layer()
+    monkeypatch.setattr(key_blocks, "KEY_BLOCK", 4)
+    Growing = growing_layer()
     g = torch.Generator().manual_seed(4)
     keys, values = torch.randn(6, 2, 10, 8, generator=g), torch.randn(6, 2, 10, 8, generator=g)
 
     def layer():
-        kb = keys.new_zeros(da.blocked_shape(keys, 6, 10)) if blocked else torch.zeros(6, 2, 10, 8)
+        kb = keys.new_zeros(key_blocks.blocked_shape(keys, 6, 10)) if blocked else torch.zeros(6, 2, 10, 8)
         if blocked:
-            da.write_blocked(kb, 0, keys[:, :, :7])
+            key_blocks.write_blocked(kb, 0, keys[:, :, :7])
         else:
             kb[:, :, :7] = keys[:, :, :7]
         vb = torch.zeros(6, 2, 10, 8)
@@ -586,7 +604,7 @@ def test_dropping_rows_moves_the_kept_ones_up_in_place_and_any_other_selection_g
         return Growing(kb, vb, 7)
 
     def plain_keys(lay):
-        return da.unblocked(lay.keys, lay.n) if blocked else lay.keys
+        return key_blocks.unblocked(lay.keys, lay.n) if blocked else lay.keys
 
     for keep in ([0, 2, 3, 5], [1, 4], [2, 0], [3, 3, 1], [0, 0, 1]):  # the last three: not increasing, a gather
         lay = layer()
@@ -604,10 +622,10 @@ def test_keys_blocked_only_under_decode_attention_for_listed_float32_models(sens
     assert not da.keys_blocked(model)  # sdpa outside the block
     with da.cpu_decode_attention(model):
         assert da.keys_blocked(model)
-        monkeypatch.setattr(da, "BLOCKED_KEY_MODELS", ("qwen3",))
+        monkeypatch.setattr(key_blocks, "BLOCKED_KEY_MODELS", ("qwen3",))
         assert not da.keys_blocked(model)
         monkeypatch.undo()
-        monkeypatch.setattr(da, "KEY_BLOCK", 0)
+        monkeypatch.setattr(key_blocks, "KEY_BLOCK", 0)
         assert not da.keys_blocked(model)
 
 
@@ -648,8 +666,8 @@ def test_greedy_same_tokens_with_the_cpu_kernels_on_and_off(sensitive, monkeypat
         on = _greedy(model, rows, 10, eos)
         decode_steps = [n for q, n in step if q == 1]
         assert decode_steps and decode_steps[0] == len(rows)
-        if cl._available():  # every swapped linear once per decode step of >= MIN_ROWS rows, never below
-            layers = len(cl._layers(model, skip=model.lm_head))
+        if hardware.onednn_available():  # every swapped linear once per decode step of >= MIN_ROWS rows, never below
+            layers = len(cl.layers(model, skip=model.lm_head))
             assert layers == 7 * model.config.num_hidden_layers  # q k v o gate up down; not the head
             big = sum(n >= cl.MIN_ROWS for n in decode_steps)
             assert big >= 1 and sum(q == 1 for q, n in linear_calls) == layers * big
@@ -658,10 +676,8 @@ def test_greedy_same_tokens_with_the_cpu_kernels_on_and_off(sensitive, monkeypat
         assert handed_on and 1 not in handed_on  # the prefill to sdpa, every decode step to the two products
         assert model.config._attn_implementation == "sdpa" and _swapped(model) == set()
 
-        monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
-        monkeypatch.setattr(da, "DECODE_ATTENTION", False)
         n_linear, n_attn = len(linear_calls), len(queries)
-        off = _greedy(model, rows, 10, eos)
+        off = _greedy(model, rows, 10, eos, options=DecodeOptions(onednn_linear=False, decode_attention=False))
         assert (len(linear_calls), len(queries)) == (n_linear, n_attn)  # off: neither runs
     finally:
         hook.remove()
@@ -675,18 +691,40 @@ def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, mo
     model, tok = sensitive
     eos = tok.eos_token_id
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
-    monkeypatch.setattr(da, "KEY_BLOCK", 4)
-    real, scored, same = da.blocked_scores, [], set()
-    monkeypatch.setattr(da, "blocked_scores",
+    monkeypatch.setattr(key_blocks, "KEY_BLOCK", 4)
+    real, scored, same = weighted_sums.blocked_scores, [], set()
+    monkeypatch.setattr(weighted_sums, "blocked_scores",
                         lambda q, buf, n, *a: scored.append((q.shape[0], n)) or same.add(da._SAME.get()) or real(q, buf, n, *a))
     got = _greedy(model, rows, 10, eos, stop=lambda r, ids: r == 0 and len(ids) >= 3)
     assert scored and scored[0][0] == len(rows) and min(r for r, _ in scored) < len(rows)  # row 0 left
     assert max(n for _, n in scored) > 8  # more than two blocks
     prefix = common_prefix(rows)
-    assert prefix >= decode.MIN_SHARED_PREFIX and same == {prefix + -prefix % 4}  # the prefix and its gap, alike
+    assert prefix >= loop.MIN_SHARED_PREFIX and same == {prefix + -prefix % 4}  # the prefix and its gap, alike
     alone = [_plain(model, r, 10, eos) for r in rows]
     assert got[0].truncated and got[0].ids == alone[0][:3]
     assert [o.ids for o in got[1:]] == alone[1:]
+
+
+def test_greedy_runs_the_attention_under_its_own_options(sensitive, monkeypatch):
+    """transformers calls the attention without ftrisk's options: it reads the running call's, which greedy sets
+    (and which end with the call)."""
+    model, tok = sensitive
+    rows = _ids(tok, MORE_PROMPTS, SYSTEM)
+    real, seen = weighted_sums.weighted_values, []
+    monkeypatch.setattr(weighted_sums, "weighted_values",
+                        lambda p, v, redirect=None, bag=True: seen.append((current(), redirect is not None, bag))
+                        or real(p, v, redirect, bag))
+    plain = DecodeOptions(values_bag=False, first_row_reads=False)
+    for options in (ON, plain):
+        seen.clear()
+        _greedy(model, rows, 4, tok.eos_token_id, options=options)
+        assert seen and {o for o, _, _ in seen} == {options}
+        assert {r for _, r, _ in seen} == {options.first_row_reads} and {b for _, _, b in seen} == {options.values_bag}
+    assert current() == DecodeOptions()
+    seen.clear()
+    with kernels(model, options=ON):  # within a block set up under other options: the call's own, for its steps
+        _greedy(model, rows, 4, tok.eos_token_id, options=plain)
+    assert seen and {o for o, _, _ in seen} == {plain}
 
 
 # --------------------------------------------------------------------------- kept from one call to the next
@@ -694,26 +732,26 @@ def test_greedy_with_blocked_keys_gives_each_prompt_its_own_tokens(sensitive, mo
 
 def test_weights_fingerprint_sees_an_in_place_change_through_data(sensitive):
     model, _ = sensitive
-    before = decode.weights_fingerprint(model)
-    assert before is not None and decode.weights_fingerprint(model) == before
+    before = weights_fingerprint(model)
+    assert before is not None and weights_fingerprint(model) == before
     w = model.model.layers[1].mlp.up_proj.weight
     old = w.data[3, 5].item()
     w.data[3, 5] = old + 1e-3  # one element, in place through .data: no version bump, same place
     try:
-        assert decode.weights_fingerprint(model) != before
+        assert weights_fingerprint(model) != before
     finally:
         w.data[3, 5] = old
-    assert decode.weights_fingerprint(model) == before
+    assert weights_fingerprint(model) == before
     w.data.mul_(-1.0)  # every sign flipped: an xor of the elements of each row would not see it
-    head_only = decode.weights_fingerprint(model, {model.lm_head})
+    head_only = weights_fingerprint(model, {model.lm_head})
     try:
-        assert decode.weights_fingerprint(model) != before
-        assert decode.weights_fingerprint(model, {model.lm_head}) == head_only  # only the weights asked for
+        assert weights_fingerprint(model) != before
+        assert weights_fingerprint(model, {model.lm_head}) == head_only  # only the weights asked for
     finally:
         w.data.mul_(-1.0)
     model.lm_head.weight.data[0, 0] += 1.0
     try:
-        assert decode.weights_fingerprint(model, {model.lm_head}) != head_only
+        assert weights_fingerprint(model, {model.lm_head}) != head_only
     finally:
         model.lm_head.weight.data[0, 0] -= 1.0
 
@@ -721,58 +759,76 @@ def test_weights_fingerprint_sees_an_in_place_change_through_data(sensitive):
 def test_with_only_the_screen_kept_a_layer_change_keeps_it_and_a_head_change_rebuilds_it(sensitive, monkeypatch):
     """Where the linears are not packed (MKL's on an Intel CPU), the fingerprint covers the head's weight alone."""
     model, tok = sensitive
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", False)
-    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)
-    kept = decode.KernelCache()
-    with decode.kernels(model, kept):
-        screen = decode.NextToken(model).screen
+    unpacked = DecodeOptions(onednn_linear=False)
+    monkeypatch.setattr(hardware, "fast_bf16_cpu", lambda: True)
+    kept = KernelCache()
+    with kernels(model, kept, options=unpacked):
+        screen = NextToken(model, options=unpacked).screen
     assert screen is not None and kept.screen is screen and not kept.packed
     model.model.layers[0].mlp.down_proj.weight.data.mul_(-1.0)
     try:
-        with decode.kernels(model, kept):
-            assert decode.NextToken(model).screen is screen  # nothing built from that layer
+        with kernels(model, kept, options=unpacked):
+            assert NextToken(model, options=unpacked).screen is screen  # nothing built from that layer
     finally:
         model.model.layers[0].mlp.down_proj.weight.data.mul_(-1.0)
+    with kernels(model, kept, options=ON):  # other options: built again (its weight now packed for oneDNN)
+        assert NextToken(model, options=ON).screen is not screen
     model.lm_head.weight.data[0, 0] += 1.0
     try:
-        with decode.kernels(model, kept):
-            assert decode.NextToken(model).screen is not screen
+        with kernels(model, kept, options=unpacked):
+            assert NextToken(model, options=unpacked).screen is not screen
     finally:
         model.lm_head.weight.data[0, 0] -= 1.0
+
+
+@onednn
+def test_kernel_cache_drops_what_other_options_built(sensitive, monkeypatch):
+    """The same weights packed under other options are not reused: oneDNN's packings are no MKL packings."""
+    if not hardware.mkl_available():
+        pytest.skip("needs torch with MKL")
+    model, _ = sensitive
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))  # "auto": MKL
+    kept = KernelCache()
+    with kernels(model, kept, options=ON):
+        pass
+    assert kept.packed and all(isinstance(w, cpu_onednn.PackedWeight) for w in kept.packed.values())
+    with kernels(model, kept, options=AUTO):
+        pass
+    assert kept.packed and all(isinstance(w, cpu_mkl.MklPacked) for w in kept.packed.values())
 
 
 def test_kernel_cache_keeps_packed_weights_and_screen_and_rebuilds_after_an_in_place_change(sensitive, monkeypatch):
     model, tok = sensitive
     eos = tok.eos_token_id
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
-    monkeypatch.setattr(decode, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU
+    monkeypatch.setattr(hardware, "fast_bf16_cpu", lambda: True)  # the screen is exact on any CPU
     packs = []
-    real = cl.PackedWeight
+    real = cpu_onednn.PackedWeight
 
     class Counting(real):
         def __init__(self, *a, **k):
             packs.append(1)
             super().__init__(*a, **k)
 
-    monkeypatch.setattr(cl, "PackedWeight", Counting)
-    layers = len(cl._layers(model, skip=model.lm_head)) if cl.applies(model) else 0
-    kept = decode.KernelCache()
-    with decode.kernels(model, kept):
+    monkeypatch.setattr(cpu_onednn, "PackedWeight", Counting)
+    layers = len(cl.layers(model, skip=model.lm_head)) if cl.applies(model, options=ON) else 0
+    kept = KernelCache()
+    with kernels(model, kept, options=ON):
         first = _greedy(model, rows, 8, eos)
-        screen = decode.NextToken(model).screen
+        screen = NextToken(model, options=ON).screen
     assert screen is not None and kept.screen is screen and len(packs) == layers + 1  # + the screen's bfloat16 weight
     assert _swapped(model) == set() and "_ftrisk_screen" not in model.lm_head.__dict__  # the modules are plain again
-    with decode.kernels(model, kept):
+    with kernels(model, kept, options=ON):
         again = _greedy(model, rows, 8, eos)
-        assert decode.NextToken(model).screen is screen
+        assert NextToken(model, options=ON).screen is screen
     assert len(packs) == layers + 1 and [o.ids for o in again] == [o.ids for o in first]  # nothing built again
 
     w = model.model.layers[0].mlp.down_proj.weight  # a packed layer, changed as PEFT's merge does
     w.data.mul_(-1.0)
     try:
-        with decode.kernels(model, kept):
+        with kernels(model, kept, options=ON):
             changed = _greedy(model, rows, 8, eos)
-            assert decode.NextToken(model).screen is not screen
+            assert NextToken(model, options=ON).screen is not screen
         assert len(packs) == 2 * (layers + 1)  # all built again
         fresh = _greedy(model, rows, 8, eos)  # no cache at all
         assert [o.ids for o in changed] == [o.ids for o in fresh] != [o.ids for o in first]
@@ -786,8 +842,8 @@ def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive
     model, tok = sensitive
     eos = tok.eos_token_id
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
-    kept = decode.KernelCache()
-    with decode.kernels(model, kept):
+    kept = KernelCache()
+    with kernels(model, kept, options=ON):
         first = _greedy(model, rows, 8, eos)
     assert len(kept.kv.flats) == 2 * model.config.num_hidden_layers
     where = {slot: f.data_ptr() for slot, f in kept.kv.flats.items()}
@@ -795,12 +851,12 @@ def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive
         for f in kept.kv.flats.values():
             f.fill_(float("nan"))  # whatever the last call left: a position the next one masks must not read it
     short = rows[2:6]
-    with decode.kernels(model, kept):
+    with kernels(model, kept, options=ON):
         second = _greedy(model, short, 8, eos)
     assert {slot: f.data_ptr() for slot, f in kept.kv.flats.items()} == where  # the same storage, not fresh pages
     assert [o.ids for o in second] == [o.ids for o in _greedy(model, short, 8, eos)] == [o.ids for o in first[2:6]]
     early = lambda r, ids: r in (0, 2) and len(ids) >= 3  # noqa: E731 (rows leave: the kept rows move up in the pool)
-    with decode.kernels(model, kept):
+    with kernels(model, kept, options=ON):
         third = _greedy(model, rows, 8, eos, stop=early)
     assert third[0].truncated and third[2].truncated
     assert [o.ids for o in third] == [o.ids for o in _greedy(model, rows, 8, eos, stop=early)]
@@ -809,11 +865,11 @@ def test_kv_pool_is_reused_zeroed_and_gives_each_prompt_its_own_tokens(sensitive
 
 
 def test_hf_backend_keeps_its_kernels_between_calls_and_frees_them_on_close(tiny_subject):
-    from ftrisk.generation import open_backend
     from ftrisk.config.schema import GenerationConfig
+    from ftrisk.generation.hf import HFBackend
     from ftrisk.prompts.benchmarks import Item
 
-    be = open_backend("hf", tiny_subject, GenerationConfig(max_new_tokens=4))
+    be = HFBackend(tiny_subject, GenerationConfig(max_new_tokens=4), options=ON)
     items = [Item(id=str(i), prompt=p) for i, p in enumerate(MORE_PROMPTS)]
     one = [r for rows in be.generate(items, max_new_tokens=4) for r in rows]
     held = be._kept.held_bytes()
@@ -826,7 +882,7 @@ def test_hf_backend_keeps_its_kernels_between_calls_and_frees_them_on_close(tiny
 
 # --------------------------------------------------------------------------- MKL's packed SGEMM (an Intel CPU)
 
-mkl = pytest.mark.skipif(not cl._mkl_available(), reason="needs torch with MKL")
+mkl = pytest.mark.skipif(not hardware.mkl_available(), reason="needs torch with MKL")
 
 
 @mkl
@@ -837,7 +893,7 @@ def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_r
     real = torch.ops.mkl._mkl_reorder_linear_weight
     monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight",
                         lambda w, rows: packs.append(rows) or real(w, rows))
-    p = cl.MklPacked(w)
+    p = cpu_mkl.MklPacked(w)
     assert p.nbytes() == 0  # nothing packed before the first call
     calls = []
     real_mm = torch.ops.mkl._mkl_linear
@@ -853,7 +909,7 @@ def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_r
     assert packs == [40, 41] and p.nbytes() == w.numel() * 4
     with torch.inference_mode():  # the decode loop's mode; the buffer is written in it and used again outside it
         p(torch.randn(35, 40))
-    pad = cl._pad_buffer(41, 40, torch.float32, threading.get_ident())
+    pad = cpu_mkl._pad_buffer(41, 40, torch.float32, threading.get_ident())
     pad.fill_(float("nan"))  # whatever the pad rows hold stays in them: each output row is its own input row's
     x, b = torch.randn(35, 40), torch.randn(96)
     y = p(x, b)
@@ -863,15 +919,14 @@ def test_mkl_packed_linear_equals_torch_and_packs_only_when_the_rows_leave_its_r
 
 @mkl
 def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
-    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
     calls = []
     real = torch.ops.mkl._mkl_linear
     monkeypatch.setattr(torch.ops.mkl, "_mkl_linear", lambda x, *a: calls.append(x.shape[0]) or real(x, *a))
     trims = []
     monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1))
     step = torch.randn(12, 1, 32)  # 12 rows, one new token each
-    with torch.inference_mode(), cl.onednn_linears(net, skip=net.head) as n:
+    with torch.inference_mode(), cl.onednn_linears(net, skip=net.head, options=AUTO) as n:
         assert n == 2
         torch.testing.assert_close(net.up(step), _ref(net.up, step), rtol=1e-5, atol=1e-5)
         assert calls == [12]
@@ -888,15 +943,14 @@ def test_mkl_swap_takes_one_token_decode_steps_only(net, monkeypatch):
 def test_dropping_mkl_packings_returns_freed_memory(net, monkeypatch):
     """torch's MKL packings are ~4x the weight and ~1x touched: once dropped (a closed backend, other weights), the
     C heap's free pages go back to the system, else the next model's allocations grow into them."""
-    monkeypatch.setattr(cl, "ONEDNN_LINEAR", "auto")
-    monkeypatch.setattr(cl, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("GenuineIntel", frozenset({"avx512f"})))
     trims = []
     monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1))
-    kept = decode.KernelCache()
+    kept = KernelCache()
 
-    def block():  # what decode.kernels does with the cache, for a model without a config
-        kept.check(net, net.head)
-        return cl.onednn_linears(net, skip=net.head, keep=kept.packed)
+    def block():  # what caches.kernels does with the cache, for a model without a config
+        kept.check(net, net.head, options=AUTO)
+        return cl.onednn_linears(net, skip=net.head, keep=kept.packed, options=AUTO)
 
     with torch.inference_mode(), block():
         net.up(torch.randn(12, 1, 32))

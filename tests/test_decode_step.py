@@ -5,10 +5,14 @@ import pytest
 import torch
 
 from ftrisk.tokens import common_prefix
+from ftrisk.generation.cpu import hardware
 from ftrisk.generation.cpu import linear as cpu_linear
-from ftrisk.generation.cpu import decode
 from ftrisk.generation.cpu import step as decode_step
 from ftrisk.generation.cpu.attention import cpu_decode_attention, keys_blocked
+from ftrisk.generation.cpu.caches import kernels
+from ftrisk.generation.cpu.next_token import NextToken
+from ftrisk.generation.cpu.options import DecodeOptions
+from ftrisk.generation.cpu.prefill import left_padded_mask, prefill
 from test_backend_hf import PROMPTS, SYSTEM, _greedy, _ids, _plain, sensitive  # noqa: F401 (sensitive: a fixture)
 
 #: At least cpu_linear.MIN_ROWS prompts, so that swapped linears really run oneDNN's product in the decode steps.
@@ -41,23 +45,21 @@ def _prefilled(model, rows):
     """(cache, first tokens, 2-d mask, positions) after the decode loop's prefill, as ``greedy`` leaves them."""
     shared = common_prefix(rows)
     width = max(len(r) for r in rows) - shared
-    step = decode.NextToken(model)
-    cache, first = decode._prefill(model, step, rows, shared, width, shared + width + 8, 0, lambda: None,
-                                   keys_blocked(model))
-    mask = decode.left_padded_mask([len(r) - shared for r in rows], shared, width)
+    step = NextToken(model)
+    cache, first = prefill(model, step, rows, shared, width, shared + width + 8, 0, lambda: None, keys_blocked(model))
+    mask = left_padded_mask([len(r) - shared for r in rows], shared, width)
     return cache, first, torch.cat([mask, mask.new_ones((len(rows), 1))], 1), mask.sum(-1, keepdim=True)
 
 
 @pytest.mark.parametrize("batch,onednn", [("padded", False), ("padded", True), ("one row", False)])
-def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok, batch, onednn, monkeypatch):
+def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok, batch, onednn):
     """Rows of several lengths (left padding), also with the linears' forwards swapped for oneDNN's (an AMD CPU's
     default), which the step calls as set; and one row alone (no padding: transformers passes no mask at all)."""
-    if onednn and not cpu_linear._available():
+    if onednn and not hardware.onednn_available():
         pytest.skip("needs an x86-64 CPU and torch with oneDNN")
-    monkeypatch.setattr(cpu_linear, "ONEDNN_LINEAR", onednn)
     model, tok = model_tok
     rows = _ids(tok, MORE_PROMPTS if batch == "padded" else PROMPTS[:1], SYSTEM)
-    with torch.inference_mode(), decode.kernels(model):
+    with torch.inference_mode(), kernels(model, options=DecodeOptions(onednn_linear=onednn)):
         cache, first, mask, pos = _prefilled(model, rows)
         assert decode_step.applies(model, model.model, cache)
         assert ("forward" in model.model.layers[0].mlp.up_proj.__dict__) == onednn
@@ -74,15 +76,14 @@ def test_one_step_gives_the_models_own_hidden_state_bitwise(model_tok, batch, on
     assert len(rows) == 1 or torch.unique(first).numel() > 1  # rows that differ
 
 
-def test_greedy_takes_the_own_step_and_gives_the_same_tokens(model_tok, steps, monkeypatch):
+def test_greedy_takes_the_own_step_and_gives_the_same_tokens(model_tok, steps):
     model, tok = model_tok
     eos = tok.eos_token_id
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
     early = lambda r, ids: r == 1 and len(ids) >= 3  # noqa: E731 (a row leaves the batch)
     on = _greedy(model, rows, 10, eos, stop=early)
     assert len(steps) == 9  # every decode step: 10 tokens, the first from the prefill
-    monkeypatch.setattr(decode_step, "LEAN_STEP", False)
-    off = _greedy(model, rows, 10, eos, stop=early)
+    off = _greedy(model, rows, 10, eos, stop=early, options=DecodeOptions(lean_step=False))
     assert len(steps) == 9  # off: none
     assert [o.ids for o in on] == [o.ids for o in off] and on[1].truncated
     assert [o.ids for o in on[2:]] == [_plain(model, r, 10, eos) for r in rows[2:]]
@@ -100,7 +101,7 @@ def test_not_taken_with_a_hook_or_outside_the_decode_kernels(model_tok, steps):
         hook.remove()
     assert steps == [] and seen.count(1) == 5  # every decode step through the model's forward: the hook ran
     assert [o.ids for o in got] == [o.ids for o in _greedy(model, rows, 6, eos)] and len(steps) == 5
-    with torch.inference_mode(), decode.kernels(model):
+    with torch.inference_mode(), kernels(model):
         cache, *_ = _prefilled(model, rows)
     with torch.inference_mode():
         assert not decode_step.applies(model, model.model, cache)  # the model's own attention again after the block
@@ -116,7 +117,7 @@ def test_not_taken_with_a_hook_or_outside_the_decode_kernels(model_tok, steps):
 def test_not_taken_for_a_linear_of_another_kind_or_a_forward_set_on_an_instance(model_tok):
     model, tok = model_tok
     rows = _ids(tok, MORE_PROMPTS, SYSTEM)
-    with torch.inference_mode(), decode.kernels(model):
+    with torch.inference_mode(), kernels(model):
         cache, *_ = _prefilled(model, rows)
         assert decode_step.applies(model, model.model, cache)
         mlp = model.model.layers[0].mlp

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import ctranslate2  # at top level: a missing extra fails in the registry with one line, before any work
 
-from ftrisk.model.chat import chat_text, template_sha256
 from ftrisk.errors import FtriskError
-from ftrisk.generation.cpu import decode, resources
 from ftrisk.generation.base import Backend
+from ftrisk.generation.cpu import resources
+from ftrisk.generation.cpu.loop import greedy
 from ftrisk.generation.hf import token_batches
+from ftrisk.model.chat import chat_text, template_sha256
+from ftrisk.model.loading import cache_dir
 
 #: Prompts whose greedy tokens must match transformers' after a conversion (batch 1, float32).
 CHECK_PROMPTS = ("Write a short poem about the sea.", "How do I make a cup of tea?", "What is 12 times 7?")
@@ -66,8 +68,6 @@ class CT2Backend(Backend):
 
     def converted(self) -> Path:
         """The converted model's folder, converted and checked on first use."""
-        from ftrisk.model.loading import cache_dir
-
         final = cache_dir() / "ct2" / self.key()
         if (final / ".complete").is_file():
             return final
@@ -106,8 +106,8 @@ class CT2Backend(Backend):
         same = 0
         for prompt in CHECK_PROMPTS:
             ids = tok(chat_text(tok, prompt, self.subject.system_prompt), add_special_tokens=False)["input_ids"]
-            ref = decode.greedy(model, [ids], max_new_tokens=CHECK_TOKENS, eos_id=tok.eos_token_id,
-                                pad_id=tok.eos_token_id)[0].ids
+            ref = greedy(model, [ids], max_new_tokens=CHECK_TOKENS, eos_id=tok.eos_token_id,
+                         pad_id=tok.eos_token_id)[0].ids
             res = gen.generate_batch([tok.convert_ids_to_tokens(ids)], max_length=CHECK_TOKENS, sampling_topk=1,
                                      beam_size=1, include_prompt_in_result=False, end_token=tok.eos_token)
             same += res[0].sequences_ids[0] == ref

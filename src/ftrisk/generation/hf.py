@@ -2,23 +2,31 @@
 
 Prompts are length-sorted (longest first) and cut into batches of at most ``batch_size`` prompts,
 ``max_batch_tokens`` padded tokens and a share of the free memory; each batch is decoded by
-:func:`ftrisk.generation.cpu.decode.greedy` (finished rows leave the batch, the common prompt prefix is computed
+:func:`ftrisk.generation.cpu.loop.greedy` (finished rows leave the batch, the common prompt prefix is computed
 once); on the CPU each step runs on the cores that other processes leave free (:class:`resources.CpuShare`).
+The CPU kernels it uses are set by :class:`ftrisk.generation.cpu.options.DecodeOptions` (``options=``), recorded
+in the generation record.
 """
 
 from __future__ import annotations
 
-from ftrisk.model.chat import chat_text, template_sha256
-from ftrisk.generation.cpu import linear as cpu_linear
-from ftrisk.generation.cpu import decode, resources
-from ftrisk.generation.cpu import attention as decode_attention
+import dataclasses
+
 from ftrisk.generation.base import Backend
+from ftrisk.generation.cpu import attention, linear, resources
+from ftrisk.generation.cpu.caches import KernelCache, kernels
+from ftrisk.generation.cpu.head import fast_parts, screen_applies
+from ftrisk.generation.cpu.loop import greedy
+from ftrisk.generation.cpu.options import DEFAULT, DecodeOptions
+from ftrisk.model.chat import chat_text, template_sha256
 
 
-def generate_texts(model, tok, texts: list[str], max_new_tokens: int, *, stop=None,
-                   share_prefix: bool = True) -> list[tuple[str, int, bool]]:
+def generate_texts(model, tok, texts: list[str], max_new_tokens: int, *, stop=None, share_prefix: bool = True,
+                   options: DecodeOptions | None = None) -> list[tuple[str, int, bool]]:
     """Greedy-decode one batch; returns (completion, new token count, stopped at EOS) per text. ``stop``:
-    a row also stops once ``stop(reply so far)`` is true (the caller's rule: :mod:`ftrisk.judges.opening`)."""
+    a row also stops once ``stop(reply so far)`` is true (the caller's rule: :mod:`ftrisk.judges.opening`);
+    ``options``: the CPU kernels the decode loop uses (None: the enclosing :func:`kernels` block's, or the
+    defaults)."""
     rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     row_stop = None
     if stop:
@@ -26,9 +34,9 @@ def generate_texts(model, tok, texts: list[str], max_new_tokens: int, *, stop=No
             return stop(tok.decode(ids, skip_special_tokens=True))
     threads = resources.CpuShare() if model.device.type == "cpu" else None  # CPU only: thread count per step
     with resources.cpu_threads(None):  # torch's own count again afterwards
-        outs = decode.greedy(model, rows, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
-                             pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                             stop=row_stop, share_prefix=share_prefix, threads=threads)
+        outs = greedy(model, rows, max_new_tokens=max_new_tokens, eos_id=tok.eos_token_id,
+                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                      stop=row_stop, share_prefix=share_prefix, threads=threads, options=options)
     return [(tok.decode(o.ids, skip_special_tokens=True), len(o.ids), o.finished) for o in outs]
 
 
@@ -54,12 +62,14 @@ def token_batches(items: list, lengths: list[int], batch_size: int, max_tokens: 
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, subject, settings, loaded=None):
+    def __init__(self, subject, settings, loaded=None, options: DecodeOptions | None = None):
+        """``options``: the CPU decode kernels to use (None: :data:`ftrisk.generation.cpu.options.DEFAULT`)."""
         super().__init__(subject, settings)
         self._loaded = loaded
+        self.options = options if options is not None else DEFAULT
         # packed weights, the head's screen and the KV buffers, kept from one generate call to the next (checked
         # against the weights at each) and freed by close
-        self._kept = decode.KernelCache()
+        self._kept = KernelCache()
 
     def hf_model(self):
         if self._loaded is None:
@@ -69,12 +79,13 @@ class HFBackend(Backend):
     def record(self) -> dict:
         model, tok = self.hf_model()
         s = self.settings
-        parts = decode.fast_parts(model)
+        o = self.options
+        parts = fast_parts(model)
         head = ("bfloat16 screen, float32 logits of the candidates (exact greedy token)"
-                if parts and decode.screen_applies(parts[1]) else "float32" if parts else "the model's own logits")
-        linears = cpu_linear.describe(model, parts[1] if parts else None, self._kept.packed)
+                if parts and screen_applies(parts[1], options=o) else "float32" if parts else "the model's own logits")
+        linears = linear.describe(model, parts[1] if parts else None, self._kept.packed, options=o)
         return {"lm_head": head, "linear_kernel": linears,
-                "decode_attention": decode_attention.describe(model),
+                "decode_attention": attention.describe(model, options=o), "decode_options": dataclasses.asdict(o),
                 "backend": self.name, "decoding": "greedy", "do_sample": False, "max_new_tokens": s.max_new_tokens,
                 "batch_size": s.batch_size, "max_batch_tokens": s.max_batch_tokens, "padding_side": "left",
                 "decode_loop": "ftrisk greedy: finished rows leave the batch, common prompt prefix computed once",
@@ -95,7 +106,9 @@ class HFBackend(Backend):
         budget = resources.memory_budget(str(model.device), MEMORY_FRACTION) + int(self._kept.kv.nbytes() * MEMORY_FRACTION)
         batches = token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens,
                                 budget, lambda w: resources.row_bytes(model, w - max_new_tokens, max_new_tokens))
-        with decode.kernels(model, self._kept):  # weights packed and the head's screen built once (kept across calls)
+        # weights packed and the head's screen built once (kept across calls); the decode loop within runs under
+        # this block's options
+        with kernels(model, self._kept, options=self.options):
             for batch in batches:
                 batch_texts = [texts[it.id] for it in batch]
                 outs = (generate_texts(model, tok, batch_texts, max_new_tokens, stop=stop) if stop

@@ -1,1 +1,14 @@
-"""CPU decode kernels: the greedy loop, head screening, caches, linear and attention kernels."""
+"""The ``hf`` backend's decode loop and its CPU kernels, lowest first:
+
+- ``options``: :class:`DecodeOptions`, the switches of everything below (passed in, recorded);
+- ``hardware``: what this CPU and torch offer (vendor, bfloat16, oneDNN, MKL);
+- ``onednn``, ``mkl``: a linear product with the weight packed once; ``linear``: the model's linears swapped onto one;
+- ``key_blocks``, ``weighted_sums``, ``attention``: one-query attention over the KV cache;
+- ``kv_layer``: the cache layer written in place; ``resources``: memory budget and CPU threads;
+- ``head``: the LM head's greedy token (bfloat16 screen); ``step``: a lean Llama decode step;
+- ``caches``: what is built once and kept (``kernels()``, ``KernelCache``); ``next_token``: one forward pass;
+- ``prefill``, ``loop``: the greedy loop (``loop.greedy``).
+
+torch and transformers are imported inside functions, as elsewhere in ftrisk: other packages import some of these
+modules (resources, the linear kernels), and the command line starts without loading torch.
+"""

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Optional
 
-from ftrisk.generation.cpu import attention as _attention
+from ftrisk.generation.cpu import key_blocks
 
 
 # --------------------------------------------------------------------------- batches sized by memory
@@ -32,7 +32,7 @@ def row_bytes(model, prompt_tokens: int, max_new_tokens: int) -> int:
     inter = getattr(c, "intermediate_size", 4 * c.hidden_size)
     act = prompt_tokens * (4 * c.hidden_size + 3 * inter) * itemsize
     # blocked keys: up to a block of rounding, the open block's slot and the shared prefix's gap (keys and values)
-    blocks = 3 * _attention.KEY_BLOCK if _attention._blockable(model) and model.device.type == "cpu" else 0
+    blocks = 3 * key_blocks.KEY_BLOCK if key_blocks.blockable(model) and model.device.type == "cpu" else 0
     return kv_bytes_per_token(model) * (prompt_tokens + max_new_tokens + blocks) + act + 4 * c.vocab_size * 2
 
 
@@ -81,9 +81,8 @@ class CpuShare:
     """The intra-op thread count for the next forward pass on the CPU: torch's count (at most the physical cores),
     less the cores other processes kept busy since the last call (``/proc/stat`` over this process's CPUs, minus
     this process's own CPU time). A product split over threads waits for its slowest one, so a thread that shares
-    a core with another busy process stalls every step: measured on the 2-core CPU with another process busy,
-    SmolLM2 decoding at batch 64 ran at 20 tok/s on 2 threads and 160-180 tok/s on 1. The thread count does not
-    change the numbers computed (identical logits at 1 and 2 threads, measured)."""
+    a core with another busy process stalls every step. The thread count does not change the numbers computed
+    (identical logits at 1 and 2 threads)."""
 
     def __init__(self, most: Optional[int] = None):
         import torch

@@ -7,18 +7,17 @@ and to each step a 4-d mask built from the 2-d one. Here the same operations run
 RMSNorm as ``weight * (x * rsqrt(mean(x^2) + eps))``, rotary as ``q * cos + rotate_half(q) * sin`` (the half
 rotation's sign carried by ``sin``), the cache's ``update``, :func:`ftrisk.generation.cpu.attention.decode_attention`
 (looked up as transformers does), the gated MLP, residual sums (``a + b`` and ``b + a`` are the same float; in place
-where the other operand is a fresh result). The result is the same bits
-as the model's own forward (tested, tokens and hidden states). Used only where nothing else could differ: a
-``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and ``nn.Linear``, every parameter float32
-on the CPU, no module in training, no hooks and no forward set on an instance (they would not run here; ftrisk's
-linear swap, oneDNN or MKL, is called as set), the decode loop's own cache layers and attention. Everything else takes
-the model's forward.
+where the other operand is a fresh result). The result is the same bits as the model's own forward (tested, tokens
+and hidden states). Used only where nothing else could differ (:func:`applies`); everything else takes the model's
+forward.
 """
 
 from __future__ import annotations
 
-#: Use :func:`step` where it applies (:func:`applies`); False: the model's own forward always.
-LEAN_STEP = True
+from ftrisk.generation.cpu import linear
+from ftrisk.generation.cpu.attention import ATTENTION
+from ftrisk.generation.cpu.kv_layer import growing_layer
+from ftrisk.generation.cpu.options import DEFAULT, DecodeOptions
 
 
 def _linear(m, x):
@@ -45,16 +44,16 @@ def _hooked(model) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def applies(model, body, cache) -> bool:
-    """A float32 Llama on the CPU in inference, its classes transformers' own, no hooks, the decode loop's cache
-    layers (:func:`ftrisk.generation.cpu.decode._growing_layer`) and attention (:mod:`.decode_attention`)."""
+def applies(model, body, cache, *, options: DecodeOptions = DEFAULT) -> bool:
+    """With ``options.lean_step``: a ``LlamaForCausalLM`` whose modules are exactly transformers' Llama classes and
+    ``nn.Linear``, every parameter float32 on the CPU, no module in training, no hooks and no forward set on an
+    instance (they would not run here; ftrisk's linear swap, oneDNN or MKL, is called as set), the decode loop's own
+    cache layers (:func:`ftrisk.generation.cpu.kv_layer.growing_layer`) and attention
+    (:mod:`ftrisk.generation.cpu.attention`)."""
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    from ftrisk.generation.cpu.decode import _growing_layer
-    from ftrisk.generation.cpu.attention import ATTENTION
-
-    if not LEAN_STEP or type(model) is not ml.LlamaForCausalLM or any(m.training for m in model.modules()):
+    if not options.lean_step or type(model) is not ml.LlamaForCausalLM or any(m.training for m in model.modules()):
         return False
     params = list(model.parameters())
     if not params or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
@@ -66,7 +65,7 @@ def applies(model, body, cache) -> bool:
     layers = list(body.layers[: c.num_hidden_layers])
     if (type(body) is not ml.LlamaModel or type(body.norm) is not ml.LlamaRMSNorm
             or type(body.rotary_emb) is not ml.LlamaRotaryEmbedding or len(cache.layers) != len(layers)
-            or not all(type(layer) is _growing_layer() for layer in cache.layers)):
+            or not all(type(layer) is growing_layer() for layer in cache.layers)):
         return False
     for layer in layers:
         attn, mlp = layer.self_attn, layer.mlp
@@ -78,7 +77,7 @@ def applies(model, body, cache) -> bool:
                                                                 mlp.gate_proj, mlp.up_proj, mlp.down_proj))):
             return False
     # a forward set on an instance (accelerate's hooks do that) would not run here; ftrisk's linear swap runs as set
-    if any("forward" in m.__dict__ and "_ftrisk_onednn" not in m.__dict__ for m in model.modules()):
+    if any("forward" in m.__dict__ and not linear.is_swapped(m) for m in model.modules()):
         return False
     return not _hooked(model)
 
