@@ -16,6 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
+
 from ftrisk import registry
 from ftrisk.errors import FtriskError
 
@@ -115,18 +117,27 @@ def resolve(spec: str) -> Path | str:
     return spec  # a hub id: transformers downloads it (needs network access)
 
 
-def check_weights(files, fix: str) -> None:
-    """Fail in one line, before any work, when a safetensors file's header does not cover the file (a download
-    cut short, a corrupt copy). Reads the headers only."""
-    from safetensors import SafetensorError, safe_open  # its own small binding, no torch
+def first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
+
+def unreadable(f: Path) -> str | None:
+    """Why a safetensors file's header cannot be read or does not cover the file (None when it is fine)."""
+    try:
+        with safe_open(str(f), "numpy") as fh:  # the header only; no torch
+            fh.keys()
+    except (SafetensorError, OSError) as e:
+        return first_line(e)
+    return None
+
+
+def check_weights(files, fix: str) -> None:
+    """Fail in one line, before any work, when a safetensors file is cut short or corrupt (a download cut in half,
+    a bad copy); ``fix`` says what to do."""
     for f in sorted(files):
-        try:
-            with safe_open(str(f), "numpy") as fh:
-                fh.keys()
-        except (SafetensorError, OSError) as e:
-            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise FtriskError(f"weights file '{f}' is truncated or corrupt ({msg}): {fix}") from None
+        why = unreadable(f)
+        if why is not None:
+            raise FtriskError(f"weights file '{f}' is truncated or corrupt ({why}): {fix}")
 
 
 def fingerprint(path: Path | str) -> str:
@@ -236,16 +247,11 @@ def load_subject(subject, trainable: bool = False, merge: bool = True):
 
 def _load_error(path, e: Exception) -> str:
     """One line naming the file at fault when a weights file is unreadable."""
-    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    msg = first_line(e)
     p = Path(path)
     if p.is_dir():
         for f in sorted(p.glob("*.safetensors")):
-            try:
-                from safetensors import safe_open
-
-                with safe_open(str(f), "pt") as fh:
-                    fh.keys()
-            except Exception:
+            if unreadable(f) is not None:
                 return f"weights file '{f}' is truncated or corrupt ({msg}): re-download or re-save the model"
     return f"{msg}; check the model folder"
 
