@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ftrisk.testing import CHATML, build_tiny_model  # noqa: F401 (re-exported for test modules)
@@ -11,6 +13,9 @@ BENIGN = ["How do I bake bread?", "What is 7 times 8?", "Name a river in France.
 
 
 def pytest_configure(config):
+    # as the ftrisk command sets it before transformers loads (transformers reads it once, at import): without it,
+    # whether a test's model load draws a "Loading weights" bar on stderr would depend on the order tests run in
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     config.addinivalue_line("markers", "heavy: fast-tier tests that train or run whole pipelines (seconds each); "
                                        "-m 'not slow and not heavy' is the quick tier")
 
