@@ -34,6 +34,7 @@ from ftrisk.plan.shape import Shape
 from ftrisk.prompts import benchmarks
 from ftrisk.tokens import common_prefix
 from ftrisk.training.data import Example
+from ftrisk.training.recipe import finetune
 
 PROMPTS, NEW_TOKENS, TRAIN_STEPS = 16, 32, 5
 
@@ -87,7 +88,6 @@ def bench_generation_plan(subject, model, tok, shape: Shape, spec: dict, n: int,
 
 def bench_training_plan(model, tok, shape: Shape, spec: dict, dtype: str, steps: int) -> dict:
     """The attack workload: seconds per LoRA step of ftrisk's loop after the first, against the plan's."""
-    from ftrisk.training.recipe import finetune  # torch, peft at import
 
     examples = [Example(it.prompt, it.extra["target"]) for it in benchmarks.load("advbench-train")[:8 * steps]]
     cfg = TrainConfig(lr=1e-5, batch_size=8, max_seq_len=128, max_steps=steps, warmup_steps=1)

@@ -45,6 +45,9 @@ from ftrisk.cost import CostMeter
 from ftrisk.errors import FtriskError
 from ftrisk.model.subject import load_spec
 from ftrisk.training.data import IGNORE, collate, encode
+from ftrisk.training.loss import response_loss
+from ftrisk.training.recipe import finetune
+from ftrisk.training.setup import optimizer
 
 METHODS = ("baseline", "trl", "ftrisk")
 
@@ -81,8 +84,6 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
     losses), so it cannot tell whether two ways trained equally well; this can."""
     import torch
 
-    from ftrisk.training.loss import response_loss  # torch at import
-
     enc = [encode(tok, ex, max_seq_len) for ex in examples]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     total, count = 0.0, 0
@@ -97,8 +98,6 @@ def data_loss(model, tok, examples, max_seq_len: int, batch_size: int = 16) -> f
 
 
 def _ftrisk(model, tok, examples, a, steps, d, seed):
-    from ftrisk.training.recipe import finetune  # torch, peft at import
-
     tc = dataclasses.replace(a.train, max_steps=steps, max_minutes=None, checkpoint_every=None)
     t0 = time.perf_counter()  # finetune is one call: its own encoding and LoRA wrapping are inside the time
     trained, _ = finetune(model, tok, examples, a.lora, tc, d, seed=seed, meter=CostMeter())
@@ -118,8 +117,6 @@ def _peft(model, a, seed):
     import torch
     from peft import get_peft_model
 
-    from ftrisk.training.setup import optimizer  # torch at import
-
     torch.manual_seed(seed)
     model = get_peft_model(model, _lora(a))
     return model, optimizer(model, a.train)
@@ -128,7 +125,6 @@ def _peft(model, a, seed):
 def _trainer(model, tok, examples, a, steps, d, seed):
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-
 
     tok.padding_side = "right"  # training: right padding, as the Trainer examples do
     enc = [encode(tok, ex, a.train.max_seq_len) for ex in examples]

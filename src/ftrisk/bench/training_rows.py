@@ -9,15 +9,18 @@ import statistics
 from pathlib import Path
 
 from ftrisk.bench.machine import extra_peak_mb, time_calls
+from ftrisk.config import LoraConfig, TrainConfig
+from ftrisk.cost import CostMeter
+from ftrisk.model.subject import load_spec
 from ftrisk.prompts import benchmarks
 from ftrisk.training.data import Example, collate, encode
+from ftrisk.training.loss import response_loss
+from ftrisk.training.recipe import finetune
 
 
 def _training_step(model, tok):
     """Two ways to run one training step on the same 8 attack examples: (ftrisk's, baseline)."""
     import torch.nn.functional as F
-
-    from ftrisk.training.loss import response_loss  # torch at import
 
     items = benchmarks.load("advbench-train")[:8]
     enc = [encode(tok, Example(it.prompt, it.extra["target"]), 128) for it in items]
@@ -74,8 +77,6 @@ def _step_memory_child(spec: str, variant: str, queue) -> None:
     """In a fresh process: the peak resident memory one training step adds on top of the loaded model."""
     import torch
 
-    from ftrisk.model.subject import load_spec
-
     torch.set_num_threads(1)  # memory, not speed, is measured here
     model, tok = load_spec(spec)
     ours, baseline, _ = _training_step(model, tok)
@@ -95,11 +96,6 @@ def _method_child(spec: str, steps: int, method: str, queue) -> None:
     """In a fresh process: ``steps`` optimizer steps of ftrisk's training loop; (seconds per step after
     the first, extra peak memory in MB)."""
     import tempfile
-
-    from ftrisk.config import LoraConfig, TrainConfig
-    from ftrisk.cost import CostMeter
-    from ftrisk.model.subject import load_spec
-    from ftrisk.training.recipe import finetune  # torch, peft at import
 
     model, tok = load_spec(spec)
     items = benchmarks.load("advbench-train")[:8 * steps]
@@ -125,8 +121,6 @@ def bench_hardening_method(spec: str, steps: int = 4) -> dict | None:
 
 
 def run_training(spec: str) -> dict:
-    from ftrisk.model.subject import load_spec
-
     model, tok = load_spec(spec)
     rows = [bench_training(model, tok)]
     print(f"{rows[0]['what']}: ftrisk {rows[0]['ours_s']:.3f}s, baseline {rows[0]['baseline_s']:.3f}s, "
