@@ -65,7 +65,6 @@ def main(args: argparse.Namespace) -> int:
 def refusal(args: argparse.Namespace) -> int:
     """Refusal rates of one subject: every input checked first, then the evaluate stage into ``--out``."""
     from ftrisk.pipeline import evaluate  # the pipeline loads when a command runs, not for --help
-    from ftrisk.pipeline.run import build_judges
 
     if args.limit is not None and args.limit <= 0:
         raise FtriskError(f"--limit must be > 0 (got {args.limit})")
@@ -81,7 +80,7 @@ def refusal(args: argparse.Namespace) -> int:
                                            "batch_size": args.batch_size},
                             "model": {"spec": args.model, "system_prompt": args.system_prompt, "dtype": args.dtype,
                                       "device": args.device, "chat_template": args.chat_template}})
-    judges = build_judges(cfg)
+    judges = evaluate.build_judges(cfg)
     harmful = {name: evaluate.is_harmful(ref) for (name, _), ref in zip(benches, refs)}
     subject = Subject.from_config(cfg.model).with_adapter(args.adapter)
     try:

@@ -20,6 +20,7 @@ from ftrisk.errors import FtriskError
 from ftrisk.generation import open_backend
 from ftrisk.generation.resumable import generate
 from ftrisk.io import read_json, read_jsonl, write_text_atomic
+from ftrisk.judges import build as build_judge
 from ftrisk.judges.agreement import pairwise
 from ftrisk.judges.opening import stop_rule
 from ftrisk.judges.store import judge_dir, judge_rows
@@ -27,6 +28,19 @@ from ftrisk.prompts import benchmarks
 from ftrisk.stats import rate
 
 log = logging.getLogger(__name__)
+
+
+def build_judges(cfg) -> list:
+    """The configured judges, headline first (each checked: paths, endpoints, keys)."""
+    built = [build_judge(s) for s in cfg.eval.judges]
+    h = cfg.eval.headline_judge
+    if h is not None:
+        i = next(i for i, (s, j) in enumerate(zip(cfg.eval.judges, built)) if h in (s, j.name, j.kind))
+        built.insert(0, built.pop(i))
+    names = [j.name for j in built]
+    if len(set(names)) != len(names):
+        raise FtriskError(f"config key 'eval.judges' names the same judge twice ({', '.join(names)})")
+    return built
 
 
 def select(ref, seed: int) -> tuple[str, list[benchmarks.Item]]:

@@ -13,13 +13,12 @@ import logging
 import shutil
 from pathlib import Path
 
-from ftrisk import config, distributed, judges, keys, logs, registry
+from ftrisk import config, distributed, keys, logs, registry
 from ftrisk.attacks import AttackResult, eval_steps, run_attack
 from ftrisk.attacks.data import load_data
 from ftrisk.capability import harness
 from ftrisk.capability.deltas import deltas
 from ftrisk.defenses import harden
-from ftrisk.errors import FtriskError
 from ftrisk.io import write_json_atomic, write_text_atomic
 from ftrisk.memory import release_freed_memory
 from ftrisk.model import loading as models
@@ -45,19 +44,6 @@ def prepare_output(cfg, overwrite: bool = False) -> Path:
     return out
 
 
-def build_judges(cfg) -> list:
-    """The configured judges, headline first (each checked: paths, endpoints, keys)."""
-    built = [judges.build(s) for s in cfg.eval.judges]
-    h = cfg.eval.headline_judge
-    if h is not None:
-        i = next(i for i, (s, j) in enumerate(zip(cfg.eval.judges, built)) if h in (s, j.name, j.kind))
-        built.insert(0, built.pop(i))
-    names = [j.name for j in built]
-    if len(set(names)) != len(names):
-        raise FtriskError(f"config key 'eval.judges' names the same judge twice ({', '.join(names)})")
-    return built
-
-
 def stage_name(seed: int, step: int, final: bool, first_seed: bool) -> str:
     name = "attacked" if final else f"step-{step}"
     return name if first_seed else f"seed-{seed}/{name}"
@@ -72,7 +58,7 @@ class Experiment:
 
     def __init__(self, cfg, overwrite: bool = False):
         self.cfg = cfg
-        self.judges = build_judges(cfg)
+        self.judges = evaluate.build_judges(cfg)
         refusal_judges = [j for j in self.judges if j.measures == "refusal"]
         self.filter_judge = refusal_judges[0] if refusal_judges else registry.lookup("judge", "refusal-patterns")()
         backend_cls = registry.lookup("backend", cfg.generation.backend)  # a missing optional engine fails here
