@@ -116,7 +116,8 @@ def undo_rows(results: dict) -> tuple[list[str], list[list[str]]]:
                          str(p["examples"]), str(p["tokens"]), f"{p['seconds'] / 60:.2f}", f"{p['usd']:.4f}"]
             else:
                 low = e.get("lowest") or {}
-                cells = [f"not reached; lowest {pct(low.get('refusal_rate'))} at step {low.get('step', DASH)}"] + [DASH] * 5
+                cells = ([f"not reached; lowest {pct(low.get('refusal_rate'))} at step {low.get('step', DASH)}"]
+                         + [DASH] * 5)
             cons = f"step {c['step']}" if c else "not reached"
             seeds = ""
             if "range" in e:
