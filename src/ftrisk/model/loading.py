@@ -330,7 +330,7 @@ def apply_adapter(model, base_path: Path | str, adapter: str | Path, trainable: 
         peft_model = PeftModel.from_pretrained(model, a, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])[:200]
+        detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])[:400]
         raise FtriskError(f"adapter '{adapter}' does not fit model: {detail.rstrip('.:')}; "
                           "pass the base model it was trained on") from None
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
