@@ -34,7 +34,7 @@ def smollm2_shaped(path: Path) -> Path:
 
 
 def run(name: str, overrides: list[str], out: Path, until: str = "report") -> dict:
-    from ftrisk.config import schema as config
+    from ftrisk import config
     from ftrisk.pipeline import run as pipeline
 
     t0 = time.perf_counter()
