@@ -129,6 +129,16 @@ def test_every_flag_in_readme_exists():
             assert re.search(rf"(^|[\s,\[]){re.escape(flag)}\b", text), f"`ftrisk {' '.join(path)}` has no {flag}"
 
 
+def test_readme_links_and_paths_exist():
+    """Every relative link and image in README.md, and every repository path it names in code, exists."""
+    text = _readme()
+    links = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t]
+    paths = [c for c in _code(text) if re.fullmatch(r"(configs|docs|scripts|src|tests)/[\w./-]+", c)]
+    assert links and paths
+    missing = [p for p in links + paths if not (ROOT / p).exists()]
+    assert not missing, f"README.md names paths that do not exist: {missing}"
+
+
 def test_readme_demo_table_equals_the_kept_demo_results():
     """The block equals the table rendered from docs/demo/results.json (the demo run the README quotes)."""
     results = json.loads((ROOT / "docs" / "demo" / "results.json").read_text(encoding="utf-8"))
