@@ -205,6 +205,24 @@ def test_weights_that_fail_to_load_leave_a_new_eval_folder_as_it_was(capsys, tmp
     assert not out.exists() and empty.is_dir() and not any(empty.iterdir())
 
 
+def test_a_backend_that_refuses_the_subject_leaves_a_new_eval_folder_as_it_was(capsys, tmp_path, tiny_model_dir,
+                                                                               prompts_jsonl, monkeypatch):
+    """An engine that refuses the subject when it is opened (CTranslate2 asked for float16 on the CPU, vLLM without
+    a GPU) is a user error found after the stage began: what the stage wrote there goes too."""
+    from ftrisk.errors import FtriskError
+    from ftrisk.pipeline import evaluate
+
+    def refuses(*a, **k):
+        raise FtriskError("generation backend 'x' cannot run this subject here")
+
+    monkeypatch.setattr(evaluate, "open_backend", refuses)
+    out, empty = tmp_path / "ev", tmp_path / "empty"
+    empty.mkdir()
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out), "cannot run this subject")
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, empty), "cannot run this subject")
+    assert not out.exists() and empty.is_dir() and not any(empty.iterdir())
+
+
 # --------------------------------------------------------------------------- models
 
 

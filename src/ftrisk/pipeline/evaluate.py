@@ -164,11 +164,13 @@ def generate_stage(d: Path, subject, benches, gen_cfg, judges, stage: str) -> tu
     done = keys.open_stage(d, key)
     if done is not None:
         return done, None
-    backend = open_backend(gen_cfg.backend, subject, gen_cfg)
+    backend = None
     try:
+        backend = open_backend(gen_cfg.backend, subject, gen_cfg)  # an engine may refuse the subject here (ct2, vLLM)
         gen = generate_all(backend, benches, d, gen_cfg, stage, stop)
     except FtriskError:
-        backend.close()
+        if backend is not None:
+            backend.close()
         if untouched and not any(d.glob("*.completions.jsonl")):
             shutil.rmtree(d)
             if existed:
