@@ -15,8 +15,7 @@ import sys
 from ftrisk import distributed, logs
 from ftrisk.errors import FtriskError
 
-#: command -> the module that implements it (``"module"``, or ``"module:object"`` for an object with the same two
-#: functions), in ``ftrisk --help`` order
+#: command -> the module that implements it (``add_parser(sub)`` and ``main(args)``), in ``ftrisk --help`` order
 COMMANDS = {
     "run": "ftrisk.cli.run",
     "harden": "ftrisk.cli.harden",
@@ -34,10 +33,8 @@ COMMANDS = {
 
 
 def command(name: str):
-    """The implementation of ``ftrisk <name>``: ``add_parser(sub)`` and ``main(args)``."""
-    module, _, attr = COMMANDS[name].partition(":")
-    found = importlib.import_module(module)
-    return getattr(found, attr) if attr else found
+    """The module of ``ftrisk <name>``: ``add_parser(sub)`` and ``main(args)``."""
+    return importlib.import_module(COMMANDS[name])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +66,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         logs.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

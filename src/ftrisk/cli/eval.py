@@ -8,20 +8,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 from pathlib import Path
 
 from ftrisk import config, keys, logs
+from ftrisk.cli import capability
 from ftrisk.errors import FtriskError
 from ftrisk.io import write_json_atomic
 from ftrisk.judges import split_specs
 from ftrisk.model.loading import NoChatTemplateError
 from ftrisk.model.subject import Subject
 from ftrisk.provenance import record
-
-#: the module that gives ``eval capability`` its arguments and main (``add_arguments(parser)``, ``main(args)``)
-CAPABILITY = "ftrisk.cli.capability"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -49,16 +46,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--overwrite", action="store_true", help="replace completions of another model left in --out")
     c = ev.add_parser("capability", help="MMLU / HellaSwag accuracy through lm-evaluation-harness")
-    try:
-        importlib.import_module(CAPABILITY).add_arguments(c)
-    except ImportError:  # pragma: no cover - capability extra missing
-        pass
+    capability.add_arguments(c)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
     if args.what == "capability":
-        return importlib.import_module(CAPABILITY).main(args)
+        return capability.main(args)
     return refusal(args)
 
 
