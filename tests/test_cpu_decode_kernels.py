@@ -74,7 +74,7 @@ def net():
 
 @pytest.fixture
 def onednn_calls(monkeypatch):
-    """Row counts of the calls to oneDNN's linear op (``cpu_linear`` looks the op up when it swaps a forward)."""
+    """Row counts of the calls to oneDNN's linear op (``onednn.linear`` looks the op up at each call)."""
     real = torch.ops.mkldnn._linear_pointwise
     rows = []
 
@@ -102,7 +102,7 @@ def _ref(lin, x):
     return F.linear(x, lin.weight, lin.bias)
 
 
-# --------------------------------------------------------------------------- cpu_linear
+# --------------------------------------------------------------------------- linear (the float32 linears swapped)
 
 
 @onednn
