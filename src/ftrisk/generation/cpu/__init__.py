@@ -9,6 +9,6 @@
 - ``caches``: what is built once and kept (``kernels()``, ``KernelCache``); ``next_token``: one forward pass;
 - ``prefill``, ``loop``: the greedy loop (``loop.greedy``).
 
-torch and transformers are imported inside functions, as elsewhere in ftrisk: other packages import some of these
-modules (resources, the linear kernels), and the command line starts without loading torch.
+torch and transformers are imported inside functions: the command line loads these modules at start-up (the planner
+reads the decode loop's constants, ``ftrisk plan`` the kernels' hardware checks) and starts without loading torch.
 """
