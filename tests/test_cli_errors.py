@@ -189,37 +189,30 @@ def test_corrupt_weights_file_in_a_run_writes_nothing(capsys, tmp_path, truncate
     assert not (tmp_path / "out").exists()
 
 
-def test_weights_that_fail_to_load_leave_a_new_eval_folder_as_it_was(capsys, tmp_path, tiny_model_dir, prompts_jsonl,
-                                                                     monkeypatch):
-    """A user error found only while the model loads (after the stage began) removes what the stage wrote there."""
-    from ftrisk.errors import FtriskError
-
-    def fails(*a, **k):
-        raise FtriskError("could not load model 'x': a problem found while loading")
-
-    monkeypatch.setattr(models, "load_subject", fails)
-    out, empty = tmp_path / "ev", tmp_path / "empty"
-    empty.mkdir()
-    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out), "found while loading")
-    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, empty), "found while loading")
-    assert not out.exists() and empty.is_dir() and not any(empty.iterdir())
-
-
-def test_a_backend_that_refuses_the_subject_leaves_a_new_eval_folder_as_it_was(capsys, tmp_path, tiny_model_dir,
-                                                                               prompts_jsonl, monkeypatch):
-    """An engine that refuses the subject when it is opened (CTranslate2 asked for float16 on the CPU, vLLM without
-    a GPU) is a user error found after the stage began: what the stage wrote there goes too."""
+@pytest.mark.parametrize("where, fails", [
+    # a user error found only while the model loads
+    ("model", "could not load model 'x': a problem found while loading"),
+    # an engine that refuses the subject when it is opened (CTranslate2 asked for float16 on the CPU, vLLM without a
+    # GPU)
+    ("backend", "generation backend 'x' cannot run this subject here"),
+])
+def test_a_user_error_after_the_stage_began_leaves_a_new_eval_folder_as_it_was(capsys, tmp_path, tiny_model_dir,
+                                                                               prompts_jsonl, monkeypatch, where, fails):
+    """A user error found after the stage began removes what the stage wrote there (its stage.json)."""
     from ftrisk.errors import FtriskError
     from ftrisk.pipeline import evaluate
 
-    def refuses(*a, **k):
-        raise FtriskError("generation backend 'x' cannot run this subject here")
+    def raises(*a, **k):
+        raise FtriskError(fails)
 
-    monkeypatch.setattr(evaluate, "open_backend", refuses)
+    if where == "model":
+        monkeypatch.setattr(models, "load_subject", raises)
+    else:
+        monkeypatch.setattr(evaluate, "open_backend", raises)
     out, empty = tmp_path / "ev", tmp_path / "empty"
     empty.mkdir()
-    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out), "cannot run this subject")
-    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, empty), "cannot run this subject")
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, out), fails)
+    _fail(capsys, _eval(tiny_model_dir, prompts_jsonl, empty), fails)
     assert not out.exists() and empty.is_dir() and not any(empty.iterdir())
 
 
