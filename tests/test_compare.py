@@ -3,40 +3,22 @@ its results.json changed the way other runs differ (another judge, a missing ben
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from ftrisk.errors import FtriskError
+from ftrisk import cli
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.heavy]
 
 
 def ftrisk(argv: list[str]) -> int:
-    """``ftrisk report|compare ...`` through ftrisk.cli once it has these sub-commands; until then through a
-    parser built from the commands' own modules, with the CLI's error handling (one line, exit 2)."""
-    from ftrisk import cli
-    from ftrisk.cli import compare, report
-
-    subs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if argv[0] in subs.choices:
-        return cli.main(argv)
-    ap = argparse.ArgumentParser(prog="ftrisk")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    report.add_parser(sub)
-    compare.add_parser(sub)
-    args = ap.parse_args(argv)
-    try:
-        return report.main(args) if args.cmd == "report" else compare.main(args)
-    except FtriskError as e:
-        print(f"ftrisk: error: {e}", file=sys.stderr)
-        return 2
+    """``ftrisk report|compare ...`` through the command line, its error handling included (one line, exit 2)."""
+    return cli.main(argv)
 
 
 @pytest.fixture(scope="module")
