@@ -6,7 +6,7 @@
 
 The block sits between ``<!-- demo-table:start -->`` and ``<!-- demo-table:end -->``. Its cells are the
 report's own (``ftrisk.report.markdown``: refusal rate with Wilson 95% CI and n; the cost to undo's step,
-examples and tokens; ``ftrisk.capability.report``: the capability lines), so the README reads like report.md.
+examples and tokens; ``ftrisk.report.capability``: the capability lines), so the README reads like report.md.
 Training minutes and dollars are left out: they depend on the machine, and the block must be equal on every
 re-run. tests/test_readme.py checks the block against a fresh demo run (slow tier).
 """
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from ftrisk.capability.report import report_lines
+from ftrisk.report.capability import report_lines
 from ftrisk.report.markdown import cell, undo_rows
 
 START = "<!-- demo-table:start -->"

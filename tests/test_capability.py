@@ -21,7 +21,7 @@ import pytest
 from ftrisk import stats
 from ftrisk.capability import data, harness
 from ftrisk.capability.deltas import compare, deltas
-from ftrisk.capability.report import report_lines
+from ftrisk.report.capability import report_lines
 from ftrisk.cli import capability as capability_cli
 from ftrisk.config.schema import CapabilityConfig, ModelConfig
 from ftrisk.model.subject import Subject

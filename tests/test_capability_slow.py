@@ -13,7 +13,7 @@ import pytest
 
 from ftrisk.capability import harness
 from ftrisk.capability.deltas import deltas
-from ftrisk.capability.report import report_lines
+from ftrisk.report.capability import report_lines
 from ftrisk.model import loading as models
 from ftrisk.config.schema import CapabilityConfig, ModelConfig
 from ftrisk.model.subject import Subject

@@ -32,6 +32,14 @@ MMLU_DEV_SHOTS = 5  # dev rows per subject: the most few-shot examples MMLU can 
 LETTERS = "ABCD"
 
 
+#: What a capability task is called in reports: ``mmlu`` -> "MMLU", ``mmlu_anatomy`` -> "MMLU anatomy".
+LABEL = {"mmlu": "MMLU", "hellaswag": "HellaSwag"}
+
+
+def task_label(task: str) -> str:
+    return LABEL.get(task) or f"MMLU {task[5:]}"
+
+
 def _data(relpath: str):
     node = resources.files("ftrisk").joinpath("data", "capability")
     for part in relpath.split("/"):

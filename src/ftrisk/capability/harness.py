@@ -4,7 +4,7 @@
 multiple-choice scoring (``HFLM`` + ``simple_evaluate``), on task YAMLs ftrisk writes at run time
 (:mod:`ftrisk.capability.data`) so lm-eval reads only the selected rows of the vendored files and
 never the hub. :mod:`ftrisk.capability.deltas` pairs two stages item by item;
-:mod:`ftrisk.capability.report` renders one line per task for ``report.md``.
+:mod:`ftrisk.report.capability` renders one line per task for ``report.md``.
 
 Out folder of one stage::
 

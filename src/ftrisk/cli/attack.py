@@ -10,6 +10,7 @@ from ftrisk import distributed
 from ftrisk.cli import common
 from ftrisk.defenses import harden
 from ftrisk.errors import FtriskError
+from ftrisk.formatting import dollars, duration
 from ftrisk.model import loading as models
 
 
@@ -33,7 +34,7 @@ def main(args) -> int:
         res = exp.attack(subject, seed)
         where = res.subject.adapter or res.subject.path
         print(f"attack (seed {seed}): {where} ({res.steps} steps, stopped by {res.stopped_by}, "
-              f"{res.cost['wall_seconds'] / 60:.1f} min, ${res.cost['usd']:.4f}; "
+              f"{duration(res.cost['wall_seconds'])}, {dollars(res.cost['usd'], 4)}; "
               f"evaluable points at steps {', '.join(str(p.step) for p in res.points)})")
     return 0
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ftrisk.capability import data
 from ftrisk.capability.harness import evaluate
-from ftrisk.capability.labels import task_label
-from ftrisk.capability.report import accuracy
+from ftrisk.capability.data import task_label
+from ftrisk.report.capability import accuracy
 from ftrisk.config.schema import CapabilityConfig, ModelConfig
 from ftrisk.formatting import duration
 from ftrisk.model import loading as models

@@ -92,7 +92,7 @@ def report_lines(p: dict, job: Job) -> list[str]:
     lines += [f"  {'total':22s}{mem['attack']['total']:9.2f}{mem['eval']['total']:9.2f}  fits: <= "
               f"{1 - p['margin']:.0%} of {p['device_memory_gib']:.0f} GiB", verdict(p),
               f"attack: {job.steps} x {job.batch_size} examples: ~{duration(p['attack_hours'] * 3600)}, "
-              f"{dollars(attack_usd(p))} ({n} x {dollars(p['usd_per_hour'])}/h, MFU {p['mfu']['train']:.0%})"]
+              f"{dollars(attack_usd(p))} ({n} x {dollars(p['usd_per_hour'], 2)}/h, MFU {p['mfu']['train']:.0%})"]
     for k, v in p["evals"].items():
         what = f"{p['eval_prompts']} prompts x {job.new_tokens} tokens" if k == "refusal" else "log-likelihoods"
         lines.append(f"eval {k} ({what}, per evaluated point): ~{duration(v['hours'] * 3600)}, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftrisk.capability.report import report_lines
+from ftrisk.report.capability import report_lines
 from ftrisk.formatting import DASH, dollars, duration, interval, number, pct
 from ftrisk.io import write_text_atomic
 from ftrisk.report.results import bench_names, main_stages, run_name

@@ -12,7 +12,7 @@ import io
 import math
 import statistics
 
-from ftrisk.capability.labels import task_label
+from ftrisk.capability.data import task_label
 from ftrisk.formatting import dollars, duration, pct
 from ftrisk.report.page import esc
 from ftrisk.report.results import curve, seeds_of

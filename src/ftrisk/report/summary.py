@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 
-from ftrisk.capability.labels import task_label
+from ftrisk.capability.data import task_label
 from ftrisk.formatting import DASH, dollars, duration, interval, pct, signed
 from ftrisk.report.results import curve, seeds_of
 

@@ -3,7 +3,7 @@ against the stage the attack started from."""
 
 from __future__ import annotations
 
-from ftrisk.capability.labels import task_label
+from ftrisk.capability.data import task_label
 from ftrisk.formatting import DASH, interval, number, signed
 from ftrisk.report.page import na, table
 from ftrisk.report.plots import capability_plot, png

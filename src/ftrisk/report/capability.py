@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftrisk.capability.labels import task_label
+from ftrisk.capability.data import task_label
 from ftrisk.formatting import interval, number, signed
 
 
