@@ -270,3 +270,18 @@ def test_indexed_overrides():
     assert cfg.eval.benchmarks[0].name == "advbench-test" and cfg.eval.benchmarks[0].limit == 5
     with pytest.raises(FtriskError, match="index 7 is out of range"):
         config.load("configs/demo.yaml", ["eval.benchmarks[3].limit=1", "eval.benchmarks[7].limit=1"])
+
+
+def test_load_spec_settings_default_as_model_config_does():
+    """model.subject.load_spec spells out ModelConfig's defaults (the model layer sits below config): they must agree."""
+    import dataclasses
+    import inspect
+
+    from ftrisk.config.schema import ModelConfig
+    from ftrisk.model.subject import load_spec
+
+    params = inspect.signature(load_spec).parameters
+    fields = [f for f in dataclasses.fields(ModelConfig) if f.name != "spec"]
+    assert {f.name for f in fields} == set(params) - {"spec"}
+    for f in fields:
+        assert params[f.name].default == f.default, f.name

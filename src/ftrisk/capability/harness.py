@@ -26,7 +26,6 @@ from pathlib import Path
 
 from ftrisk import keys, stats
 from ftrisk.capability import data
-from ftrisk.config.schema import CapabilityConfig
 from ftrisk.errors import FtriskError
 from ftrisk.io import read_json, write_json_atomic, write_text_atomic
 from ftrisk.model import loading as models
@@ -136,8 +135,9 @@ def run_task(lm, evaluator, TaskManager, task: str, ids: list[str], k: int, seed
     return entry
 
 
-def evaluate(subject, cfg: CapabilityConfig, out_dir: Path, *, seed: int = 0, loaded=None) -> dict:
-    """Score the :class:`ftrisk.model.subject.Subject` on ``cfg.tasks``; resumable per task. Returns ``{task: result}``.
+def evaluate(subject, cfg, out_dir: Path, *, seed: int = 0, loaded=None) -> dict:
+    """Score the :class:`ftrisk.model.subject.Subject` on ``cfg.tasks`` (``cfg``: the run's
+    :class:`ftrisk.config.schema.CapabilityConfig`); resumable per task. Returns ``{task: result}``.
 
     ``loaded`` is the subject's (model, tokenizer) when a stage already holds it (no adapter merged into it).
     """

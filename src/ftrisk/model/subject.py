@@ -15,8 +15,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
-from ftrisk.config.schema import ModelConfig
 from ftrisk.model import loading as models
 
 
@@ -56,7 +56,8 @@ class Subject:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, mcfg, spec: str | None = None) -> "Subject":
-        """From a :class:`ftrisk.config.schema.ModelConfig` (``spec`` replaces ``mcfg.spec``, e.g. a hardened folder)."""
+        """From a :class:`ftrisk.config.schema.ModelConfig`, or anything with its fields (``spec`` replaces
+        ``mcfg.spec``, e.g. a hardened folder)."""
         spec = spec or mcfg.spec
         path = models.resolve(spec)
         return cls(spec=str(spec), path=str(path), fingerprint=models.fingerprint(path), dtype=mcfg.dtype,
@@ -111,9 +112,12 @@ class Subject:
         return cls(**d)
 
 
-def load_spec(spec: str, **model_options):
-    """(model, tokenizer) of a model spec with default settings (benchmarks, tests)."""
-    return Subject.from_config(ModelConfig(spec=str(spec), **model_options)).load()
+def load_spec(spec: str, *, dtype: str = "float32", device: str = "auto", quantize: str | None = None,
+              chat_template: str | None = None, system_prompt: str | None = None, trust_remote_code: bool = False):
+    """(model, tokenizer) of a model spec; the settings default as ``ModelConfig``'s do (benchmarks, tests)."""
+    settings = dict(dtype=dtype, device=device, quantize=quantize, chat_template=chat_template,
+                    system_prompt=system_prompt, trust_remote_code=trust_remote_code)
+    return Subject.from_config(SimpleNamespace(spec=str(spec), **settings)).load()
 
 
 def relative_to(path: str | None, root: Path) -> str | None:
