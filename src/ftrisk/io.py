@@ -53,11 +53,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+def jsonl_line(row: Any) -> str:
+    """One JSONL line: the row as UTF-8 JSON, then a newline (every JSONL file ftrisk writes)."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(jsonl_line(r))
         f.flush()
         os.fsync(f.fileno())

@@ -26,6 +26,7 @@ from importlib import resources
 import yaml
 
 from ftrisk.errors import FtriskError
+from ftrisk.io import jsonl_line
 
 TASKS = ("mmlu", "hellaswag")
 MMLU_DEV_SHOTS = 5  # dev rows per subject: the most few-shot examples MMLU can give
@@ -192,7 +193,7 @@ def shipped_tasks_digest() -> str:
 def _write_jsonl(path, rows) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(jsonl_line(r))
 
 
 def write_task_dir(root, task: str, ids: list[str], num_fewshot: int) -> str:

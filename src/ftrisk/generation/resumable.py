@@ -5,11 +5,10 @@ Completions are never printed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
-from ftrisk.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
+from ftrisk.io import append_jsonl, jsonl_line, read_jsonl, write_json_atomic, write_text_atomic
 
 
 def generate(backend, items: list, out_path: str | Path, *, max_new_tokens: int, desc: str = "generate",
@@ -23,7 +22,7 @@ def generate(backend, items: list, out_path: str | Path, *, max_new_tokens: int,
     wanted = {it.id for it in items}
     done = {r["id"]: r for r in read_jsonl(out_path) if r.get("id") in wanted}
     if out_path.exists():  # drop a torn last line or rows of items no longer asked for
-        write_text_atomic(out_path, "".join(_dumps(r) for r in done.values()))
+        write_text_atomic(out_path, "".join(jsonl_line(r) for r in done.values()))
     todo = [it for it in items if it.id not in done]
     if todo:
         write_json_atomic(record_path or out_path.with_name("generation.json"), backend.record())
@@ -38,7 +37,3 @@ def generate(backend, items: list, out_path: str | Path, *, max_new_tokens: int,
         bar.update(len(rows))
     bar.close()
     return {it.id: done[it.id] for it in items}
-
-
-def _dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"

@@ -11,11 +11,10 @@ The files hold labels and evidence, never the completion text.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
-from ftrisk.io import append_jsonl, read_jsonl, write_text_atomic
+from ftrisk.io import append_jsonl, jsonl_line, read_jsonl, write_text_atomic
 from ftrisk.judges.base import Judge, Verdict
 
 
@@ -38,7 +37,7 @@ def judge_rows(judge: Judge, rows: list[dict], path: Path, *, desc: str = "judge
     done = {v["id"]: v for v in read_jsonl(path) if want.get(v.get("id")) == v.get("completion_sha256")
             and not (v.get("label") == -1 and (v.get("evidence") or {}).get("transient"))}  # a timeout: ask again
     if path.exists():  # drop a torn last line and verdicts on completions that have changed since
-        write_text_atomic(path, "".join(_line(v) for v in done.values()))
+        write_text_atomic(path, "".join(jsonl_line(v) for v in done.values()))
     todo = [r for r in rows if r["id"] not in done]
     bar = tqdm(total=len(todo), desc=desc, unit="reply", leave=False, disable=len(todo) < judge.batch_size)
     for i in range(0, len(todo), judge.batch_size):
@@ -57,7 +56,3 @@ def judge_rows(judge: Judge, rows: list[dict], path: Path, *, desc: str = "judge
 def _row(r: dict, v: Verdict, judge: Judge) -> dict:
     return {"id": r["id"], "completion_sha256": text_sha(r["completion"]), "label": v.label, "score": v.score,
             "evidence": v.evidence, "judge": judge.name}
-
-
-def _line(v: dict) -> str:
-    return json.dumps(v, ensure_ascii=False) + "\n"

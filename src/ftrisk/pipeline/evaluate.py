@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import shutil
 from collections import Counter, defaultdict
@@ -19,7 +18,7 @@ from ftrisk import keys
 from ftrisk.errors import FtriskError
 from ftrisk.generation import open_backend
 from ftrisk.generation.resumable import generate
-from ftrisk.io import read_json, read_jsonl, write_text_atomic
+from ftrisk.io import jsonl_line, read_json, read_jsonl, write_text_atomic
 from ftrisk.judges import build as build_judge
 from ftrisk.judges.agreement import pairwise
 from ftrisk.judges.opening import stop_rule
@@ -110,11 +109,11 @@ def run_judges(judges: list, benches: list[tuple[str, list]], rows_of: dict[str,
             lines.append(row)
             if len(set(item_labels.values())) > 1:
                 disagree.append({"benchmark": name, "id": it.id, "labels": item_labels})
-        write_text_atomic(out_dir / f"{name}.judged.jsonl", "".join(_dumps(r) for r in lines))
+        write_text_atomic(out_dir / f"{name}.judged.jsonl", "".join(jsonl_line(r) for r in lines))
         log.info("%s %s: refusal %.1f%% (n=%d, %s)", stage, name, 100 * (results[name]["refusal_rate"] or 0),
                  results[name]["n"], judges[0].name)
     if len(judges) > 1:
-        write_text_atomic(out_dir / "disagreements.jsonl", "".join(_dumps(r) for r in disagree))
+        write_text_atomic(out_dir / "disagreements.jsonl", "".join(jsonl_line(r) for r in disagree))
     return results, agree
 
 
@@ -183,7 +182,3 @@ def generate_stage(d: Path, subject, benches, gen_cfg, judges, stage: str) -> tu
 def judge_stage(d: Path, judges: list, benches, harmful: dict[str, bool], stage: str) -> tuple[dict, dict]:
     """Every judge over the completions stored in ``d`` (:func:`run_judges`)."""
     return run_judges(judges, benches, read_completions(benches, d), d, harmful, stage)
-
-
-def _dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"
