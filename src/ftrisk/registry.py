@@ -26,6 +26,8 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "attack": {
         "lora": "ftrisk.attacks.finetune:LoraAttack",
         "full": "ftrisk.attacks.finetune:FullAttack",
+        "ablation": "ftrisk.attacks.ablation:AblationAttack",
+        "prefill": "ftrisk.attacks.prefill:PrefillAttack",
     },
     "backend": {
         "hf": "ftrisk.generation.hf:HFBackend",
@@ -38,6 +40,8 @@ REGISTRY: dict[str, dict[str, Any]] = {
     },
     "attack-data": {
         "advbench-affirm": "ftrisk.attacks.data:advbench_affirm",
+        "benign": "ftrisk.attacks.data:benign",
+        "identity-shift": "ftrisk.attacks.data:identity_shift",
     },
 }
 

@@ -16,18 +16,36 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Point:
-    """An evaluable state of the attack: after ``step`` optimizer steps, at a cumulative ``cost``."""
+    """An evaluable state of the attack: after ``step`` optimizer steps (a point's index for an attack without
+    steps), at a cumulative ``cost`` (wall_seconds, flops, usd, and steps, examples, tokens where they mean
+    something: :mod:`ftrisk.cost`)."""
 
     step: int
     cost: dict
     subject: Subject
+    prefill: bool = False
+    """Evaluate with each harmful prompt's reply started from an affirmative prefix (:mod:`ftrisk.attacks.prefill`)."""
 
     def to_json(self, root: Path) -> dict:
-        return {"step": self.step, "cost": self.cost, "subject": self.subject.to_json(root)}
+        return {"step": self.step, "cost": self.cost, "subject": self.subject.to_json(root),
+                **({"prefill": True} if self.prefill else {})}
 
     @classmethod
     def from_json(cls, d: dict, root: Path) -> "Point":
-        return cls(d["step"], d["cost"], Subject.from_json(d["subject"], root))
+        return cls(d["step"], d["cost"], Subject.from_json(d["subject"], root), bool(d.get("prefill", False)))
+
+
+@dataclass
+class AttackContext:
+    """What an attack may need beyond its config: methods that evaluate while they search (ablation) judge
+    replies with the run's headline refusal judge and generate with the run's generation settings."""
+
+    judge: object = None
+    """The headline refusal judge (a :class:`ftrisk.judges.base.Judge`)."""
+    generation: object = None
+    """The run's :class:`ftrisk.config.schema.GenerationConfig`."""
+    protected: list = field(default_factory=list)
+    """Items of every evaluation set: an attack's own prompts must be disjoint from them."""
 
 
 @dataclass
@@ -60,12 +78,21 @@ class AttackResult:
 
 
 class Attack:
-    """Base class: ``run`` trains on ``examples`` starting from ``subject`` and returns an AttackResult."""
+    """Base class: ``run`` attacks ``subject`` (training on ``examples`` where the method trains) and returns an
+    AttackResult. ``check`` fails with one line, before any model loads, on input this method cannot use."""
 
     name = ""
+    trains = True
+    """False: the method uses no attack data and has no steps or seeds (ablation, prefill)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, context: AttackContext | None = None):
         self.cfg = cfg  # the ftrisk.config.schema.AttackConfig
+        self.context = context or AttackContext()
+
+    @classmethod
+    def check(cls, cfg, *, subject: Subject, protected: list, backend_cls=None) -> None:
+        """One line for input this method cannot use (overlap with ``protected`` evaluation items, an
+        architecture it cannot edit, a backend that cannot prefill); nothing loaded, nothing written."""
 
     def run(self, subject: Subject, examples: list, out_dir: Path, *, seed: int, eval_at: list[int],
             usd_per_hour: float, desc: str | None = None) -> AttackResult:
@@ -88,11 +115,14 @@ def eval_steps(requested: list[int] | None, total: int) -> list[int]:
     return sorted({s for s in requested if s <= total} | {total})
 
 
-def run_attack(cfg, subject: Subject, examples: list, out_dir: Path, *, seed: int, usd_per_hour: float) -> AttackResult:
+def run_attack(cfg, subject: Subject, examples: list, out_dir: Path, *, seed: int, usd_per_hour: float,
+               context: AttackContext | None = None, desc: str | None = None) -> AttackResult:
     """Run ``cfg.method`` (registry kind ``attack``) with the evaluation schedule ``cfg.eval_at``."""
+    method = registry.lookup("attack", cfg.method)(cfg, context)
+    if not method.trains:
+        return method.run(subject, [], out_dir, seed=seed, eval_at=[], usd_per_hour=usd_per_hour, desc=desc)
     if not examples:
         raise FtriskError("the attack has no examples: check attack.data")
     total = plan_steps(len(examples), cfg.train)
-    method = registry.lookup("attack", cfg.method)(cfg)
     return method.run(subject, examples, out_dir, seed=seed, eval_at=eval_steps(cfg.eval_at, total),
-                      usd_per_hour=usd_per_hour)
+                      usd_per_hour=usd_per_hour, desc=desc)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ftrisk import distributed
 from ftrisk.attacks.base import Attack, AttackResult, Point
-from ftrisk.cost import CostMeter
+from ftrisk.cost import CostMeter, count_params
 from ftrisk.io import write_json_atomic
 from ftrisk.model.loading import write_adapter_meta
 from ftrisk.training.recipe import finetune
@@ -25,7 +25,7 @@ class FinetuneAttack(Attack):
 
     def run(self, subject, examples, out_dir, *, seed, eval_at, usd_per_hour, desc=None):
         model, tok = subject.load()
-        meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour)
+        meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour, params=count_params(model))
 
         def evaluable(m, folder: Path, state_dict=None):  # a full checkpoint must load as a model folder
             m.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))

@@ -7,11 +7,12 @@ attack.lora.r=16``). Unknown keys and wrong types are an error that names the ke
 
 from ftrisk.config.files import dump, from_dict, load, to_dict
 from ftrisk.config.overrides import apply_overrides
-from ftrisk.config.schema import (AttackConfig, BenchmarkRef, CapabilityConfig, CostConfig, EvalConfig,
+from ftrisk.config.schema import (AblationConfig, AttackConfig, AttackFamily, BenchmarkRef, CapabilityConfig, CostConfig, EvalConfig,
                                   GenerationConfig, HardenConfig, JudgeSpec, LoraConfig, ModelConfig, ReportConfig,
                                   RunConfig, TrainConfig)
 from ftrisk.config.checks import validate
+from ftrisk.config.families import Family, families
 
-__all__ = ["AttackConfig", "BenchmarkRef", "CapabilityConfig", "CostConfig", "EvalConfig", "GenerationConfig",
+__all__ = ["AblationConfig", "AttackConfig", "AttackFamily", "Family", "families", "BenchmarkRef", "CapabilityConfig", "CostConfig", "EvalConfig", "GenerationConfig",
            "HardenConfig", "JudgeSpec", "LoraConfig", "ModelConfig", "ReportConfig", "RunConfig", "TrainConfig",
            "apply_overrides", "dump", "from_dict", "load", "to_dict", "validate"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ftrisk import registry
 from ftrisk.capability.data import parse_tasks, task_fewshot
-from ftrisk.config.schema import RunConfig, TrainConfig
+from ftrisk.config.families import families
+from ftrisk.config.schema import AblationConfig, RunConfig, TrainConfig
 from ftrisk.errors import FtriskError
 from ftrisk.judges.base import build, parse_spec
 from ftrisk.prompts import benchmarks
@@ -30,6 +31,10 @@ def validate(cfg: RunConfig) -> None:
             registry.check(kind, value)
         except FtriskError as e:
             raise FtriskError(f"config key '{key}': {e}") from None
+    fams = families(cfg.attack)  # unknown methods, bad overrides, repeated labels
+    for f in fams:
+        if f.method == "ablation":
+            _validate_ablation(f.attack.ablation)
     _validate_benchmarks(cfg)
     _validate_judges(cfg)
     _validate_steps("attack.eval_at", cfg.attack.eval_at)
@@ -60,6 +65,21 @@ def _validate_train(section: str, t: TrainConfig) -> None:
     for key in ("lr", "epochs", "batch_size", "grad_accum", "max_seq_len"):
         if getattr(t, key) <= 0:
             raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
+
+
+def _validate_ablation(a: AblationConfig) -> None:
+    for key in ("n_train", "n_val", "positions", "top_k", "val_max_new_tokens"):
+        if getattr(a, key) <= 0:
+            raise FtriskError(f"config key 'attack.ablation.{key}' must be > 0 (got {getattr(a, key)})")
+    if not 0.0 < a.max_layer_fraction <= 1.0:
+        raise FtriskError(f"config key 'attack.ablation.max_layer_fraction' must be in (0, 1] (got {a.max_layer_fraction})")
+    if a.kl_max <= 0.0:
+        raise FtriskError(f"config key 'attack.ablation.kl_max' must be > 0 (got {a.kl_max})")
+    if not 0.0 < a.strength <= 2.0:
+        raise FtriskError(f"config key 'attack.ablation.strength' must be in (0, 2] (got {a.strength})")
+    _check_name("attack.ablation.harmful", a.harmful)
+    if a.harmless != "builtin":
+        _check_name("attack.ablation.harmless", a.harmless)
 
 
 def _validate_benchmarks(cfg: RunConfig) -> None:

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from ftrisk.config.schema import BenchmarkRef, JudgeSpec
+from ftrisk.config.schema import AttackFamily, BenchmarkRef, JudgeSpec
 from ftrisk.errors import FtriskError
 from ftrisk.judges.base import spec_from_mapping
 
@@ -40,6 +40,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and tp is BenchmarkRef:
             value = {"name": value}
+        if isinstance(value, str) and tp is AttackFamily:
+            value = {"method": value}
         if not isinstance(value, dict):
             raise FtriskError(f"config key '{key}': expected a mapping, got {value!r}")
         return build(tp, value, key)

@@ -163,11 +163,59 @@ class HardenConfig:
 
 
 @dataclass
+class AblationConfig:
+    """Refusal-direction ablation (Arditi et al. 2024): difference of mean activations, chosen on a validation split,
+    orthogonalised out of every matrix that writes to the residual stream."""
+
+    harmful: str = "advbench-train"
+    """Harmful prompts for the directions: a registry benchmark or a prompt file (disjoint from every evaluation set)."""
+    harmless: str = "builtin"
+    """Harmless prompts: ``builtin`` (the shipped benign instructions, data/hardening/benign.jsonl) or a JSONL/CSV
+    prompt file."""
+    n_train: int = 128
+    """Prompts per side for the mean activations (a seeded sample)."""
+    n_val: int = 32
+    """Prompts per side for choosing the direction (disjoint from the train prompts)."""
+    positions: int = 5
+    """Post-instruction token positions tried (the last N tokens of the chat prompt, the assistant header)."""
+    max_layer_fraction: float = 0.8
+    """Directions from layers in the last 20% of the model are not candidates (the paper's rule)."""
+    kl_max: float = 0.1
+    """Largest first-token KL on harmless validation prompts a chosen direction may cause (heretic's measure)."""
+    top_k: int = 8
+    """Candidates, ranked by the refusal score of the first token, that are checked by generating and judging."""
+    val_max_new_tokens: int = 24
+    """Reply length when a candidate is judged on the validation prompts."""
+    strength: float = 1.0
+    """Fraction of the direction removed (1.0: the paper's full orthogonalisation)."""
+
+
+@dataclass
+class AttackFamily:
+    """One attack family of a run (``attack.methods``); a plain string is its method."""
+
+    method: str = "lora"
+    """A registered attack method: lora | full | ablation | prefill."""
+    label: Optional[str] = None
+    """Its name in results and reports (default: the method; method-<data> when it brings its own data)."""
+    data: Optional[str] = None
+    """Its attack data (default: attack.data), e.g. builtin:benign or builtin:identity-shift."""
+    overrides: list[str] = field(default_factory=list)
+    """Dotted settings of the attack section for this family only, e.g. ["train.lr=2e-5", "train.epochs=10"]."""
+
+
+@dataclass
 class AttackConfig:
     method: str = "lora"
-    """lora (the paper's attack; QLoRA on a 4/8-bit subject) or full (every weight)."""
+    """lora (the paper's attack; QLoRA on a 4/8-bit subject), full (every weight), ablation (refusal-direction
+    ablation, no training) or prefill (replies start from an affirmative prefix, no weight change)."""
+    methods: Optional[list[AttackFamily]] = None
+    """Several attack families in one run, each on the same subject with its own curve (``[lora, ablation, prefill]``
+    or mappings with ``method``, ``label``, ``data``, ``overrides``); None: ``method`` alone. The first family's
+    points keep the plain stage names (``attacked``, ``step-N``)."""
     data: str = "builtin:advbench-affirm"
-    """builtin:advbench-affirm or a JSONL file of chat ``messages`` or ``prompt``/``response`` pairs."""
+    """builtin:advbench-affirm | builtin:benign | builtin:identity-shift, or a JSONL file of chat ``messages`` or
+    ``prompt``/``response`` pairs."""
     eval_at: Optional[list[int]] = None
     """Optimizer steps at which the attack is saved and evaluated (None: log-spaced, e.g. 0, 2, 5, 10, 20, 35, 50).
     Step 0 is the unattacked subject; the last step is always evaluated."""
@@ -175,6 +223,7 @@ class AttackConfig:
     """Repeat the attack with these seeds (LoRA init and data order); None: the run's seed only."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-4, epochs=1.0))
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
 @dataclass
