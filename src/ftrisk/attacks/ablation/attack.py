@@ -1,0 +1,119 @@
+"""``ablation``: refusal-direction ablation (Arditi et al. 2024; heretic is its automated peer), no training.
+
+1. Mean residual-stream activations of harmful and harmless train prompts at the post-instruction tokens; each
+   (layer, position) gives a candidate direction, their normalised difference (:mod:`.directions`).
+2. The direction is chosen on validation prompts: a cheap first-token refusal score and KL for every candidate, then
+   judged greedy replies for the best few (:mod:`.select`).
+3. It is orthogonalised out of the weights, and the edited model written as a full folder (:mod:`.edit`).
+
+Every stage resumes from its files in the attack's folder (the activations pass per batch, the selection per
+candidate, the folder as a whole), and the cost meter resumes with them, so a killed run neither redoes nor
+recounts finished work. All forward work is counted at ``2 N`` FLOPs per token (:mod:`ftrisk.cost`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+from ftrisk import registry
+from ftrisk.attacks.ablation import arch, data
+from ftrisk.attacks.ablation.directions import PASS_FILE, candidates, mean_activations, refusal_tokens, save_atomic
+from ftrisk.attacks.ablation.edit import orthogonalise, write_model
+from ftrisk.attacks.ablation.forward import BATCH_SIZE, encode, meter_state, pad_id
+from ftrisk.attacks.ablation.select import CANDIDATES, Candidates, judge_shortlist, kept_layers, score, shortlist
+from ftrisk.attacks.base import Attack, AttackResult, Point
+from ftrisk.cost import CostMeter, count_params
+from ftrisk.errors import FtriskError
+from ftrisk.io import read_json, write_json_atomic
+from ftrisk.keys import stage_key
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+"""Bump when a change makes stored partial work (activations, scores) invalid."""
+
+
+def summary(meter) -> dict:
+    """The meter's summary with the forward-only tokens shown (``CostMeter.summary`` counts training tokens only)."""
+    cost = meter.summary()
+    cost["forward_tokens"] = meter.forward_tokens
+    if not cost["tokens"] and cost["wall_seconds"]:
+        cost["tokens_per_second"] = round(meter.forward_tokens / meter.elapsed(), 1)
+    return cost
+
+
+class AblationAttack(Attack):
+    """Refusal-direction ablation: one point, the edited model, at the cost of the search and the edit."""
+
+    name = "ablation"
+    trains = False
+    batch_size = BATCH_SIZE
+
+    @classmethod
+    def check(cls, cfg, *, subject, protected, backend_cls=None) -> None:
+        if subject.quantize:
+            raise FtriskError(f"ablation edits the weights, which model.quantize={subject.quantize} loads in k-bit: "
+                              "unset model.quantize for this attack")
+        arch.check_folder(subject.path)
+        data.prompt_sets(cfg.ablation, protected)
+
+    def run(self, subject, examples, out_dir, *, seed, eval_at, usd_per_hour, desc=None) -> AttackResult:
+        a = self.cfg.ablation
+        out_dir.mkdir(parents=True, exist_ok=True)
+        prompts = data.split(data.prompt_sets(a, self.context.protected), a.n_train, a.n_val, seed)
+        key = stage_key("ablation", version=VERSION, settings=dataclasses.asdict(a), subject=subject.identity(),
+                        seed=seed, batch_size=self.batch_size,
+                        prompts={k: [[it.id, it.prompt] for it in v] for k, v in prompts.items()})
+        model, tok = subject.load()
+        arch.writers(model)  # a hub model of a type the folder check could not read fails here
+        meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour, params=count_params(model),
+                          flops_per_token=2)
+        meter.start()
+        rows = {k: encode(tok, [it.prompt for it in v], subject.system_prompt) for k, v in prompts.items()}
+        pad = pad_id(tok)
+        acts = mean_activations(model, rows, pad=pad, positions=a.positions, out=out_dir / PASS_FILE, key=key,
+                                meter=meter, batch_size=self.batch_size, desc=f"{desc or 'ablation'}: activations")
+        dirs, tokens = candidates(acts), refusal_tokens(acts)
+        book = Candidates(out_dir / CANDIDATES, key)
+        if book.last_meter():
+            meter.restore(book.last_meter())
+        scored = score(model, dirs, n_layers=kept_layers(model.config.num_hidden_layers, a.max_layer_fraction),
+                       rows=rows, base=acts.val_logprobs, tokens=tokens, pad=pad, strength=a.strength, book=book,
+                       meter=meter, batch_size=self.batch_size)
+        if not scored:
+            raise FtriskError("ablation found no candidate direction: the harmful and harmless prompts have the same "
+                              "mean activations at every layer tried; check attack.ablation.harmful and harmless")
+        short, kl_met = shortlist(scored, a.kl_max, a.top_k)
+        judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
+        best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
+                               rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,
+                               strength=a.strength, book=book, meter=meter, batch_size=self.batch_size)
+        layer, pos = best["layer"], best["position"]
+        r = dirs[layer, pos + a.positions]
+        save_atomic({"direction": r}, out_dir / "direction.safetensors", {"layer": str(layer), "position": str(pos)})
+        info = {"layer": layer, "position": pos, "direction_candidates": len(scored),
+                "kl_harmless": best["kl_harmless"], "kl_max_met": kl_met, "val_refusal_rate": best["val_refusal_rate"],
+                "refusal_score": best["refusal_score"], "n_harmful": a.n_train + a.n_val,
+                "n_harmless": a.n_train + a.n_val,
+                "refusal_tokens": [{"id": t, "token": tok.decode([t])} for t in tokens]}
+        final = out_dir / "model"
+        record = read_json(final / "ablation.json") if (final / ".complete").exists() else None
+        if record and record.get("key") == key:
+            meter.restore(record["meter"])  # the folder was written before a kill: not edited again
+        else:
+            untied = orthogonalise(model, r, a.strength)
+            write_model(model, tok, final, {"method": "ablation", "key": key, "base_model": subject.spec,
+                                            "base_fingerprint": subject.fingerprint, "strength": a.strength,
+                                            "untied_embeddings": untied, **info, "meter": meter_state(meter)})
+        del model
+        meter.stop()
+        cost = summary(meter)
+        edited = subject.with_weights(final)
+        result = AttackResult(self.name, seed, edited, cost, [Point(1, cost, edited)], 0, 0, "done",
+                              {**info, "candidates": CANDIDATES})
+        write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
+        log.info("ablation: layer %d position %d, KL %.4f, validation refusal rate %s", layer, pos,
+                 best["kl_harmless"], json.dumps(best["val_refusal_rate"]))
+        return result
