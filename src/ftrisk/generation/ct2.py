@@ -21,7 +21,7 @@ from pathlib import Path
 import ctranslate2  # at top level: a missing extra fails in the registry with one line, before any work
 
 from ftrisk.errors import FtriskError
-from ftrisk.generation.base import Backend
+from ftrisk.generation.base import Backend, prompt_text
 from ftrisk.generation.cpu import resources
 from ftrisk.generation.cpu.loop import greedy
 from ftrisk.generation.hf import token_batches
@@ -152,7 +152,8 @@ class CT2Backend(Backend):
     def generate(self, items, *, max_new_tokens, desc="generate", stop=None):
         tok = self.tokenizer()
         system = self.subject.system_prompt
-        ids = {it.id: tok(chat_text(tok, it.prompt, system), add_special_tokens=False)["input_ids"] for it in items}
+        # a prefill (in the prompt's ids) opens the reply; include_prompt_in_result=False leaves it out of the completion
+        ids = {it.id: tok(prompt_text(tok, it, system), add_special_tokens=False)["input_ids"] for it in items}
         todo = sorted(items, key=lambda it: -len(ids[it.id]))
         widths = [len(ids[it.id]) + max_new_tokens for it in todo]
         for batch in token_batches(todo, widths, self.settings.batch_size, self.settings.max_batch_tokens):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ftrisk.generation.base import Backend
+from ftrisk.generation.base import Backend, prompt_text
 from ftrisk.generation.cpu import attention, linear, resources
 from ftrisk.generation.cpu.caches import KernelCache, kernels
 from ftrisk.generation.cpu.head import fast_parts, screen_applies
 from ftrisk.generation.cpu.loop import greedy
 from ftrisk.generation.cpu.options import DEFAULT, DecodeOptions
-from ftrisk.model.chat import chat_text, template_sha256
+from ftrisk.model.chat import template_sha256
 
 
 def generate_texts(model, tok, texts: list[str], max_new_tokens: int, *, stop=None, share_prefix: bool = True,
@@ -98,7 +98,7 @@ class HFBackend(Backend):
         (``generation.stop_when_judged`` with a judge that reads only the opening); such rows say ``truncated``."""
         model, tok = self.hf_model()
         system = self.subject.system_prompt
-        texts = {it.id: chat_text(tok, it.prompt, system) for it in items}
+        texts = {it.id: prompt_text(tok, it, system) for it in items}  # a prefill opens the reply: not in the completion
         lengths = {i: len(tok(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
         todo = sorted(items, key=lambda it: -lengths[it.id])  # length-sorted: little padding; longest first
         widths = [lengths[it.id] + max_new_tokens for it in todo]

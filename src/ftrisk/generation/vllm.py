@@ -13,9 +13,9 @@ Written against vLLM 0.30.0 (the PyPI wheel's source: ``vllm/entrypoints/llm.py`
 
 The same as ``hf``, by construction:
 
-- **prompts**: ftrisk applies the subject's chat template itself (:func:`ftrisk.model.chat.chat_text`), tokenizes with
-  ``add_special_tokens=False`` and gives vLLM the token ids, so BOS handling and the template override are the
-  HF backend's;
+- **prompts**: ftrisk applies the subject's chat template itself (:func:`ftrisk.generation.base.prompt_text`: the
+  template, then an item's prefill), tokenizes with ``add_special_tokens=False`` and gives vLLM the token ids, so BOS
+  handling, the template override and prefilling are the HF backend's;
 - **rows**: ``new_tokens`` counts the tokens before the stop token, ``finished`` is true when the model ended its
   reply (``finish_reason == "stop"``) and false when it ran out of ``max_new_tokens``; ``completion`` is decoded
   by the subject's tokenizer (``skip_special_tokens=True``) as ``hf`` decodes it.
@@ -44,9 +44,9 @@ from typing import get_args
 
 import vllm  # ImportError -> the registry's "pip install 'ftrisk[gpu]'"
 
-from ftrisk.model.chat import chat_text, template_sha256
+from ftrisk.model.chat import template_sha256
 from ftrisk.errors import FtriskError
-from ftrisk.generation.base import Backend
+from ftrisk.generation.base import Backend, prompt_text
 
 #: vLLM 0.30's ``max_lora_rank`` choices (``vllm.config.lora.MaxLoRARanks``), when they cannot be read from vLLM
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -173,7 +173,8 @@ class VLLMBackend(Backend):
                               "(generation.stop_when_judged): use generation.backend=hf, or unset stop_when_judged")
         tok = self.tokenizer()
         system = self.subject.system_prompt
-        ids = {it.id: tok(chat_text(tok, it.prompt, system), add_special_tokens=False)["input_ids"] for it in items}
+        # a prefill (in the prompt's ids) opens the reply; vLLM's output holds only the new tokens
+        ids = {it.id: tok(prompt_text(tok, it, system), add_special_tokens=False)["input_ids"] for it in items}
         todo = sorted(items, key=lambda it: -len(ids[it.id]))  # longest first, as hf
         if not todo:
             return

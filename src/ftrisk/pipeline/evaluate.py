@@ -17,6 +17,7 @@ from pathlib import Path
 from ftrisk import keys
 from ftrisk.errors import FtriskError
 from ftrisk.generation import open_backend
+from ftrisk.generation.base import prefill_of
 from ftrisk.generation.resumable import generate
 from ftrisk.io import jsonl_line, read_json, read_jsonl, write_text_atomic
 from ftrisk.judges import build as build_judge
@@ -124,10 +125,13 @@ def stop_chars(gen_cfg, judges) -> int | None:
 
 def generation_key(subject, benches, gen_cfg, stop: int | None = None) -> str:
     """Key of a stage's completions: the subject, the items and the decoding settings (not the judges, except the
-    opening length replies may stop at under ``stop_when_judged``)."""
+    opening length replies may stop at under ``stop_when_judged``), and the prefix of each prefilled item
+    (:mod:`ftrisk.attacks.prefill`; only where an item has one, so keys of stages without prefill are unchanged)."""
+    prefills = {n: {it.id: prefill_of(it) for it in items if prefill_of(it)} for n, items in benches}
+    prefills = {n: p for n, p in prefills.items() if p}
     return keys.stage_key("generation", subject=subject.identity(), settings=dataclasses.asdict(gen_cfg),
                           items={n: [it.id for it in items] for n, items in benches},
-                          **({"stop_chars": stop} if stop else {}))
+                          **({"stop_chars": stop} if stop else {}), **({"prefill": prefills} if prefills else {}))
 
 
 def generate_all(backend, benches, out_dir: Path, gen_cfg, stage: str, stop: int | None = None) -> dict[str, dict]:
