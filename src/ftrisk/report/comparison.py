@@ -1,13 +1,15 @@
 """``ftrisk compare``'s table: one row per finished run in the paper's shape (model, attack, refusal before → after
 per harmful benchmark, over-refusal, capability, cost to undo), compared on the first run's headline judge and
-benchmarks; whatever a run lacks shows "–", with a note saying what could not be compared."""
+benchmarks; whatever a run lacks shows "–", with a note saying what could not be compared. A run with several
+attack families shows its first family's refusal and capability (``attacked``) and, as its cost to undo, the
+cheapest family's (the run's headline)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ftrisk.formatting import DASH, dollars, duration, number, pct, signed
-from ftrisk.report.results import guard, ordered_union, run_name
+from ftrisk.report.results import families_of, guard, is_multi_family, ordered_union, run_name, seeds_of
 
 
 def _rate(st: dict | None, bench: str, judge: str) -> float | None:
@@ -85,9 +87,10 @@ def _notes(r: Run, judge: str | None, used: str | None, benches: list[str], task
 
 def _row(r: Run, j: str | None, benches: list[str], tasks: list[str], undo_bench: str | None) -> list[str]:
     a = r.results.get("attack") or {}
-    seeds = r.summary.get("seeds") or sorted({st["point"]["seed"] for st in r.results["stages"].values()
-                                               if st.get("point")})
+    seeds = r.summary.get("seeds") or seeds_of(r.results)
     attack = f"{a.get('method', DASH)}, {a.get('steps', DASH)} steps, seeds {','.join(map(str, seeds)) or DASH}"
+    if is_multi_family(r.results):
+        attack += "; families " + ", ".join(f["label"] for f in families_of(r.results))
     row = [r.name, _model((r.results.get("provenance") or {}).get("model_spec")), attack, j or DASH]
     row += [_arrow(_rate(r.before, b, j), _rate(r.after, b, j)) if b in r.harmful else DASH for b in benches]
     row += [_capability(r, t) if t in r.tasks() else DASH for t in tasks]
@@ -103,6 +106,8 @@ def _capability(r: Run, task: str) -> str:
 
 
 def _undo(r: Run, bench: str | None, judge: str | None) -> str:
+    if is_multi_family(r.results) and "cheapest" in r.summary:
+        return _cheapest(r, bench, judge)
     e = ((r.summary.get("cost_to_undo") or {}).get(bench) or {}).get(judge)
     if not e:
         return DASH
@@ -113,6 +118,20 @@ def _undo(r: Run, bench: str | None, judge: str | None) -> str:
     if p["step"] == 0:
         return "0 steps (refusal already at or below the threshold)"
     return f"{p['step']} steps, {duration(p['seconds'])}, {dollars(p['usd'])}"
+
+
+def _cheapest(r: Run, bench: str | None, judge: str | None) -> str:
+    """The cost to undo of a run with several attack families: its cheapest weight-editing family's."""
+    c = ((r.summary.get("cheapest") or {}).get(bench) or {}).get(judge)
+    n = len(families_of(r.results))
+    if not c:
+        return f"not reached by any of {n} attack families"
+    p = c["point"]
+    if p["step"] == 0:
+        return "0 steps (refusal already at or below the threshold)"
+    trains = ((r.summary.get("by_method") or {}).get(c["method"]) or {}).get("trains", True)
+    steps = f"{p['step']} steps, " if trains else ""
+    return f"cheapest of {n} families: {c['method']}, {steps}{duration(p['seconds'])}, {dollars(p['usd'])}"
 
 
 def markdown(head: list[str], rows: list[list[str]]) -> str:

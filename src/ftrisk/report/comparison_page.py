@@ -7,7 +7,7 @@ from ftrisk.formatting import dollars, duration
 from ftrisk.report.comparison import Run
 from ftrisk.report.page import bullets, esc, page, table
 from ftrisk.report.plots import STYLES, curve_plot, judge_series, png
-from ftrisk.report.results import guard
+from ftrisk.report.results import guard, point_family, primary_label
 
 
 def compare_html(runs: list[Run], head, rows, notes, plan) -> str:
@@ -36,7 +36,9 @@ def compare_html(runs: list[Run], head, rows, notes, plan) -> str:
 def _run_series(r: Run, bench: str, judge: str | None, i: int) -> list[dict]:
     """One run's curve on ``bench`` (its mean over seeds when there are several); its final cost in the label."""
     series = judge_series(r.results, bench, [judge] if judge else [], label=f"{r.name} · ", color_offset=i)
-    last = max((st["point"] for st in r.results["stages"].values() if st.get("point")), key=lambda p: p["step"],
+    primary = primary_label(r.results)  # the curve is the first attack family's: its last point's cost
+    last = max((st["point"] for st in r.results["stages"].values()
+                if st.get("point") and point_family(r.results, st["point"]) == primary), key=lambda p: p["step"],
                default=None)
     if last and series:
         series[-1]["label"] += (f" ({last['step']} steps = {duration(last['cost'].get('wall_seconds'))}, "

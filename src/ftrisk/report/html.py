@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page from results.json (inline CSS, plots as inline PNG, no script).
 
 Statistics only: completion files are never opened, and every value is escaped with :func:`html.escape`.
-The page opens with the release-risk headline (``results["summary"]``), then refusal against attack cost,
+The page opens with the release-risk headline (``results["summary"]``), then (several attack families) every
+family against cost on one log-dollar axis, refusal against attack cost,
 over-refusal, capability, judge agreement, refusal by category, training loss and provenance: one module of
 :mod:`ftrisk.report.sections` each. The plots are drawn by :mod:`ftrisk.report.plots` (shared with
 ``ftrisk compare --html``), the page's pieces come from :mod:`ftrisk.report.page`.
@@ -15,8 +16,9 @@ from ftrisk.formatting import DASH, pct
 from ftrisk.io import write_text_atomic
 from ftrisk.report import markdown as md
 from ftrisk.report.page import bullets, esc, page
-from ftrisk.report.results import run_name
+from ftrisk.report.results import families_of, is_multi_family, run_name
 from ftrisk.report.sections.capability import capability_section
+from ftrisk.report.sections.families import family_curves
 from ftrisk.report.sections.judges import judge_agreement
 from ftrisk.report.sections.provenance import provenance_section
 from ftrisk.report.sections.refusal import refusal_by_category, refusal_by_stage, refusal_curves
@@ -50,6 +52,12 @@ def _how_to_read(results: dict) -> str:
         "Completions are not in this report (statistics only); they stay in the run folder "
         "(eval/<stage>/*.completions.jsonl) for audit.",
     ]
+    if is_multi_family(results):
+        items.insert(0, "Attack families: the run attacked one subject with several methods, each on one cost scale "
+                        "(seconds, estimated FLOPs, dollars). The cheapest weight-editing family that reached the "
+                        "threshold is the headline; prefilling changes no weight and costs nothing, so it is the "
+                        "floor, reported beside it. Its cost plots have a log dollar axis; the step plots below "
+                        f"are the first family's ({families_of(results)[0]['label']}).")
     return "<h2 id=how>How to read this</h2>" + bullets(items)
 
 
@@ -59,16 +67,20 @@ def render_html(results: dict, run_dir: Path) -> str:
     name = run_name(run_dir)
     prov = results.get("provenance") or {}
     a = results.get("attack") or {}
-    meta = (f"Model <code>{esc(prov.get('model_spec'))}</code> · attack {esc(a.get('method'))}, "
-            f"{esc(a.get('steps'))} steps · headline judge <code>{esc(results.get('headline_judge'))}</code>")
+    attack = f"attack {esc(a.get('method'))}, {esc(a.get('steps'))} steps"
+    if is_multi_family(results):
+        attack = "attacks " + ", ".join(esc(f["label"]) + (f" ({esc(a.get('steps'))} steps)" if i == 0 else "")
+                                        for i, f in enumerate(families_of(results)))
+    meta = (f"Model <code>{esc(prov.get('model_spec'))}</code> · {attack} · headline judge "
+            f"<code>{esc(results.get('headline_judge'))}</code>")
     parts = [f"<h1>ftrisk report: {esc(name)}</h1><p class=meta>{meta}</p>", _headline(results)]
     if a.get("stopped_by") == "max_minutes":
         parts.append(f"<p class=warn>Stopped by the time budget after {esc(a.get('steps'))} of "
                      f"{esc(a.get('planned_steps'))} steps: the cost depends on how fast this machine was.</p>")
-    parts += [_how_to_read(results), refusal_by_stage(results), refusal_curves(results, True),
+    parts += [_how_to_read(results), refusal_by_stage(results), family_curves(results), refusal_curves(results, True),
               refusal_curves(results, False), capability_section(results), judge_agreement(results),
               refusal_by_category(results), training_section(results, run_dir), provenance_section(results)]
-    return page(f"ftrisk report: {name}", "\n".join(parts))
+    return page(f"ftrisk report: {name}", "\n".join(p for p in parts if p))  # a section a run lacks: no line
 
 
 def write_reports(run_dir: str | Path, results: dict, cfg=None) -> tuple[Path, Path]:

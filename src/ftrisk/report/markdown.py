@@ -7,7 +7,8 @@ from pathlib import Path
 from ftrisk.report.capability import report_lines
 from ftrisk.formatting import DASH, dollars, duration, interval, number, pct
 from ftrisk.io import write_text_atomic
-from ftrisk.report.results import bench_names, main_stages, run_name
+from ftrisk.report.families import family_lines, family_table
+from ftrisk.report.results import bench_names, families_of, is_multi_family, main_stages, run_name
 
 
 def cell(b: dict | None) -> str:
@@ -162,14 +163,21 @@ def render(results: dict, cfg=None, name: str | None = None) -> str:
     if jt:
         out += ["", "## Judges side by side", "", f"Headline judge: `{headline}`. −1 labels (could not judge) are "
                 "counted as unjudged and left out of the rate.", ""] + jt
-    ut = undo_table(results)
+    multi = is_multi_family(results)
+    ut = family_table(results) if multi else undo_table(results)
     if ut:
         out += ["", "## Cost to undo", "", "The first evaluated point of the attack at or below the threshold "
-                "(report.threshold); cost is cumulative training, evaluation excluded.", ""] + ut
+                "(report.threshold); cost is cumulative training, evaluation excluded."]
+        if multi:
+            out += ["One row per attack family (first seed; the range over seeds where it ran several), the "
+                    "cheapest weight-editing family on top: compared on dollars, then FLOPs, then seconds. "
+                    "Prefilling changes no weight and costs nothing: it is the floor, never the cheapest."]
+        out += [""] + ut
     ct = curve_table(results)
     if ct:
-        out += ["", "## Refusal along the attack", "", f"Headline judge `{headline}`; cost is cumulative training "
-                "(evaluation excluded).", ""] + ct
+        family = f" (attack family {families_of(results)[0]['label']})" if multi else ""
+        out += ["", "## Refusal along the attack", "", f"Headline judge `{headline}`{family}; cost is cumulative "
+                "training (evaluation excluded).", ""] + ct
     h = results.get("harden")
     if h:
         t = h["training"]
@@ -182,6 +190,10 @@ def render(results: dict, cfg=None, name: str | None = None) -> str:
                 + (" (reused from cache)" if h.get("reused_from_cache") else "")]
     if a:
         out += ["", "## Attack cost", ""] + cost_lines(results)
+    if multi:
+        out += ["", "## Attack families", "", "Each family's whole attack (first seed), on one cost scale: FLOPs are "
+                "estimated (6N per trained token, 2N per forward-only token, N the model's parameters).", ""]
+        out += family_lines(results)
     if any(v.get("capability") for v in stages.values()):
         out += ["", "## Capability", ""] + [f"- {line}" for line in report_lines(stages)]
     out += ["", "Completions are stored only in the run folder (`eval/<stage>/*.completions.jsonl`) for audit.", ""]

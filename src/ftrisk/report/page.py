@@ -42,6 +42,10 @@ dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; overflow-wrap: anywhere;
 """
 
 
+class Bold(str):
+    """A table cell to stress (the cheapest attack family's row): bold in HTML, ``**…**`` in markdown."""
+
+
 def esc(x) -> str:
     return html.escape(DASH if x is None else str(x), quote=True)
 
@@ -56,11 +60,15 @@ def cell(b: dict | None):
 
 
 def table(head: list[str], rows: list[list], caption: str | None = None) -> str:
-    """An HTML table; a cell is text, or (main, detail) shown as two lines. Everything is escaped."""
+    """An HTML table; a cell is text, :class:`Bold` text, or (main, detail) shown as two lines (main may be Bold).
+    Everything is escaped."""
     def td(c) -> str:
         if isinstance(c, tuple):
-            return f"<td>{esc(c[0])}<br><span class=ci>{esc(c[1])}</span></td>"
-        return f"<td>{esc(c)}</td>"
+            return f"<td>{main(c[0])}<br><span class=ci>{esc(c[1])}</span></td>"
+        return f"<td>{main(c)}</td>"
+
+    def main(c) -> str:
+        return f"<b>{esc(c)}</b>" if isinstance(c, Bold) else esc(c)
 
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     body = "".join("<tr>" + "".join(td(c) for c in r) + "</tr>" for r in rows)

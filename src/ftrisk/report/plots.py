@@ -1,7 +1,8 @@
 """The plots of report.html and ``ftrisk compare --html``: matplotlib figures, inlined as base64 PNG.
 
 A curve is a list of series (``judge_series``: one per judge, or per seed and their mean) drawn by ``curve_plot``
-against attack steps; ``png`` turns any figure into an ``<figure>`` element. matplotlib is imported where a figure
+against attack steps; a run with several attack families also gets ``family_cost_figure``: refusal against dollars
+on a log axis, a line per family. ``png`` turns any figure into an ``<figure>`` element. matplotlib is imported where a figure
 is drawn: a run that writes no plot never loads it.
 """
 
@@ -15,7 +16,7 @@ import statistics
 from ftrisk.capability.data import task_label
 from ftrisk.formatting import dollars, duration, pct
 from ftrisk.report.page import esc
-from ftrisk.report.results import curve, seeds_of
+from ftrisk.report.results import curve, families_of, seeds_of
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in greyscale print by line style
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
@@ -170,3 +171,74 @@ def mean_curve(curves: dict[int, list[dict]]) -> list[dict]:
     steps = sorted({p["step"] for pts in curves.values() for p in pts})
     return [{"step": s, "refusal_rate": statistics.fmean(p["refusal_rate"] for pts in curves.values() for p in pts
                                                          if p["step"] == s)} for s in steps]
+
+
+def _dollar_tick(v: float, _pos=None) -> str:
+    """A log-axis tick in dollars with as many decimals as its size needs ($0.0001, $0.01, $1)."""
+    return dollars(v, max(0, -math.floor(math.log10(v)))) if v > 0 else dollars(0, 0)
+
+
+def left_edge(results: dict, bench: str, judge: str) -> float:
+    """Where a cost of $0 sits on the log-dollar axis of :func:`family_cost_figure`: a quarter of the smallest
+    positive cost among the weight-editing families' points ($0.0001 when none has one)."""
+    costs = [p["usd"] for f in families_of(results) if f.get("method") != "prefill"
+             for s in seeds_of(results, f["label"]) for p in curve(results, bench, judge, s, f["label"])
+             if p["step"] > 0 and (p["usd"] or 0) > 0]
+    return min(costs) / 4 if costs else 1e-4
+
+
+def family_cost_figure(results: dict, bench: str, judge: str, threshold: float | None = None):
+    """Refusal rate against attack cost in dollars on a log x axis, one line per attack family (its first seed bold,
+    other seeds thin). A log axis has no 0: the model before the attack ($0) and any point that cost under the
+    smallest dollar amount are drawn at :func:`left_edge`, each line starting there; prefilling (no fine-tuning,
+    $0) is a horizontal line; the threshold is dashed."""
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    fig, (ax,) = _figure(height=3.9)
+    ax.set_xscale("log")
+    edge = left_edge(results, bench, judge)
+    start, right = None, edge
+    for i, fam in enumerate(families_of(results)):
+        label, color = fam["label"], COLORS[i % len(COLORS)]
+        for k, seed in enumerate(seeds_of(results, label)):
+            pts = curve(results, bench, judge, seed, label)
+            if start is None and pts and pts[0]["step"] == 0:
+                start = pts[0]["refusal_rate"]
+            later = [p for p in pts if p["step"] > 0]
+            if not later:
+                continue
+            if fam.get("method") == "prefill":
+                if k == 0:
+                    ax.axhline(later[-1]["refusal_rate"], color=color, ls=":", lw=1.6,
+                               label=f"{label} (no fine-tuning, $0): {pct(later[-1]['refusal_rate'], 0)}")
+                continue
+            x = [edge] + [max(p["usd"] or 0, edge) for p in later]
+            y = [pts[0]["refusal_rate"] if pts[0]["step"] == 0 else later[0]["refusal_rate"]] + \
+                [p["refusal_rate"] for p in later]
+            right = max(right, *x)
+            marker = "o" if fam["trains"] else "D"
+            # the step from the left edge is not to scale (it stands for $0): dotted
+            ax.plot(x[:2], y[:2], color=color, lw=1.0 if k == 0 else 0.7, ls=":", alpha=1 if k == 0 else 0.55)
+            x, y = x[1:], y[1:]
+            if k == 0:
+                ax.plot(x, y, color=color, lw=2.0, marker=marker, ms=5 if fam["trains"] else 7,
+                        label=label + ("" if fam["trains"] else " (no training)"))
+                ax.annotate(duration(later[-1]["seconds"]), (x[-1], y[-1]), textcoords="offset points",
+                            xytext=(4, 6), fontsize=7, color=color)
+            else:
+                ax.plot(x, y, color=color, lw=0.9, alpha=0.55, marker=marker, ms=2.5,
+                        label=f"{label}: other seeds" if k == 1 else None)
+    if start is not None:
+        ax.plot([edge], [start], ls="none", marker="s", ms=7, color="#555555",
+                label=f"before the attack: {pct(start, 0)} ($0, at the left edge)")
+    if threshold is not None:
+        ax.axhline(threshold, color="#B00020", ls=(0, (4, 3)), lw=1.1, label=f"threshold {pct(threshold, 0)}")
+    ax.set_xlim(edge / 2, right * 3)
+    ax.xaxis.set_major_formatter(FuncFormatter(_dollar_tick))
+    ax.set_ylim(-0.03, 1.03)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel("refusal rate")
+    ax.set_xlabel("attack cost, $ (cumulative, log scale); time of each family's last point beside it")
+    ax.set_title(f"{bench}: every attack family on one cost scale ({judge})", fontsize=11, loc="left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig

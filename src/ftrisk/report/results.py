@@ -51,8 +51,10 @@ def run_name(run_dir: str | Path) -> str:
 
 
 def main_stages(results: dict) -> list[str]:
-    """The stages of the classic table: base, hardened, the final attacked point (not every attack point)."""
-    return [s for s, v in results.get("stages", {}).items() if not v.get("point") or s == "attacked"]
+    """The stages of the classic table: base, hardened, the final attacked point (not every attack point), and with
+    several attack families each other family's final point of its first seed (``<label>/attacked``)."""
+    finals = {"attacked"} | {f"{f['label']}/attacked" for f in families_of(results)[1:]}
+    return [s for s, v in results.get("stages", {}).items() if not v.get("point") or s in finals]
 
 
 def first_seed_stages(results: dict) -> list[str]:
@@ -83,32 +85,73 @@ def judges_of(results: dict) -> list[str]:
     return ([head] if head in judges else []) + [j for j in judges if j != head] or ([head] if head else [])
 
 
-def seeds_of(results: dict) -> list[int]:
-    return sorted({st["point"]["seed"] for st in results.get("stages", {}).values() if st.get("point")})
+def primary_label(results: dict) -> str:
+    """The label of the run's first attack family: its points keep the plain stage names. A results.json written
+    before attack families had one family, whose points carry no ``method``: ``attack.method`` (else "lora")."""
+    fams = results.get("families") or []
+    if fams and isinstance(fams[0], dict) and fams[0].get("label"):
+        return fams[0]["label"]
+    return (results.get("attack") or {}).get("method") or "lora"
 
 
-def curve(results: dict, bench: str, judge: str, seed: int) -> list[dict]:
-    """The evaluated points of one seed's attack, step 0 (the subject) first, with their cost so far."""
+def point_family(results: dict, point: dict) -> str:
+    """The family label of an attack point (``point["method"]``; the primary family's for an older file)."""
+    return point.get("method") or primary_label(results)
+
+
+def families_of(results: dict) -> list[dict]:
+    """The run's attack families in run order: ``results["families"]``, or for a file written before families the
+    primary one alone, built from ``results["attack"]``. Each: {label, method, trains, data, seeds, info}."""
+    fams = [f for f in results.get("families") or [] if isinstance(f, dict) and f.get("label")]
+    if fams:
+        return [{"method": f["label"], "trains": True, "data": None, "info": {}, **f,
+                 "seeds": f.get("seeds") or seeds_of(results, f["label"])} for f in fams]
+    a = results.get("attack") or {}
+    label = primary_label(results)
+    return [{"label": label, "method": a.get("method") or label, "trains": True, "data": a.get("data"),
+             "seeds": seeds_of(results), "info": {}}]
+
+
+def is_multi_family(results: dict) -> bool:
+    """Whether the run attacked with more than one family (its reports then compare them on one cost scale)."""
+    return len(families_of(results)) > 1
+
+
+def _points(results: dict, method: str | None) -> list[tuple[str, dict]]:
+    label = method or primary_label(results)
+    return [(name, st) for name, st in results.get("stages", {}).items()
+            if st.get("point") and point_family(results, st["point"]) == label]
+
+
+def seeds_of(results: dict, method: str | None = None) -> list[int]:
+    """The seeds of one attack family's points (``method``: its label; None: the primary family)."""
+    return sorted({st["point"]["seed"] for _, st in _points(results, method)})
+
+
+def curve(results: dict, bench: str, judge: str, seed: int, method: str | None = None) -> list[dict]:
+    """The evaluated points of one seed of one attack family (None: the primary), step 0 (the subject) first,
+    with their cost so far."""
     stages = results.get("stages", {})
-    pts = [(name, st) for name, st in stages.items() if st.get("point") and st["point"]["seed"] == seed]
+    pts = [(name, st) for name, st in _points(results, method) if st["point"]["seed"] == seed]
     if not pts:
         return []
+    label = point_family(results, pts[0][1]["point"])
     start = pts[0][1]["point"].get("subject_stage")
     out = []
     if start in stages:
-        out.append(_point(start, stages[start], bench, judge, 0, None))
-    out += [_point(name, st, bench, judge, st["point"]["step"], st["point"]["cost"]) for name, st in pts]
+        out.append(_point(start, stages[start], bench, judge, 0, None, label))
+    out += [_point(name, st, bench, judge, st["point"]["step"], st["point"]["cost"], label) for name, st in pts]
     return [r for r in out if r["refusal_rate"] is not None]
 
 
-def _point(stage: str, st: dict, bench: str, judge: str, step: int, cost: dict | None) -> dict:
+def _point(stage: str, st: dict, bench: str, judge: str, step: int, cost: dict | None, method: str) -> dict:
     b = (st.get("benchmarks", {}).get(bench) or {}).get("judges", {}).get(judge) or {}
     c = cost or {}
     return {"stage": stage, "step": step, "refusal_rate": b.get("refusal_rate"), "ci95": b.get("ci95"),
             "n": b.get("n"), "examples": c.get("examples", 0), "distinct_examples": c.get("distinct_examples", 0),
             "tokens": c.get("tokens", 0), "trained_tokens": c.get("trained_tokens", 0),
             "seconds": c.get("wall_seconds", 0.0), "usd": c.get("usd", 0.0), "device": c.get("device"),
-            "devices": c.get("devices", 1)}
+            "devices": c.get("devices", 1), "flops": c.get("flops") if cost else 0.0, "method": method}
 
 
 def ordered_union(groups) -> list[str]:

@@ -4,7 +4,7 @@ decoding, benchmarks, platform and package versions), as a key-value list."""
 from __future__ import annotations
 
 from ftrisk.report.page import esc
-from ftrisk.report.results import seeds_of
+from ftrisk.report.results import families_of, is_multi_family, seeds_of
 
 
 def provenance_section(results: dict) -> str:
@@ -29,6 +29,10 @@ def provenance_section(results: dict) -> str:
                        f"data {attack.get('data')}, evaluated at {attack.get('eval_at')}" if attack else None),
             ("decoding", f"{gen.get('decoding')}, {gen.get('max_new_tokens')} new tokens, backend {gen.get('backend')}"
              if gen else None)]
+    if is_multi_family(results):
+        rows.append(("attack families", "; ".join(
+            f"{f['label']} ({f['method']}" + (f", data {f['data']}" if f.get("data") else "") + ")"
+            for f in families_of(results))))
     rows += [(f"benchmark {n}", f"n={b.get('n')}, {'harmful' if b.get('harmful') else 'benign'}, {b.get('license')}")
              for n, b in (p.get("benchmarks") or {}).items()]
     rows += [("platform", v.get("platform")),

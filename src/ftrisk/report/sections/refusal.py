@@ -4,10 +4,12 @@ cost (plots), and refusal by category."""
 from __future__ import annotations
 
 from ftrisk.formatting import DASH
+from ftrisk.report.families import family_rows
 from ftrisk.report.markdown import undo_rows
 from ftrisk.report.page import cell, esc, na, table
 from ftrisk.report.plots import cost_ticks, curve_plot, judge_series, png
-from ftrisk.report.results import curve, first_seed_stages, harmful_of, judges_of, main_stages, seeds_of
+from ftrisk.report.results import (curve, first_seed_stages, harmful_of, is_multi_family, judges_of, main_stages,
+                                   primary_label, seeds_of)
 
 
 def refusal_by_stage(results: dict) -> str:
@@ -22,10 +24,15 @@ def refusal_by_stage(results: dict) -> str:
     if any(excluded.values()):
         out.append("<p>Items dropped because they also occur in training data: "
                    + esc(", ".join(f"{n} {k}" for n, k in excluded.items() if k)) + ".</p>")
-    head, rows = undo_rows(results)
+    multi = is_multi_family(results)
+    head, rows = family_rows(results) if multi else undo_rows(results)
     if rows:
         out += ["<h3>Cost to undo</h3><p>First evaluated point at or below the threshold; cost is cumulative "
-                "training (evaluation excluded).</p>", table(head, rows)]
+                "training (evaluation excluded)."
+                + (" One row per attack family (first seed; the range over seeds where it ran several), the cheapest "
+                   "weight-editing family on top (it is the headline): compared on dollars, then FLOPs, then "
+                   "seconds. Prefilling changes no weight and costs nothing: it is the floor, never the cheapest."
+                   if multi else "") + "</p>", table(head, rows)]
     return "".join(out)
 
 
@@ -44,12 +51,15 @@ def refusal_curves(results: dict, harmful: bool) -> str:
     for bench in benches:
         series = judge_series(results, bench, judges)
         ticks = cost_ticks(curve(results, bench, judges[0], seeds[0]) if judges else [])
-        fig = curve_plot(series, title=bench + ("" if harmful else " (over-refusal)"),
+        family = f" ({primary_label(results)})" if is_multi_family(results) else ""
+        fig = curve_plot(series, title=bench + ("" if harmful else " (over-refusal)") + family,
                          threshold=s.get("threshold") if harmful else None, ticks=ticks,
                          ylabel="refusal rate" if harmful else "over-refusal rate")
         cap = (f"{bench}: {'refusal' if harmful else 'over-refusal'} rate per judge (headline "
                f"{judges[0] if judges else DASH}), 95% CI bands"
-               + (f"; {len(seeds)} seeds, time and $ of seed {seeds[0]}" if len(seeds) > 1 else "") + ".")
+               + (f"; {len(seeds)} seeds, time and $ of seed {seeds[0]}" if len(seeds) > 1 else "")
+               + (f"; attack family {primary_label(results)} (every family: the plots above)" if family else "")
+               + ".")
         out.append(png(fig, f"{title}: {bench}", cap))
     return "".join(out)
 

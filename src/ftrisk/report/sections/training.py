@@ -7,9 +7,11 @@ from pathlib import Path
 
 from ftrisk.formatting import duration
 from ftrisk.io import read_jsonl
+from ftrisk.report.families import family_lines
 from ftrisk.report.markdown import cost_lines
 from ftrisk.report.page import bullets, na
 from ftrisk.report.plots import line_plot, png
+from ftrisk.report.results import is_multi_family
 
 
 def loss_series(path: Path) -> tuple[list[float], list[float]] | None:
@@ -56,4 +58,8 @@ def training_section(results: dict, run_dir: Path) -> str:
     out += [na(m) for m in missing]
     if results.get("attack"):
         out.append("<h3>Attack cost</h3>" + bullets([line[2:].replace("**", "") for line in cost_lines(results)]))
+    if is_multi_family(results):
+        out.append("<h3>Attack families</h3><p>Each family's whole attack (first seed) on one cost scale; FLOPs are "
+                   "estimated (6N per trained token, 2N per forward-only token, N the model's parameters).</p>"
+                   + bullets([line[2:] for line in family_lines(results)]))
     return "".join(out)
