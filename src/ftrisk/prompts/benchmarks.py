@@ -1,6 +1,7 @@
 """Benchmark prompts: the vendored registry (``data/benchmarks.yaml``) and user prompt files.
 
-Only prompts are read -- never target or completion columns.  Data files are read through
+Only prompts are read -- never completion columns; the only targets kept are AdvBench's and JailbreakBench's
+content-free affirmatives ("Sure, here is ..."), for the built-in attack data and the prefill attack.  Data files are read through
 :mod:`importlib.resources`, so a non-editable install works.
 """
 
