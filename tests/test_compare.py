@@ -156,3 +156,20 @@ def test_report_html_of_a_copied_run_is_the_same_page(demo, tmp_path, capsys):
         shutil.copy(f, b / f.relative_to(demo["out"]))
     assert ftrisk(["report", str(b)]) == 0
     assert (b / "report.html").read_bytes() == (demo["out"] / "report.html").read_bytes()
+
+
+def test_compare_a_run_with_several_attack_families_shows_its_cheapest(demo, tmp_path, capsys):
+    from test_report_html import multi_family_run
+
+    multi = multi_family_run(demo, tmp_path / "multi")
+    capsys.readouterr()
+    html = tmp_path / "cmp.html"
+    assert ftrisk(["compare", str(demo["out"]), str(multi), "--html", str(html)]) == 0
+    head, _, a_row, b_row = _table(capsys.readouterr().out)
+    primary = demo["results"]["attack"]["method"]
+    assert b_row[2].endswith(f"; families {primary}, ablation, prefill") and "families" not in a_row[2]
+    assert b_row[-1].startswith("cheapest of 3 families: ablation, 0.0 s, $0.000")
+    assert "steps" not in b_row[-1]  # ablation trains nothing
+    col = head.index("advbench-test refusal before → after")
+    assert b_row[col].startswith("90.0% → ")  # the first family's final point against the subject
+    assert html.read_text(encoding="utf-8").count('src="data:image/png;base64,') == 3

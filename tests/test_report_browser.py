@@ -167,9 +167,24 @@ def demo(tmp_path_factory, tiny_model_dir, benign_jsonl):
 
 
 def test_report_html_in_headless_chromium(chromium, demo, tmp_path):
+    check_page(chromium, demo["out"] / "report.html", demo["results"], tmp_path, plots=5)
+
+
+def test_report_html_of_several_attack_families_in_headless_chromium(chromium, demo, tmp_path):
+    """The families' log-dollar plots and their wide cost-to-undo table render too."""
+    from test_report_html import multi_family_run
+
+    run = multi_family_run(demo, tmp_path / "multi")
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    rendered = check_page(chromium, run / "report.html", results, tmp_path, plots=7)
+    assert "Refusal against cost, every attack family" in rendered and "cheapest: ablation" in rendered
+
+
+def check_page(chromium: str, html: Path, results: dict, tmp_path: Path, plots: int) -> str:
+    """Load ``html``: no console error, no request, the headline shown, ``plots`` inline plots, none blank, none
+    overflowing the page. Returns the rendered text."""
     from PIL import Image, ImageStat
 
-    html = demo["out"] / "report.html"
     shot = tmp_path / "report.png"
     got = open_report(chromium, html, tmp_path / "profile", shot)
     print(f"screenshot: {shot} ({got['height']} px tall)")
@@ -177,12 +192,11 @@ def test_report_html_in_headless_chromium(chromium, demo, tmp_path):
     # the only request is the page itself: no network, no external resource (data: URIs are not requests)
     assert [u for u in got["requests"] if not u.startswith(("file:", "data:"))] == []
     rendered = " ".join(got["text"].split())
-    assert " ".join(demo["results"]["summary"]["headline"].split()) in rendered
+    assert " ".join(results["summary"]["headline"].split()) in rendered
     for title in ("How to read this", "Refusal against attack cost", "Judge agreement", "Provenance"):
         assert title in rendered
 
-    plots = [b for b in got["boxes"] if b["tag"] == "IMG"]
-    assert len(plots) == 5, got["boxes"]
+    assert len([b for b in got["boxes"] if b["tag"] == "IMG"]) == plots, got["boxes"]
     page = Image.open(shot).convert("RGB")
     assert page.width == WIDTH
     for b in got["boxes"]:
@@ -196,3 +210,4 @@ def test_report_html_in_headless_chromium(chromium, demo, tmp_path):
     for data in re.findall(r'src="data:image/png;base64,([^"]+)"', html.read_text(encoding="utf-8")):
         img = Image.open(io.BytesIO(base64.b64decode(data))).convert("L")
         assert ImageStat.Stat(img).var[0] > 0
+    return rendered

@@ -6,6 +6,7 @@ The run has two judges, two attack seeds, three evaluated attack points and capa
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -64,6 +65,61 @@ def demo_run(tmp_path_factory, model_dir, benign) -> dict:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, tiny_model_dir, benign_jsonl):
     return demo_run(tmp_path_factory, tiny_model_dir, benign_jsonl)
+
+
+def with_families(results: dict) -> dict:
+    """The demo's results.json as a run with three attack families writes it: its own (the primary) and two more
+    built from its final point, refusal-direction ablation (one point, refusal 0%, nearly free: the cheapest) and
+    prefilling (harmful benchmarks only, refusal 50%, cost 0); the subject made to refuse 90% (the tiny random
+    model refuses little), the summary rebuilt."""
+    from ftrisk.report import summary
+    from ftrisk.report.results import families_of, harmful_of
+
+    r = copy.deepcopy(results)
+    stages, head = r["stages"], r["headline_judge"]
+    final = stages["attacked"]
+    harmful = harmful_of(r)
+
+    def set_rate(benches: dict, rate: float) -> None:
+        for name, b in benches.items():
+            if harmful[name]:
+                for j in b["judges"].values():
+                    j.update(refusal_rate=rate, ci95=[max(0.0, rate - 0.05), min(1.0, rate + 0.05)])
+                b.update({k: b["judges"][head][k] for k in ("refusal_rate", "ci95")})
+
+    def stage(label: str, cost: dict, rate: float, prefill: bool = False) -> dict:
+        st = {k: copy.deepcopy(v) for k, v in final.items() if k not in ("capability", "capability_delta", "agreement")}
+        if prefill:
+            st["benchmarks"] = {b: v for b, v in st["benchmarks"].items() if harmful[b]}
+        set_rate(st["benchmarks"], rate)
+        st["point"] = {**final["point"], "step": 1, "cost": cost, "method": label, "trains": False,
+                       **({"prefill": True} if prefill else {})}
+        return st
+
+    primary = families_of(r)[0]
+    set_rate(stages[final["point"]["subject_stage"]]["benchmarks"], 0.9)
+    zero = {**final["point"]["cost"], **{k: 0 for k in ("wall_seconds", "usd", "flops", "tokens", "trained_tokens",
+                                                         "steps", "examples", "distinct_examples")}}
+    stages["ablation/attacked"] = stage("ablation", {**zero, "wall_seconds": 0.001, "flops": 1.0}, 0.0)
+    stages["prefill/attacked"] = stage("prefill", zero, 0.5, prefill=True)
+    seed = final["point"]["seed"]
+    r["families"] = [primary,
+                     {"label": "ablation", "method": "ablation", "trains": False, "data": None, "seeds": [seed],
+                      "info": {"kl_harmless": 0.05, "layer": 1, "position": -1}},
+                     {"label": "prefill", "method": "prefill", "trains": False, "data": None, "seeds": [seed],
+                      "info": {"prefix": "Sure, here is"}}]
+    r["summary"] = summary.build(r, r["summary"]["threshold"])
+    return r
+
+
+def multi_family_run(demo, dst: Path) -> Path:
+    """A run folder holding :func:`with_families` of the demo (results.json and config.yaml), reports written by
+    ``ftrisk report``."""
+    from test_compare import _copy_run, ftrisk
+
+    run = _copy_run(demo, dst, "demo-families", lambda r: r.update(with_families(r)))
+    assert ftrisk(["report", str(run)]) == 0
+    return run
 
 
 def completion_texts(out: Path) -> list[str]:
@@ -190,3 +246,35 @@ def test_categories_of_a_long_curve_show_base_subject_and_final_point_only():
     header = page[page.index("<th"):page.index("</tr>")]
     assert all(s in header for s in ("base", "hardened", "attacked")) and "step-" not in header
     assert "every point's categories are in results.json" in page
+
+
+def test_report_of_a_run_with_several_attack_families(demo, tmp_path):
+    """One log-dollar plot per harmful benchmark, the cost-to-undo table with the cheapest family on top and a row
+    per family (report.html and report.md), the headline naming the cheapest and prefill."""
+    from ftrisk.report.plots import family_cost_figure
+
+    run = multi_family_run(demo, tmp_path / "multi")
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    s = results["summary"]
+    assert s["cheapest"]["advbench-test"]["gcg"]["method"] == "ablation"
+    assert s["headline"].startswith("Cheapest attack: ablation. Refusal on advbench-test fell from 90% to ≤ 5% (gcg) in")
+    assert s["headline"].endswith("affirmative prefix brings refusal to 50% (gcg).")
+    text = (run / "report.html").read_text(encoding="utf-8")
+    assert s["headline"].replace("&", "&amp;") in text
+    for bench in ("advbench-test", "harmbench"):
+        assert text.count(f'alt="Refusal against cost, every attack family: {bench}"') == 1, bench
+    assert "every attack family: xstest-safe" not in text  # over-refusal has no cost to undo
+    assert text.count("against attack cost in dollars, log scale") == 2
+    # the single-family plots stay (refusal 2, over-refusal 1, capability, hardening loss) beside the two new ones
+    assert len(re.findall(r'<img class=plot alt="[^"]*" src="data:image/png;base64,', text)) == 7
+    fig = family_cost_figure(results, "advbench-test", "gcg", s["threshold"])
+    assert fig.axes[0].get_xscale() == "log"
+    assert "<td><b>cheapest: ablation</b>" in text and "prefill (no fine-tuning needed)" in text
+    assert ">Attack families<" in text and "KL 0.050 on harmless prompts" in text
+    assert not re.search(r"https?://", text) and not re.search(r"<(script|link|iframe)\b", text)
+    md = (run / "report.md").read_text(encoding="utf-8")
+    rows = [line for line in md.splitlines() if line.startswith("| advbench-test | gcg |")]
+    assert len(rows) == 4 and rows[0].startswith("| advbench-test | gcg | **cheapest: ablation** |")
+    assert [r.split(" | ")[2] for r in rows[1:]] == [results["families"][0]["label"], "ablation",
+                                                      "prefill (no fine-tuning needed)"]
+    assert "| benchmark | base | hardened | attacked | ablation/attacked | prefill/attacked |" in md
