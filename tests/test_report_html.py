@@ -278,3 +278,15 @@ def test_report_of_a_run_with_several_attack_families(demo, tmp_path):
     assert [r.split(" | ")[2] for r in rows[1:]] == [results["families"][0]["label"], "ablation",
                                                       "prefill (no fine-tuning needed)"]
     assert "| benchmark | base | hardened | attacked | ablation/attacked | prefill/attacked |" in md
+
+
+def test_attack_losses_of_every_family(tmp_path):
+    from ftrisk.report.sections.training import attack_losses
+
+    for rel in ("attack/seed-10", "attack/seed-2", "attack/benign-lora/seed-0", "attack/ablation/seed-0"):
+        (tmp_path / rel).mkdir(parents=True)
+    for rel in ("attack/seed-10", "attack/seed-2", "attack/benign-lora/seed-0"):
+        (tmp_path / rel / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    got = attack_losses(tmp_path)  # ablation trains nothing: no metrics, no line
+    assert [name for name, *_ in got] == ["seed-2", "seed-10", "benign-lora/seed-0"]
+    assert got[2][1:] == ([1, 2], [2.0, 1.5])

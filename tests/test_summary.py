@@ -211,8 +211,10 @@ def test_cheapest_is_on_dollars_then_flops_and_never_prefill():
     c = s["cheapest"]["adv"]["pat"]
     assert (c["method"], c["by"], c["point"]["stage"]) == ("ablation", "usd", "ablation/attacked")
     # the same dollars as LoRA's step 10: FLOPs decide, both ways
-    tie_cheap = summary.build(three_families(ablation=(90.0, 0.055, 3e12)), 0.05)["cheapest"]["adv"]["pat"]
+    tie = summary.build(three_families(ablation=(90.0, 0.055, 3e12)), 0.05)
+    tie_cheap = tie["cheapest"]["adv"]["pat"]
     assert (tie_cheap["method"], tie_cheap["by"]) == ("ablation", "flops")
+    assert " lora needed 10 steps, 1.0 min ($0.055): 3.3x the FLOPs." in tie["headline"]  # not "1.0x the cost"
     tie_dear = summary.build(three_families(ablation=(30.0, 0.055, 5e13)), 0.05)["cheapest"]["adv"]["pat"]
     assert (tie_dear["method"], tie_dear["by"]) == ("lora", "flops")
     # FLOPs unknown on one side: seconds decide
@@ -318,6 +320,10 @@ def test_family_table_has_the_cheapest_row_on_top_and_a_row_per_family():
     assert "| benchmark | hardened | attacked | ablation/attacked | prefill/attacked |" in multi
     assert "## Attack families" in multi and "- ablation (ablation): 2.0 s on cpu: test ($0.0040), 3.0e12 FLOPs; " \
         "KL 0.123 on harmless prompts (layer 3, position -1)" in multi
+    assert "- prefill (prefill): 0.0 s on cpu: test ($0.0000), 0 FLOPs; no weight changed, each reply starts from " \
+        "an affirmative prefix (Sure, here is)" in multi
+    r["families"][1]["info"]["kl_max_met"] = False  # no direction met attack.ablation.kl_max: the table says so
+    assert "KL 0.123 on harmless prompts (above attack.ablation's KL limit)" in family_table(r)[4]
 
 
 def test_flop_count_reads_short():

@@ -18,8 +18,12 @@ def _is_prefill(fam: dict) -> bool:
 
 
 def _kl(fam: dict) -> str:
-    kl = (fam.get("info") or {}).get("kl_harmless")
-    return "" if kl is None else f"KL {number(kl, 3)} on harmless prompts"
+    """Refusal-direction ablation's KL divergence on harmless prompts (what the edit costs the model elsewhere)."""
+    info = fam.get("info") or {}
+    if info.get("kl_harmless") is None:
+        return ""
+    over = " (above attack.ablation's KL limit)" if info.get("kl_max_met") is False else ""
+    return f"KL {number(info['kl_harmless'], 3)} on harmless prompts{over}"
 
 
 def _capability(e: dict) -> str:
@@ -189,11 +193,10 @@ def family_lines(results: dict) -> list[str]:
         line += (f"{duration(c.get('wall_seconds'))} on {dev} ({dollars(c.get('usd'), 4)}), "
                  f"{flop_count(c.get('flops'))} FLOPs")
         if info.get("kl_harmless") is not None:
-            line += (f"; KL {number(info['kl_harmless'], 3)} on harmless prompts (layer {info.get('layer', DASH)}, "
-                     f"position {info.get('position', DASH)})")
+            line += f"; {_kl(f)} (layer {info.get('layer', DASH)}, position {info.get('position', DASH)})"
         if _is_prefill(f):
-            line += "; no weight changed"
+            line += "; no weight changed, each reply starts from an affirmative prefix"
             if info.get("prefix"):
-                line += f", replies start from “{info['prefix']}”"
+                line += f" ({info['prefix']})"
         out.append(line)
     return out

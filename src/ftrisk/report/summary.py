@@ -160,9 +160,10 @@ def _cost_text(p: dict, trains: bool) -> str:
 
 
 def _ratio(p: dict, cheap: dict) -> str:
-    """How many times the cheapest point's cost ``p`` took: on dollars, else FLOPs, else seconds."""
+    """How many times the cheapest point's cost another family's point ``p`` took: on dollars, else (dollars
+    equal or unknown) FLOPs, else seconds."""
     for key, what in (("usd", "cost"), ("flops", "FLOPs"), ("seconds", "time")):
-        if p.get(key) and cheap.get(key):
+        if p.get(key) and cheap.get(key) and p[key] != cheap[key]:
             return f": {p[key] / cheap[key]:.1f}x the {what}"
     return ""
 

@@ -19,6 +19,21 @@ def loss_series(path: Path) -> tuple[list[float], list[float]] | None:
     return (sorted(rows), [rows[k] for k in sorted(rows)]) if rows else None
 
 
+def attack_losses(run_dir: Path) -> list[tuple[str, list[float], list[float]]]:
+    """Every attack's training loss in the run folder as (name, steps, losses): the first attack family's seeds
+    (``attack/seed-S``, named ``seed-S``), then every other family's (``attack/<label>/seed-S``, named
+    ``<label>/seed-S``)."""
+    first = sorted(run_dir.glob("attack/seed-*"), key=lambda p: (len(p.name), p.name))
+    others = sorted((d for d in run_dir.glob("attack/*/seed-*") if not d.parent.name.startswith("seed-")),
+                    key=lambda p: (p.parent.name, len(p.name), p.name))
+    out = []
+    for d in first + others:
+        loss = loss_series(d / "metrics.jsonl")
+        if loss:
+            out.append((d.name if d.parent.name == "attack" else f"{d.parent.name}/{d.name}", *loss))
+    return out
+
+
 def training_section(results: dict, run_dir: Path) -> str:
     out = ["<h2 id=training>Hardening and attack training</h2>"]
     h = results.get("harden")
@@ -43,11 +58,7 @@ def training_section(results: dict, run_dir: Path) -> str:
             missing.append("hardening loss: not available (its metrics.jsonl is not in the hardened model folder)")
     else:
         out.append(na("No hardening in this run (harden.enabled=false, or the run stopped before it)."))
-    attack = []
-    for d in sorted(Path(run_dir).glob("attack/seed-*"), key=lambda p: (len(p.name), p.name)):
-        loss = loss_series(d / "metrics.jsonl")
-        if loss:
-            attack.append((d.name, *loss))
+    attack = attack_losses(Path(run_dir))
     if attack:
         panels.append(("attack loss", attack))
     else:
