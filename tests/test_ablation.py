@@ -5,6 +5,8 @@ resumes to the same weights without redoing finished work, and the cost counts e
 from __future__ import annotations
 
 import hashlib
+import inspect
+import itertools
 import json
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import torch
 
 from ftrisk.attacks.ablation import AblationAttack, arch, directions, edit, first_token_kl
 from ftrisk.attacks.ablation import select as selection
-from ftrisk.attacks.ablation.forward import ablated, encode
+from ftrisk.attacks.ablation.forward import ablated, common_prefix, encode, forward_batches, last_logits
 from ftrisk.attacks.base import AttackContext
 from ftrisk.config.schema import AblationConfig, AttackConfig, ModelConfig
 from ftrisk.cost import count_params
@@ -113,12 +115,12 @@ def test_tied_embeddings_are_untied_and_the_output_layer_kept(tied_dir, tmp_path
     assert (embed @ r).abs().max() < 1e-5 < (before @ r).abs().max()
 
 
-def _tiny(model_type: str):
+def _tiny(model_type: str, **extra):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                                num_attention_heads=4, num_key_value_heads=4, head_dim=8, pad_token_id=0,
-                               bos_token_id=1, eos_token_id=2)
+                               bos_token_id=1, eos_token_id=2, **extra)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg).eval()
     with torch.no_grad():  # norms start as the identity; a trained model's scale each channel differently
@@ -146,10 +148,17 @@ def _residual_along(model, r) -> float:
     return max(seen)
 
 
-@pytest.mark.parametrize("model_type", sorted(arch.EDITABLE))
+@pytest.mark.parametrize("model_type", [*sorted(arch.EDITABLE), "llama+bias"])
 def test_after_the_edit_no_layer_sees_the_direction(model_type):
-    """Every architecture of the table: the residual stream has no component along r anywhere."""
-    model = _tiny(model_type)
+    """Every architecture of the table (and output projections with biases): the residual stream has no component
+    along r anywhere."""
+    bias = model_type.endswith("+bias")
+    model = _tiny(model_type.removesuffix("+bias"), **({"attention_bias": True, "mlp_bias": True} if bias else {}))
+    assert (model.model.layers[0].self_attn.o_proj.bias is not None) is bias
+    with torch.no_grad():
+        for layer in model.model.layers if bias else []:  # biases start at zero
+            layer.self_attn.o_proj.bias.uniform_(-1, 1)
+            layer.mlp.down_proj.bias.uniform_(-1, 1)
     r = unit(model.config.hidden_size, seed=5)
     assert _residual_along(model, r) > 1e-3
     edit.orthogonalise(model, r)
@@ -252,6 +261,28 @@ def test_first_token_kl(model_dir, tmp_path):
     assert first_token_kl(model, edited, tok, prompts) == pytest.approx(hooked, rel=1e-3)
 
 
+def test_batches_that_share_the_prompt_prefix_give_each_rows_own_logits(model_dir):
+    """The shared prefix is run once and its cache reused: each row's logits and hidden states are those of the row
+    run alone, hooks included."""
+    model, tok = subject_of(model_dir).load()
+    rows = encode(tok, ["Name a colour", "Write a short poem about river 12 and the sea", "Count to three"], None)
+    assert common_prefix(rows) >= 3
+    r = unit(model.config.hidden_size, seed=4)
+    for direction in (None, r):
+        with torch.no_grad(), ablated(model, direction):
+            alone = [model(torch.tensor([row]), output_hidden_states=True) for row in rows]
+            shared = list(forward_batches(model, rows, tok.pad_token_id, batch_size=2, keep=2, hidden=True))
+            logits = last_logits(model, rows, tok.pad_token_id)
+        assert [i for i, _ in shared] == [0, 1]
+        for i, one in enumerate(alone):
+            b, j = divmod(i, 2)
+            assert torch.allclose(logits[i], one.logits[0, -1], atol=1e-5)
+            assert torch.allclose(shared[b][1].logits[j, -1], one.logits[0, -1], atol=1e-5)
+            for layer in range(LAYERS):
+                assert torch.allclose(shared[b][1].hidden_states[layer][j, -2:], one.hidden_states[layer][0, -2:],
+                                      atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- the attack
 
 
@@ -274,11 +305,18 @@ def test_run_writes_an_edited_model_and_its_record(reference, model_dir, prompt_
     assert 1 <= info["layer"] < kept and -cfg.ablation.positions <= info["position"] <= -1
     assert info["n_harmful"] == info["n_harmless"] == 10 and info["candidates"] == "candidates.jsonl"
     rows = [json.loads(l) for l in (out / "candidates.jsonl").read_text().splitlines()][1:]
-    assert sum(r["kind"] == "score" for r in rows) == info["direction_candidates"]
-    assert sum(r["kind"] == "judge" for r in rows) == cfg.ablation.top_k
-    chosen = next(r for r in rows if r["kind"] == "score" and (r["layer"], r["position"]) == (info["layer"],
-                                                                                         info["position"]))
+    scored = [r for r in rows if r["kind"] == "score"]
+    assert len(scored) == info["direction_candidates"]
+    # the KL is computed in refusal-score order until top_k are within kl_max (all are, with kl_max=100)
+    best_first = sorted(scored, key=lambda r: (r["refusal_score"], r["layer"], r["position"]))
+    kl = [r for r in rows if r["kind"] == "kl"]
+    assert [(r["layer"], r["position"]) for r in kl] == [(r["layer"], r["position"]) for r in best_first[:2]]
+    judged = [r for r in rows if r["kind"] == "judge"]
+    assert [(r["layer"], r["position"]) for r in judged] == [(r["layer"], r["position"]) for r in kl]
+    chosen = next(r for r in kl if (r["layer"], r["position"]) == (info["layer"], info["position"]))
     assert info["kl_harmless"] == chosen["kl_harmless"]
+    rates = {(r["layer"], r["position"]): r["refusal_rate"] for r in judged}
+    assert info["val_refusal_rate"] == min(rates.values()) == rates[(info["layer"], info["position"])]
     saved = json.loads((out / "attack.json").read_text())
     assert saved["layer"] == info["layer"] and saved["subject"]["path"] == "model"
     record = json.loads((out / "model" / "ablation.json").read_text())
@@ -302,23 +340,28 @@ def test_cost_counts_two_n_flops_per_forward_token(reference, model_dir, prompt_
     assert cost["params"] == params and cost["flops"] == 2 * params * cost["forward_tokens"]
     assert cost["usd"] == pytest.approx(cost["wall_seconds"] / 3600 * 3.6, abs=2e-4) and cost["wall_seconds"] > 0
     assert cost["steps"] == 0 and cost["examples"] == 0
-    # the activations pass reads every prompt once; each scored candidate reads the two validation sets once more
+    # the activations pass reads every prompt once, the prefix the prompts of a set share once per set; each scored
+    # candidate reads the harmful validation prompts again, each KL the harmless ones
     tok = subject_of(model_dir).load_tokenizer()
     from ftrisk.attacks.ablation import data
 
     a = settings(prompt_files).ablation
     prompts = data.split(data.prompt_sets(a, []), a.n_train, a.n_val, 0)
-    lengths = {k: sum(map(len, encode(tok, [it.prompt for it in v], None))) for k, v in prompts.items()}
+    tokens = {}
+    for k, v in prompts.items():
+        rows = encode(tok, [it.prompt for it in v], None)
+        tokens[k] = sum(map(len, rows)) - (len(rows) - 1) * common_prefix(rows, keep=1)
+        assert common_prefix(rows, keep=a.positions) == common_prefix(rows, keep=1) > 3  # the template and more
     rows = [json.loads(l) for l in (out / "candidates.jsonl").read_text().splitlines()][1:]
-    scored = [r["meter"]["forward_tokens"] for r in rows if r["kind"] == "score"]
-    per_candidate = lengths["harmful_val"] + lengths["harmless_val"]
-    assert scored[0] == sum(lengths.values()) + per_candidate
-    assert all(b - a == per_candidate for a, b in zip(scored, scored[1:]))
-    # judging reads the harmful validation prompts and 1..val_max_new_tokens new tokens per reply
-    judged = [r["meter"]["forward_tokens"] for r in rows if r["kind"] == "judge"]
-    gap = judged[0] - scored[-1] - lengths["harmful_val"]
+    at = {kind: [r["meter"]["forward_tokens"] for r in rows if r["kind"] == kind] for kind in ("score", "kl", "judge")}
+    assert at["score"][0] == sum(tokens.values()) + tokens["harmful_val"]
+    assert all(y - x == tokens["harmful_val"] for x, y in itertools.pairwise(at["score"]))
+    assert at["kl"][0] - at["score"][-1] == tokens["harmless_val"]
+    # judging reads the harmful validation prompts (whole) and 1..val_max_new_tokens new tokens per reply
+    whole = sum(map(len, encode(tok, [it.prompt for it in prompts["harmful_val"]], None)))
+    gap = at["judge"][0] - at["kl"][-1] - whole
     assert a.n_val <= gap <= a.n_val * a.val_max_new_tokens
-    assert cost["forward_tokens"] == judged[-1]
+    assert cost["forward_tokens"] == at["judge"][-1]
 
 
 class Killed(Exception):
@@ -339,11 +382,20 @@ def _kill_after(monkeypatch, module, name, calls: int):
 
 
 def _count(monkeypatch, module, name) -> dict:
+    """Count calls of ``module.name`` (for a generator: the items it yields, i.e. the batches run)."""
     real, count = getattr(module, name), {"n": 0}
 
     def wrapper(*args, **kwargs):
-        count["n"] += 1
-        return real(*args, **kwargs)
+        out = real(*args, **kwargs)
+        if not inspect.isgenerator(out):
+            count["n"] += 1
+            return out
+        return counted(out)
+
+    def counted(gen):
+        for item in gen:
+            count["n"] += 1
+            yield item
 
     monkeypatch.setattr(module, name, wrapper)
     return count
@@ -359,7 +411,7 @@ def test_a_killed_run_resumes_to_the_same_weights_without_redoing_work(reference
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
     with pytest.MonkeyPatch.context() as mp:  # killed after three candidates were scored
-        passes = _count(mp, directions, "padded")
+        passes = _count(mp, directions, "forward_batches")
         _kill_after(mp, selection.Candidates, "add", 3)
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
@@ -370,10 +422,11 @@ def test_a_killed_run_resumes_to_the_same_weights_without_redoing_work(reference
         _kill_after(mp, edit, "write_json_atomic", 0)
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
-        assert scored["n"] == 2 * (ref.info["direction_candidates"] - 3)  # two validation sets per new candidate
+        # one validation set per candidate not yet scored, and one per KL (the top_k's)
+        assert scored["n"] == ref.info["direction_candidates"] - 3 + 2
     assert not (out / "model").exists() and list(out.glob("model.tmp*"))
     with pytest.MonkeyPatch.context() as mp:
-        passes, scored = _count(mp, directions, "padded"), _count(mp, selection, "last_logits")
+        passes, scored = _count(mp, directions, "forward_batches"), _count(mp, selection, "last_logits")
         res = run(cfg, model_dir, out)
         assert passes["n"] == 0 and scored["n"] == 0
     assert not list(out.glob("model.tmp*"))

@@ -35,6 +35,13 @@ VERSION = 1
 """Bump when a change makes stored partial work (activations, scores) invalid."""
 
 
+def by_length(prompts: dict, rows: dict) -> tuple[dict, dict]:
+    """Each set's prompts and token ids in order of length (stable): batches of similar length pad less."""
+    order = {k: sorted(range(len(r)), key=lambda i: len(r[i])) for k, r in rows.items()}
+    return ({k: [prompts[k][i] for i in o] for k, o in order.items()},
+            {k: [rows[k][i] for i in o] for k, o in order.items()})
+
+
 def summary(meter) -> dict:
     """The meter's summary with the forward-only tokens shown (``CostMeter.summary`` counts training tokens only)."""
     cost = meter.summary()
@@ -71,7 +78,12 @@ class AblationAttack(Attack):
         meter = CostMeter(device=str(model.device), usd_per_hour=usd_per_hour, params=count_params(model),
                           flops_per_token=2)
         meter.start()
-        rows = {k: encode(tok, [it.prompt for it in v], subject.system_prompt) for k, v in prompts.items()}
+        prompts, rows = by_length(prompts, {k: encode(tok, [it.prompt for it in v], subject.system_prompt)
+                                            for k, v in prompts.items()})
+        shortest = min(len(r) for rs in rows.values() for r in rs)
+        if shortest < a.positions:
+            raise FtriskError(f"attack.ablation.positions={a.positions} is more than the shortest chat prompt "
+                              f"({shortest} tokens): lower it")
         pad = pad_id(tok)
         acts = mean_activations(model, rows, pad=pad, positions=a.positions, out=out_dir / PASS_FILE, key=key,
                                 meter=meter, batch_size=self.batch_size, desc=f"{desc or 'ablation'}: activations")
@@ -80,12 +92,14 @@ class AblationAttack(Attack):
         if book.last_meter():
             meter.restore(book.last_meter())
         scored = score(model, dirs, n_layers=kept_layers(model.config.num_hidden_layers, a.max_layer_fraction),
-                       rows=rows, base=acts.val_logprobs, tokens=tokens, pad=pad, strength=a.strength, book=book,
-                       meter=meter, batch_size=self.batch_size)
+                       rows=rows["harmful_val"], tokens=tokens, pad=pad, strength=a.strength, book=book, meter=meter,
+                       batch_size=self.batch_size)
         if not scored:
             raise FtriskError("ablation found no candidate direction: the harmful and harmless prompts have the same "
                               "mean activations at every layer tried; check attack.ablation.harmful and harmless")
-        short, kl_met = shortlist(scored, a.kl_max, a.top_k)
+        short, kl_met = shortlist(model, dirs, scored, rows=rows["harmless_val"], base=acts.val_logprobs["harmless_val"],
+                                  kl_max=a.kl_max, top_k=a.top_k, pad=pad, strength=a.strength, book=book,
+                                  meter=meter, batch_size=self.batch_size)
         judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
         best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
                                rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,

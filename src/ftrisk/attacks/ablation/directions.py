@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ftrisk.attacks.ablation.forward import batches, meter_state, padded
+from ftrisk.attacks.ablation.forward import batches, forward_batches, meter_state
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +78,34 @@ def mean_activations(model, rows: dict[str, list[list[int]]], *, pad: int, posit
                      meter, batch_size: int, desc: str = "ablation: activations") -> Activations:
     """The pass over ``rows`` (set name -> token ids of the chat prompts: TRAIN and VAL sets), resumed from ``out``
     when it holds a pass of the same ``key``."""
-    units = [(name, b) for name in (*TRAIN, *VAL) for b in batches(rows[name], batch_size)]
-    layers = model.config.num_hidden_layers
+    sets = [(name, len(batches(rows[name], batch_size))) for name in (*TRAIN, *VAL)]
+    total = sum(n for _, n in sets)
     state = _read(out, key)
     if state:
-        tensors, meta = state
-        done = meta["done"]
-        meter.restore(meta["meter"])
-        log.info("activations pass resumed at batch %d of %d", done, len(units))
+        tensors, done = state[0], state[1]["done"]
+        meter.restore(state[1]["meter"])
+        log.info("activations pass resumed at batch %d of %d", done, total)
     else:
         tensors, done = {}, 0
-    for i in tqdm(range(done, len(units)), desc=desc, initial=done, total=len(units), leave=False, dynamic_ncols=True):
-        name, batch = units[i]
-        enc = padded(batch, pad, model.device)
-        res = model(**enc, use_cache=False, logits_to_keep=1, output_hidden_states=True)
-        logprobs = torch.log_softmax(res.logits[:, -1, :].double(), dim=-1).cpu()
-        if name in TRAIN:
-            acts = torch.stack([h[:, -positions:, :] for h in res.hidden_states[:layers]], dim=1)
-            _add(tensors, f"{name}.acts", acts.double().sum(0).cpu())
-            _add(tensors, f"{name}.probs", logprobs.exp().sum(0))
-        else:
-            prev = tensors.get(f"{name}.logprobs")
-            new = logprobs.float()
-            tensors[f"{name}.logprobs"] = new if prev is None else torch.cat([prev, new])
-        meter.add_forward(int(enc["attention_mask"].sum()))
-        save_atomic(tensors, out, {"key": key, "done": str(i + 1), "meter": json.dumps(meter_state(meter))})
+    layers = model.config.num_hidden_layers
+    bar = tqdm(desc=desc, initial=done, total=total, leave=False, dynamic_ncols=True)
+    offset = 0
+    for name, n in sets:
+        start, offset = max(0, done - offset), offset + n
+        for b, res in forward_batches(model, rows[name], pad, batch_size=batch_size, keep=positions, start=start,
+                                      meter=meter, hidden=name in TRAIN):
+            logprobs = torch.log_softmax(res.logits[:, -1, :].double(), dim=-1).cpu()
+            if name in TRAIN:  # hidden_states[l], l < layers: the input of layer l
+                acts = torch.stack([h[:, -positions:, :] for h in res.hidden_states[:layers]], dim=1)
+                _add(tensors, f"{name}.acts", acts.double().sum(0).cpu())
+                _add(tensors, f"{name}.probs", logprobs.exp().sum(0))
+            else:
+                prev = tensors.get(f"{name}.logprobs")
+                tensors[f"{name}.logprobs"] = logprobs.float() if prev is None else torch.cat([prev, logprobs.float()])
+            done = offset - n + b + 1
+            save_atomic(tensors, out, {"key": key, "done": str(done), "meter": json.dumps(meter_state(meter))})
+            bar.update(1)
+    bar.close()
     return Activations(mean={n: tensors[f"{n}.acts"] / len(rows[n]) for n in TRAIN},
                        first_token={n: tensors[f"{n}.probs"] / len(rows[n]) for n in TRAIN},
                        val_logprobs={n: tensors[f"{n}.logprobs"] for n in VAL})

@@ -8,6 +8,7 @@ CPU decode kernels (:mod:`ftrisk.generation.cpu`) do not promise to call module 
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 
 import torch
@@ -77,16 +78,50 @@ def ablated(model, r: torch.Tensor | None, strength: float = 1.0):
             h.remove()
 
 
+def common_prefix(rows: list[list[int]], keep: int = 1) -> int:
+    """Length of the token prefix all ``rows`` share (the chat template's system turn and user header), leaving at
+    least ``keep`` tokens of every row after it."""
+    first, most = rows[0], min(len(r) for r in rows) - keep
+    n = 0
+    while n < most and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
 @torch.no_grad()
-def last_logits(model, rows: list[list[int]], pad: int, meter=None, batch_size: int = BATCH_SIZE) -> torch.Tensor:
-    """Float32 next-token logits after each row's last token, (rows, vocab); the meter counts the real tokens."""
-    out = []
-    for batch in batches(rows, batch_size):
-        enc = padded(batch, pad, model.device)
-        logits = model(**enc, use_cache=False, logits_to_keep=1).logits[:, -1, :]
-        out.append(logits.float().cpu())
+def forward_batches(model, rows: list[list[int]], pad: int, *, batch_size: int = BATCH_SIZE, keep: int = 1,
+                    start: int = 0, meter=None, hidden: bool = False):
+    """(batch index, model output) for each batch of ``rows`` from ``start``, next-token logits at each row's last
+    token (``hidden``: the hidden states of the tokens after the shared prefix too). The prefix the rows share is
+    run once, when the first batch runs, and its key/value cache reused by every batch (the template's system turn
+    is about half of a short chat prompt); the meter counts the real tokens run."""
+    prefix, cache = common_prefix(rows, keep), None
+    for i, batch in enumerate(batches(rows, batch_size)):
+        if i < start:
+            continue
+        if prefix and cache is None:
+            head = torch.tensor([rows[0][:prefix]], device=model.device)
+            cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+            if meter is not None:
+                meter.add_forward(prefix)
+        enc = padded([r[prefix:] for r in batch], pad, model.device)
         if meter is not None:
             meter.add_forward(int(enc["attention_mask"].sum()))
+        extra = {}
+        if cache is not None:  # the batch continues the shared prefix: its positions and mask come after it
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(batch))
+            ones = torch.ones((len(batch), prefix), dtype=enc["attention_mask"].dtype, device=model.device)
+            enc["attention_mask"] = torch.cat([ones, enc["attention_mask"]], dim=1)
+            enc["position_ids"] = enc["position_ids"] + prefix
+            extra = {"past_key_values": past, "use_cache": True}
+        yield i, model(**enc, **({"use_cache": False} | extra), logits_to_keep=1, output_hidden_states=hidden)
+
+
+def last_logits(model, rows: list[list[int]], pad: int, meter=None, batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """Float32 next-token logits after each row's last token, (rows, vocab)."""
+    out = [res.logits[:, -1, :].float().cpu()
+           for _, res in forward_batches(model, rows, pad, batch_size=batch_size, meter=meter)]
     return torch.cat(out)
 
 

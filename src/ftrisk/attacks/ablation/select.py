@@ -2,10 +2,10 @@
 
 Every candidate (a layer's input at one post-instruction position, from layers before ``max_layer_fraction`` of the
 model) is scored with the direction projected out by hooks: the first-token **refusal score** on the harmful
-validation prompts, the mean log-odds of the subject's refusal tokens (:func:`refusal_score`), and the first-token
-**KL divergence** KL(original || ablated) on the harmless ones, in nats, averaged over prompts (heretic's measure of
-collateral damage). The ``top_k`` candidates within ``kl_max``, lowest refusal score first, are then checked for
-real: greedy replies to the harmful validation prompts under the hooks, judged by the run's refusal judge. The
+validation prompts, the mean log-odds of the subject's refusal tokens (:func:`refusal_score`). In that order, the
+first-token **KL divergence** KL(original || ablated) on the harmless ones (in nats, averaged over prompts: heretic's
+measure of collateral damage) is computed until ``top_k`` candidates are within ``kl_max``. Those are then checked
+for real: greedy replies to the harmful validation prompts under the hooks, judged by the run's refusal judge. The
 lowest judged refusal rate wins, ties by KL. Each result is a line of ``candidates.jsonl`` (with what the meter had
 counted), so a resumed run skips what is done; replies are judged in memory and never written.
 """
@@ -85,36 +85,53 @@ def kept_layers(n_layers: int, fraction: float) -> int:
     return max(1, int(n_layers * fraction))
 
 
-@torch.no_grad()
-def score(model, dirs: torch.Tensor, *, n_layers: int, rows: dict, base: dict, tokens: list[int], pad: int,
-          strength: float, book: Candidates, meter, batch_size: int = BATCH_SIZE) -> list[dict]:
-    """Score each non-zero candidate of ``dirs`` (layers, positions, hidden) in the kept layers; ``base``: the
-    unablated validation log-probs; ``rows``: token ids of ``harmful_val`` and ``harmless_val``."""
+def _ablated_logprobs(model, r, rows, pad, strength, meter, batch_size) -> torch.Tensor:
+    with ablated(model, r, strength):
+        return torch.log_softmax(last_logits(model, rows, pad, meter, batch_size).double(), -1)
+
+
+def score(model, dirs: torch.Tensor, *, n_layers: int, rows: list, tokens: list[int], pad: int, strength: float,
+          book: Candidates, meter, batch_size: int = BATCH_SIZE) -> list[dict]:
+    """The refusal score on the harmful validation prompts (``rows``) of each non-zero candidate of ``dirs``
+    (layers, positions, hidden) in the first ``n_layers``; position -1 is the last token."""
     done = book.done("score")
-    todo = [(l, p) for l in range(n_layers) for p in range(dirs.shape[1]) if dirs[l, p].abs().sum() > 0]
     positions = dirs.shape[1]
-    for layer, p in tqdm(todo, desc="ablation: score directions", leave=False, dynamic_ncols=True):
-        pos = p - positions  # -positions .. -1: which post-instruction token
-        if (layer, pos) in done:
-            continue
-        with ablated(model, dirs[layer, p], strength):
-            harmful = torch.log_softmax(last_logits(model, rows["harmful_val"], pad, meter, batch_size).double(), -1)
-            harmless = torch.log_softmax(last_logits(model, rows["harmless_val"], pad, meter, batch_size).double(), -1)
-        row = {"kind": "score", "layer": layer, "position": pos, "refusal_score": refusal_score(harmful, tokens),
-               "kl_harmless": kl_divergence(base["harmless_val"], harmless), "meter": meter_state(meter)}
-        book.add(row)
-        done[(layer, pos)] = row
-    return [done[(l, p - positions)] for l, p in todo]
+    todo = [(l, p - positions) for l in range(n_layers) for p in range(positions) if dirs[l, p].abs().sum() > 0]
+    for layer, pos in tqdm(todo, desc="ablation: score directions", leave=False, dynamic_ncols=True):
+        if (layer, pos) not in done:
+            lp = _ablated_logprobs(model, dirs[layer, pos + positions], rows, pad, strength, meter, batch_size)
+            done[(layer, pos)] = row = {"kind": "score", "layer": layer, "position": pos,
+                                        "refusal_score": refusal_score(lp, tokens), "meter": meter_state(meter)}
+            book.add(row)
+    return [done[c] for c in todo]
 
 
-def shortlist(scored: list[dict], kl_max: float, top_k: int) -> tuple[list[dict], bool]:
-    """The ``top_k`` candidates with KL <= ``kl_max``, lowest refusal score first; when none is within ``kl_max``,
-    the ``top_k`` of lowest KL (and False: the bound was not met)."""
-    order = sorted(scored, key=lambda r: (r["refusal_score"], r["kl_harmless"], r["layer"], r["position"]))
-    within = [r for r in order if r["kl_harmless"] <= kl_max]
+def shortlist(model, dirs: torch.Tensor, scored: list[dict], *, rows: list, base: torch.Tensor, kl_max: float,
+              top_k: int, pad: int, strength: float, book: Candidates, meter,
+              batch_size: int = BATCH_SIZE) -> tuple[list[dict], bool]:
+    """The ``top_k`` candidates with KL <= ``kl_max`` on the harmless validation prompts (``rows``; ``base``: the
+    unablated log-probs), lowest refusal score first. The KL is computed in that order until ``top_k`` are within
+    the bound (the same choice as computing every KL first, at a fraction of the cost). When none is within, the
+    ``top_k`` of least KL, and False (the bound was not met)."""
+    done = book.done("kl")
+    positions = dirs.shape[1]
+    order = sorted(scored, key=lambda r: (r["refusal_score"], r["layer"], r["position"]))
+    within = []
+    for cand in tqdm(order, desc="ablation: KL of the best directions", leave=False, dynamic_ncols=True):
+        key = (cand["layer"], cand["position"])
+        if key not in done:
+            lp = _ablated_logprobs(model, dirs[key[0], key[1] + positions], rows, pad, strength, meter, batch_size)
+            done[key] = row = {"kind": "kl", "layer": key[0], "position": key[1],
+                               "kl_harmless": kl_divergence(base, lp), "meter": meter_state(meter)}
+            book.add(row)
+        if done[key]["kl_harmless"] <= kl_max:
+            within.append({**cand, "kl_harmless": done[key]["kl_harmless"]})
+            if len(within) == top_k:
+                break
     if within:
-        return within[:top_k], True
-    least = sorted(scored, key=lambda r: (r["kl_harmless"], r["layer"], r["position"]))[:top_k]
+        return within, True
+    least = sorted(({**c, "kl_harmless": done[(c["layer"], c["position"])]["kl_harmless"]} for c in order),
+                   key=lambda r: (r["kl_harmless"], r["layer"], r["position"]))[:top_k]
     log.warning("no candidate direction keeps the first-token KL on harmless prompts within attack.ablation.kl_max="
                 "%g (least: %.3f): judging the %d of least KL", kl_max, least[0]["kl_harmless"], len(least))
     return sorted(least, key=lambda r: (r["refusal_score"], r["kl_harmless"])), False
@@ -127,7 +144,7 @@ def judge_shortlist(model, tok, dirs: torch.Tensor, short: list[dict], *, prompt
     score row with ``val_refusal_rate`` added)."""
     done = book.done("judge")
     positions = dirs.shape[1]
-    for cand in short:
+    for cand in tqdm(short, desc="ablation: judge directions", leave=False, dynamic_ncols=True):
         key = (cand["layer"], cand["position"])
         if key in done:
             continue
