@@ -290,3 +290,28 @@ def test_attack_losses_of_every_family(tmp_path):
     got = attack_losses(tmp_path)  # ablation trains nothing: no metrics, no line
     assert [name for name, *_ in got] == ["seed-2", "seed-10", "benign-lora/seed-0"]
     assert got[2][1:] == ([1, 2], [2.0, 1.5])
+
+
+def test_family_cost_figure_draws_every_family_on_a_log_dollar_axis():
+    from test_summary import three_families
+
+    from ftrisk.report.plots import family_cost_figure, left_edge, point_dollars, short_dollars
+    from ftrisk.report.results import curve
+
+    r = three_families()
+    ax = family_cost_figure(r, "adv", "pat", 0.05).axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "lora", "lora: other seeds", "ablation (no training)", "prefill (no fine-tuning, $0): 60%",
+        "before the attack: 97% ($0, at the left edge)", "threshold 5%"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["ablation (no training)"].get_xdata()) == [0.004]
+    assert list(lines["lora"].get_xdata()) == [0.0275, 0.055, 0.11] and list(lines["lora"].get_ydata()) == [0.4, 0.04, 0.0]
+    assert left_edge(r, "adv", "pat") == pytest.approx(0.001)  # a quarter of the cheapest point: $0 sits there
+    assert ax.get_xlim()[0] < 0.001
+    # dollars rounded to $0 in results.json come back from the seconds at usd_per_hour
+    r["stages"]["ablation/attacked"]["point"]["cost"].update(usd=0.0, wall_seconds=0.036)
+    p = curve(r, "adv", "pat", 0, "ablation")[1]
+    assert point_dollars(r, p) == pytest.approx(0.00002)
+    assert left_edge(r, "adv", "pat") == pytest.approx(0.000005)
+    assert [short_dollars(v) for v in (5.6e-6, 0.001, 0.25, 1.0, 12.0)] == ["$0.0000056", "$0.001", "$0.25", "$1", "$12"]

@@ -302,8 +302,10 @@ def test_family_table_has_the_cheapest_row_on_top_and_a_row_per_family():
     assert rows[3].startswith("| adv | pat | prefill (no fine-tuning needed) | – | 97.0% | with the prefix 60.0% "
                               "[50.0%, 70.0%]; without 97.0% | 0.0 s | 0 | $0.000 |")
     head, html_rows = family_rows(r)
-    assert len(html_rows) == 4 and head[2] == "attack" and type(html_rows[0][2]).__name__ == "Bold"
-    assert html_rows[1][2] == ("lora", "data builtin:advbench-affirm") and html_rows[1][6] == "10 / 80"
+    assert len(html_rows) == 4 and head[1] == "attack" and type(html_rows[0][1]).__name__ == "Bold"
+    assert html_rows[0][0] == ("adv", "pat") and html_rows[0][4] == ("$0.004", "2.0 s · 3.0e12 FLOPs")
+    assert html_rows[1][1] == ("lora", "data builtin:advbench-affirm") and html_rows[1][5] == "10 / 80"
+    assert html_rows[1][7] == ("step 20", "seeds: 2 of 2; steps 10–20, $0.055–$0.110")
     # one family only: the classic table stays (report.md keeps its shape)
     from ftrisk.report import markdown
 

@@ -43,16 +43,15 @@ def _seeds(e: dict) -> str:
     return e.get("seeds_reached", DASH)
 
 
-def _prefill_cells(pre: dict | None, e: dict) -> dict:
+def _prefill_cells(pre: dict | None) -> dict:
     """Prefilling: no weight changed, cost 0; its refusal with the prefix against the subject's without it."""
     pre = pre or {}
-    floor = " (at or below the threshold)" if e.get("reached") else ""
     if pre.get("with") is None:
         first, detail = "not evaluated", ""
     else:
         first = f"with the prefix {pct(pre['with'])}"
         ci = interval(*pre["with_ci95"]) + "; " if pre.get("with_ci95") else ""
-        detail = f"{ci}without {pct(pre.get('without'))}{floor}"
+        detail = f"{ci}without {pct(pre.get('without'))}"
     return {"first": first, "detail": detail, "time": duration(0), "flops": flop_count(0), "usd": dollars(0),
             "steps": DASH, "examples": DASH, "capability": "no weight changed", "conservative": DASH, "seeds": DASH}
 
@@ -100,7 +99,7 @@ def family_entries(results: dict) -> list[dict]:
                     own[f["label"]] = {"first": DASH}
                 elif _is_prefill(f):
                     names[f["label"]] += " (no fine-tuning needed)"
-                    own[f["label"]] = _prefill_cells(((s.get("prefill") or {}).get(bench) or {}).get(judge), e)
+                    own[f["label"]] = _prefill_cells(((s.get("prefill") or {}).get(bench) or {}).get(judge))
                 else:
                     own[f["label"]] = _cells(f, e)
             base = {"bench": bench, "judge": judge, "start": pct(start)}
@@ -139,14 +138,15 @@ def family_table(results: dict) -> list[str]:
 
 
 def family_rows(results: dict) -> tuple[list[str], list[list]]:
-    """:func:`family_entries` as report.html's (header, rows): detail lines under the refusal (its CI, ablation's
-    KL), the attack (its data) and the dollars (time and FLOPs); the cheapest row's attack in bold."""
+    """:func:`family_entries` as report.html's (header, rows), narrow enough for a laptop screen: detail lines under
+    the benchmark (its judge), the attack (its data), the refusal (its CI, ablation's KL), the dollars (time and
+    FLOPs) and the conservative point (the seeds); the cheapest row's attack in bold."""
     rows = family_entries(results)
     if not rows:
         return [], []
     t = pct((results.get("summary") or {}).get("threshold"))
-    head = ["benchmark", "judge", "attack", "from", f"first ≤ {t}", "cost", "steps / examples", "capability Δ",
-            f"conservative (CI ≤ {t})", "over seeds"]
+    head = ["benchmark / judge", "attack", "from", f"first ≤ {t}", "cost", "steps / examples", "capability Δ",
+            f"conservative (CI ≤ {t}) / seeds"]
     out = []
     for r in rows:
         attack = Bold(r["attack"]) if r["cheapest"] else r["attack"]
@@ -155,8 +155,9 @@ def family_rows(results: dict) -> tuple[list[str], list[list]]:
         first = (r["first"], r["detail"]) if r.get("detail") else r["first"]
         cost = (r["usd"], f"{r['time']} · {r['flops']} FLOPs") if r.get("usd", DASH) != DASH else DASH
         steps = f"{r['steps']} / {r['examples']}" if r.get("steps", DASH) != DASH else DASH
-        out.append([r["bench"], r["judge"], attack, r["start"], first, cost, steps, r.get("capability", DASH),
-                    r.get("conservative", DASH), r.get("seeds", DASH)])
+        seeds = r.get("seeds", DASH)
+        cons = (r.get("conservative", DASH), f"seeds: {seeds}") if seeds != DASH else r.get("conservative", DASH)
+        out.append([(r["bench"], r["judge"]), attack, r["start"], first, cost, steps, r.get("capability", DASH), cons])
     return head, out
 
 

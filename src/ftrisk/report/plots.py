@@ -173,25 +173,40 @@ def mean_curve(curves: dict[int, list[dict]]) -> list[dict]:
                                                          if p["step"] == s)} for s in steps]
 
 
-def _dollar_tick(v: float, _pos=None) -> str:
-    """A log-axis tick in dollars with as many decimals as its size needs ($0.0001, $0.01, $1)."""
-    return dollars(v, max(0, -math.floor(math.log10(v)))) if v > 0 else dollars(0, 0)
+def short_dollars(v: float, _pos=None) -> str:
+    """Dollars to two significant digits, trailing zeros dropped ($0.0000056, $0.001, $0.25, $12): a log axis's
+    ticks and the amounts around them."""
+    if v <= 0:
+        return dollars(0, 0)
+    text = dollars(v, max(0, 1 - math.floor(math.log10(v))))
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def point_dollars(results: dict, p: dict) -> float:
+    """A curve point's dollars; where results.json rounded them to $0 (4 digits: a small attack may cost less than
+    $0.0001) its seconds at its ``usd_per_hour`` and devices, as :mod:`ftrisk.cost` computes them."""
+    if p.get("usd"):
+        return p["usd"]
+    cost = ((results.get("stages", {}).get(p["stage"]) or {}).get("point") or {}).get("cost") or {}
+    rate = cost.get("usd_per_hour")
+    return p["seconds"] / 3600 * rate * (p.get("devices") or 1) if rate and p.get("seconds") else 0.0
 
 
 def left_edge(results: dict, bench: str, judge: str) -> float:
     """Where a cost of $0 sits on the log-dollar axis of :func:`family_cost_figure`: a quarter of the smallest
     positive cost among the weight-editing families' points ($0.0001 when none has one)."""
-    costs = [p["usd"] for f in families_of(results) if f.get("method") != "prefill"
+    costs = [point_dollars(results, p) for f in families_of(results) if f.get("method") != "prefill"
              for s in seeds_of(results, f["label"]) for p in curve(results, bench, judge, s, f["label"])
-             if p["step"] > 0 and (p["usd"] or 0) > 0]
+             if p["step"] > 0]
+    costs = [c for c in costs if c > 0]
     return min(costs) / 4 if costs else 1e-4
 
 
 def family_cost_figure(results: dict, bench: str, judge: str, threshold: float | None = None):
-    """Refusal rate against attack cost in dollars on a log x axis, one line per attack family (its first seed bold,
-    other seeds thin). A log axis has no 0: the model before the attack ($0) and any point that cost under the
-    smallest dollar amount are drawn at :func:`left_edge`, each line starting there; prefilling (no fine-tuning,
-    $0) is a horizontal line; the threshold is dashed."""
+    """Refusal rate against attack cost in dollars (:func:`point_dollars`) on a log x axis, one line per attack
+    family (its first seed bold, other seeds thin). A log axis has no 0: the model before the attack ($0) sits at
+    :func:`left_edge`, each line starting there with a dotted step; prefilling (no fine-tuning, $0) is a
+    horizontal line; the threshold is dashed."""
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     fig, (ax,) = _figure(height=3.9)
@@ -212,7 +227,7 @@ def family_cost_figure(results: dict, bench: str, judge: str, threshold: float |
                     ax.axhline(later[-1]["refusal_rate"], color=color, ls=":", lw=1.6,
                                label=f"{label} (no fine-tuning, $0): {pct(later[-1]['refusal_rate'], 0)}")
                 continue
-            x = [edge] + [max(p["usd"] or 0, edge) for p in later]
+            x = [edge] + [max(point_dollars(results, p), edge) for p in later]
             y = [pts[0]["refusal_rate"] if pts[0]["step"] == 0 else later[0]["refusal_rate"]] + \
                 [p["refusal_rate"] for p in later]
             right = max(right, *x)
@@ -234,7 +249,7 @@ def family_cost_figure(results: dict, bench: str, judge: str, threshold: float |
     if threshold is not None:
         ax.axhline(threshold, color="#B00020", ls=(0, (4, 3)), lw=1.1, label=f"threshold {pct(threshold, 0)}")
     ax.set_xlim(edge / 2, right * 3)
-    ax.xaxis.set_major_formatter(FuncFormatter(_dollar_tick))
+    ax.xaxis.set_major_formatter(FuncFormatter(short_dollars))
     ax.set_ylim(-0.03, 1.03)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylabel("refusal rate")

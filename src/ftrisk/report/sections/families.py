@@ -3,9 +3,8 @@ plot per harmful benchmark (headline judge), a line per family. A run with one f
 
 from __future__ import annotations
 
-from ftrisk.formatting import dollars
 from ftrisk.report.page import esc
-from ftrisk.report.plots import family_cost_figure, left_edge, png
+from ftrisk.report.plots import family_cost_figure, left_edge, png, short_dollars
 from ftrisk.report.results import families_of, harmful_of, is_multi_family, judges_of
 
 TITLE = "Refusal against cost, every attack family"
@@ -28,7 +27,7 @@ def family_curves(results: dict) -> str:
         fig = family_cost_figure(results, bench, judge, s.get("threshold"))
         cap = (f"{bench}: refusal rate ({judge}) against attack cost in dollars, log scale; one line per attack "
                "family (first seed bold, other seeds thin), its last point's time beside it. A log axis has no $0: "
-               f"the model before the attack is drawn at the left edge ({dollars(left_edge(results, bench, judge), 4)}"
+               f"the model before the attack is drawn at the left edge ({short_dollars(left_edge(results, bench, judge))}"
                "), joined to each family's first point by a dotted segment. Prefilling changes no weight and costs "
                "$0: a horizontal line. Dashed: the threshold.")
         out.append(png(fig, f"{TITLE}: {bench}", cap))
