@@ -245,6 +245,12 @@ def test_headline_names_the_cheapest_family_the_others_against_it_and_prefill():
     assert "Over seeds (2 of 2 reached it): 10–20 steps" in lora_first
     missed = summary.build(three_families(ablation_rate=0.30), 0.05)["headline"]
     assert missed.startswith("Cheapest attack: lora.") and " ablation did not reach it (lowest 30%)." in missed
+    alone = three_families()  # one weight-editing family beside prefill: no "cheapest" to speak of
+    alone["families"] = [alone["families"][0], alone["families"][2]]
+    del alone["stages"]["ablation/attacked"]
+    h = summary.build(alone, 0.05)["headline"]
+    assert h.startswith("Attack: lora. Refusal on adv fell from 97% to ≤ 5% (pat) after 10 steps, ")
+    assert h.endswith("brings refusal to 60% (pat).")
     r = three_families(ablation_rate=0.30)
     r["stages"]["attacked"]["benchmarks"]["adv"] = _rates(0.03, 0.01, 0.08)
     none = summary.build(r, 0.02)["headline"]

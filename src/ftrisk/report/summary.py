@@ -187,7 +187,8 @@ def families_headline(results: dict, out: dict, bench: str, judge: str, threshol
         label, p = cheap["method"], cheap["point"]
         e = entries[label]
         trains = by[label]["trains"]
-        text = (f"Cheapest attack: {label}. Refusal on {bench} fell from {pct(start, 0)} to ≤ {pct(threshold, 0)} "
+        lead = "Cheapest attack" if len(editing) > 1 else "Attack"  # the only weight-editing family: no contest
+        text = (f"{lead}: {label}. Refusal on {bench} fell from {pct(start, 0)} to ≤ {pct(threshold, 0)} "
                 f"({judge}) {_cost_text(p, trains)}{_capability_text(e, p)}{_seeds_text(e)}.")
         for f in editing:
             other = entries[f["label"]]
