@@ -1,4 +1,4 @@
-"""``ftrisk attack CONFIG``: the LoRA (or full) attack on the (hardened) subject, one line per seed.
+"""``ftrisk attack CONFIG``: every attack family on the (hardened) subject, one line per family and seed.
 
 Under ``accelerate launch ... -m ftrisk.cli attack CONFIG`` each of the N processes runs the attack stage
 only (:func:`attack_process`); ``--accelerate-config`` starts that launch from one process.
@@ -15,7 +15,8 @@ from ftrisk.model import loading as models
 
 
 def add_parser(sub):
-    return common.add_config_parser(sub, "attack", "LoRA attack on the (hardened) subject", multi_process=True)
+    return common.add_config_parser(sub, "attack", "LoRA attack on the (hardened) subject (every family of "
+                                    "attack.methods)", multi_process=True)
 
 
 def main(args) -> int:
@@ -30,12 +31,17 @@ def main(args) -> int:
             return code
     exp = pipeline.Experiment(cfg, overwrite=args.overwrite)
     subject = exp.harden()
-    for seed in exp.seeds:
-        res = exp.attack(subject, seed)
-        where = res.subject.adapter or res.subject.path
-        print(f"attack (seed {seed}): {where} ({res.steps} steps, stopped by {res.stopped_by}, "
-              f"{duration(res.cost['wall_seconds'])}, {dollars(res.cost['usd'], 4)}; "
-              f"evaluable points at steps {', '.join(str(p.step) for p in res.points)})")
+    for family in exp.families:
+        for seed in exp.family_seeds(family):
+            res = exp.attack(subject, seed, family)
+            where = res.subject.adapter or res.subject.path
+            name = "attack" if family.primary and len(exp.families) == 1 else f"attack {family.label}"
+            if not family.trains:
+                print(f"{name}: {where} ({duration(res.cost['wall_seconds'])}, {dollars(res.cost['usd'], 4)})")
+                continue
+            print(f"{name} (seed {seed}): {where} ({res.steps} steps, stopped by {res.stopped_by}, "
+                  f"{duration(res.cost['wall_seconds'])}, {dollars(res.cost['usd'], 4)}; "
+                  f"evaluable points at steps {', '.join(str(p.step) for p in res.points)})")
     return 0
 
 
@@ -54,9 +60,11 @@ def attack_process(args) -> int:
             raise FtriskError("the hardened model is not built yet: run `ftrisk harden CONFIG` first (one process), "
                               "or `ftrisk attack CONFIG --accelerate-config NAME`, which does")
         subject = exp.harden()  # from the cache
-    for seed in exp.seeds:
-        res = exp.attack(subject, seed)
-        if distributed.is_main_process():
-            print(f"attack (seed {seed}): {res.subject.adapter or res.subject.path} ({res.steps} steps on "
-                  f"{res.cost['devices']} processes, ${res.cost['usd']:.4f})")
+    for family in [f for f in exp.families if f.trains]:  # ablation and prefill run in one process (ftrisk run)
+        name = "attack" if len(exp.families) == 1 else f"attack {family.label}"
+        for seed in exp.family_seeds(family):
+            res = exp.attack(subject, seed, family)
+            if distributed.is_main_process():
+                print(f"{name} (seed {seed}): {res.subject.adapter or res.subject.path} ({res.steps} "
+                      f"steps on {res.cost['devices']} processes, ${res.cost['usd']:.4f})")
     return 0
