@@ -6,7 +6,9 @@ import sys
 
 from ftrisk.cli import common
 from ftrisk.plan.estimate import verdict_line
+from ftrisk.report.families import family_lines
 from ftrisk.report.markdown import cost_lines, refusal_table
+from ftrisk.report.results import is_multi_family
 
 
 def add_parser(sub):
@@ -26,6 +28,9 @@ def main(args) -> int:
     results = pipeline.run(cfg, overwrite=args.overwrite,  # the plan's verdict: checked inputs, before any work
                            on_ready=lambda c: print(verdict_line(c), file=sys.stderr, flush=True))
     print(results["summary"]["headline"] + "\n")
-    print("\n".join(refusal_table(results) + [""] + cost_lines(results)))
+    lines = refusal_table(results) + [""] + cost_lines(results)
+    if is_multi_family(results):
+        lines += [""] + family_lines(results)
+    print("\n".join(lines))
     print(f"\nresults: {cfg.out / 'results.json'}\nreport:  {cfg.out / 'report.md'}, {cfg.out / 'report.html'}")
     return 0
