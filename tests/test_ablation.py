@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from ftrisk.attacks.ablation import AblationAttack, arch, directions, edit, first_token_kl
+from ftrisk.attacks.ablation import refusal
 from ftrisk.attacks.ablation import select as selection
 from ftrisk.attacks.ablation.forward import ablated, common_prefix, encode, forward_batches, last_logits
 from ftrisk.attacks.base import AttackContext
 from ftrisk.config.schema import AblationConfig, AttackConfig, ModelConfig
 from ftrisk.cost import count_params
 from ftrisk.errors import FtriskError
+from ftrisk.judges.base import COMPLIED, REFUSED
 from ftrisk.model.subject import Subject
 from ftrisk.prompts import benchmarks
 from ftrisk.testing import build_tiny_model
@@ -232,12 +234,22 @@ def test_quantized_subject_is_refused(model_dir):
 # ---------------------------------------------------------------------------------------------- scores
 
 
-def test_refusal_tokens_rule():
+def test_refusal_tokens_open_refused_replies_more_than_complied_ones():
+    r, c = REFUSED, COMPLIED
+    openers = [(5, r), (5, r), (7, r), (5, c), (9, c), (9, c), (8, r)]
+    margin = refusal.opening_margin(openers)
+    assert margin == pytest.approx({5: 2 / 4 - 1 / 3, 7: 1 / 4, 8: 1 / 4})
+    assert refusal.pick(margin) == [7, 8, 5]
+    assert refusal.pick({1: 0.5, 2: 0.04, 3: -0.2}) == [1]  # below a tenth of the best margin, or negative
+    assert refusal.pick(refusal.opening_margin([(4, c), (6, c)])) == []  # nothing refused: the fallback's turn
+
+
+def test_excess_tokens_fallback_rule():
     probs = {name: torch.zeros(10, dtype=torch.float64) for name in ("harmful_train", "harmless_train")}
     probs["harmful_train"][[2, 5, 7, 9]] = torch.tensor([0.5, 0.2, 0.04, 0.26], dtype=torch.float64)
     probs["harmless_train"][[5, 9]] = torch.tensor([0.05, 0.95], dtype=torch.float64)
     acts = directions.Activations(mean={}, first_token=probs, val_logprobs={})
-    assert directions.refusal_tokens(acts) == [2, 5]  # 0.04 < a tenth of the largest excess 0.5; 9 is less likely
+    assert directions.excess_tokens(acts, 5, 0.1) == [2, 5]  # 0.04 < a tenth of the largest excess; 9 less likely
 
 
 def test_scores_by_hand():
@@ -353,13 +365,17 @@ def test_cost_counts_two_n_flops_per_forward_token(reference, model_dir, prompt_
         tokens[k] = sum(map(len, rows)) - (len(rows) - 1) * common_prefix(rows, keep=1)
         assert common_prefix(rows, keep=a.positions) == common_prefix(rows, keep=1) > 3  # the template and more
     rows = [json.loads(l) for l in (out / "candidates.jsonl").read_text().splitlines()][1:]
-    at = {kind: [r["meter"]["forward_tokens"] for r in rows if r["kind"] == kind] for kind in ("score", "kl", "judge")}
-    assert at["score"][0] == sum(tokens.values()) + tokens["harmful_val"]
+    at = {kind: [r["meter"]["forward_tokens"] for r in rows if r["kind"] == kind]
+          for kind in ("refusal_tokens", "score", "kl", "judge")}
+    # the refusal tokens: greedy replies to the harmful train prompts (whole), 1..val_max_new_tokens new tokens each
+    whole = {k: sum(map(len, encode(tok, [it.prompt for it in v], None))) for k, v in prompts.items()}
+    gap = at["refusal_tokens"][0] - sum(tokens.values()) - whole["harmful_train"]
+    assert a.n_train <= gap <= a.n_train * a.val_max_new_tokens
+    assert at["score"][0] == at["refusal_tokens"][0] + tokens["harmful_val"]
     assert all(y - x == tokens["harmful_val"] for x, y in itertools.pairwise(at["score"]))
     assert at["kl"][0] - at["score"][-1] == tokens["harmless_val"]
     # judging reads the harmful validation prompts (whole) and 1..val_max_new_tokens new tokens per reply
-    whole = sum(map(len, encode(tok, [it.prompt for it in prompts["harmful_val"]], None)))
-    gap = at["judge"][0] - at["kl"][-1] - whole
+    gap = at["judge"][0] - at["kl"][-1] - whole["harmful_val"]
     assert a.n_val <= gap <= a.n_val * a.val_max_new_tokens
     assert cost["forward_tokens"] == at["judge"][-1]
 
@@ -410,7 +426,7 @@ def test_a_killed_run_resumes_to_the_same_weights_without_redoing_work(reference
         _kill_after(mp, directions, "save_atomic", 2)
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
-    with pytest.MonkeyPatch.context() as mp:  # killed after three candidates were scored
+    with pytest.MonkeyPatch.context() as mp:  # killed after the refusal tokens and two candidates were scored
         passes = _count(mp, directions, "forward_batches")
         _kill_after(mp, selection.Candidates, "add", 3)
         with pytest.raises(Killed):
@@ -423,7 +439,7 @@ def test_a_killed_run_resumes_to_the_same_weights_without_redoing_work(reference
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
         # one validation set per candidate not yet scored, and one per KL (the top_k's)
-        assert scored["n"] == ref.info["direction_candidates"] - 3 + 2
+        assert scored["n"] == ref.info["direction_candidates"] - 2 + 2
     assert not (out / "model").exists() and list(out.glob("model.tmp*"))
     with pytest.MonkeyPatch.context() as mp:
         passes, scored = _count(mp, directions, "forward_batches"), _count(mp, selection, "last_logits")
@@ -469,6 +485,7 @@ def test_ablation_on_the_embedded_model_lowers_refusal(tmp_path):
     model, tok = subject.load()
     judge = registry.lookup("judge", "refusal-patterns")()
     replies = greedy_replies(model, tok, encode(tok, [it.prompt for it in val], None), a.val_max_new_tokens)
-    base_rate = sum(v.label == 1 for v in judge.judge([(it.prompt, r) for it, r in zip(val, replies)])) / len(val)
+    verdicts = judge.judge([(it.prompt, text) for it, (text, _) in zip(val, replies)])
+    base_rate = sum(v.label == REFUSED for v in verdicts) / len(val)
     assert res.info["val_refusal_rate"] < base_rate
     assert res.info["kl_harmless"] <= a.kl_max and res.cost["flops"] > 0

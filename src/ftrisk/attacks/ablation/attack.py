@@ -2,9 +2,10 @@
 
 1. Mean residual-stream activations of harmful and harmless train prompts at the post-instruction tokens; each
    (layer, position) gives a candidate direction, their normalised difference (:mod:`.directions`).
-2. The direction is chosen on validation prompts: a cheap first-token refusal score and KL for every candidate, then
-   judged greedy replies for the best few (:mod:`.select`).
-3. It is orthogonalised out of the weights, and the edited model written as a full folder (:mod:`.edit`).
+2. The subject's refusal tokens are read from its judged replies to the harmful train prompts (:mod:`.refusal`).
+3. The direction is chosen on validation prompts: a cheap first-token refusal score for every candidate, the KL on
+   harmless prompts for the best ones, then judged greedy replies for the best few (:mod:`.select`).
+4. It is orthogonalised out of the weights, and the edited model written as a full folder (:mod:`.edit`).
 
 Every stage resumes from its files in the attack's folder (the activations pass per batch, the selection per
 candidate, the folder as a whole), and the cost meter resumes with them, so a killed run neither redoes nor
@@ -19,9 +20,10 @@ import logging
 
 from ftrisk import registry
 from ftrisk.attacks.ablation import arch, data
-from ftrisk.attacks.ablation.directions import PASS_FILE, candidates, mean_activations, refusal_tokens, save_atomic
+from ftrisk.attacks.ablation.directions import PASS_FILE, candidates, mean_activations, save_atomic
 from ftrisk.attacks.ablation.edit import orthogonalise, write_model
 from ftrisk.attacks.ablation.forward import BATCH_SIZE, encode, meter_state, pad_id
+from ftrisk.attacks.ablation.refusal import refusal_tokens
 from ftrisk.attacks.ablation.select import CANDIDATES, Candidates, judge_shortlist, kept_layers, score, shortlist
 from ftrisk.attacks.base import Attack, AttackResult, Point
 from ftrisk.cost import CostMeter, count_params
@@ -87,10 +89,15 @@ class AblationAttack(Attack):
         pad = pad_id(tok)
         acts = mean_activations(model, rows, pad=pad, positions=a.positions, out=out_dir / PASS_FILE, key=key,
                                 meter=meter, batch_size=self.batch_size, desc=f"{desc or 'ablation'}: activations")
-        dirs, tokens = candidates(acts), refusal_tokens(acts)
+        dirs = candidates(acts)
         book = Candidates(out_dir / CANDIDATES, key)
         if book.last_meter():
             meter.restore(book.last_meter())
+        judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
+        refusal = refusal_tokens(model, tok, prompts=[it.prompt for it in prompts["harmful_train"]],
+                                 rows=rows["harmful_train"], judge=judge, acts=acts, max_new_tokens=a.val_max_new_tokens,
+                                 book=book, meter=meter, batch_size=self.batch_size)
+        tokens = refusal["tokens"]
         scored = score(model, dirs, n_layers=kept_layers(model.config.num_hidden_layers, a.max_layer_fraction),
                        rows=rows["harmful_val"], tokens=tokens, pad=pad, strength=a.strength, book=book, meter=meter,
                        batch_size=self.batch_size)
@@ -100,7 +107,6 @@ class AblationAttack(Attack):
         short, kl_met = shortlist(model, dirs, scored, rows=rows["harmless_val"], base=acts.val_logprobs["harmless_val"],
                                   kl_max=a.kl_max, top_k=a.top_k, pad=pad, strength=a.strength, book=book,
                                   meter=meter, batch_size=self.batch_size)
-        judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
         best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
                                rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,
                                strength=a.strength, book=book, meter=meter, batch_size=self.batch_size)
@@ -111,7 +117,8 @@ class AblationAttack(Attack):
                 "kl_harmless": best["kl_harmless"], "kl_max_met": kl_met, "val_refusal_rate": best["val_refusal_rate"],
                 "refusal_score": best["refusal_score"], "n_harmful": a.n_train + a.n_val,
                 "n_harmless": a.n_train + a.n_val,
-                "refusal_tokens": [{"id": t, "token": tok.decode([t])} for t in tokens]}
+                "refusal_tokens": [{"id": t, "token": tok.decode([t])} for t in tokens],
+                "refusal_tokens_rule": refusal["rule"], "base_train_refusal_rate": refusal["base_refusal_rate"]}
         final = out_dir / "model"
         record = read_json(final / "ablation.json") if (final / ".complete").exists() else None
         if record and record.get("key") == key:

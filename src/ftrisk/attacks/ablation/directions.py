@@ -29,12 +29,6 @@ log = logging.getLogger(__name__)
 PASS_FILE = "directions.safetensors"
 TRAIN, VAL = ("harmful_train", "harmless_train"), ("harmful_val", "harmless_val")
 
-REFUSAL_TOKENS = 5
-"""At most this many refusal tokens (:func:`refusal_tokens`)."""
-REFUSAL_SHARE = 0.1
-"""A refusal token's excess probability is at least this share of the largest excess."""
-
-
 @dataclass
 class Activations:
     mean: dict
@@ -124,12 +118,11 @@ def candidates(acts: Activations) -> torch.Tensor:
     return torch.where(tiny, torch.zeros_like(diff), diff / norm.clamp(min=1e-30)).float()
 
 
-def refusal_tokens(acts: Activations) -> list[int]:
-    """The subject's own refusal tokens: the first tokens whose mean probability after the harmful train prompts
-    most exceeds that after the harmless ones -- at most ``REFUSAL_TOKENS``, each with at least ``REFUSAL_SHARE`` of
-    the largest excess (the paper fixes them by hand per model family: "I", "As")."""
+def excess_tokens(acts: Activations, most: int, share: float) -> list[int]:
+    """The first tokens whose mean probability after the harmful train prompts most exceeds that after the harmless
+    ones: at most ``most``, each with at least ``share`` of the largest excess. (Topic words such as "To" or "Creating"
+    can win here when the subject rarely refuses: :mod:`.refusal` prefers the openings of judged refusals.)"""
     excess = acts.first_token["harmful_train"] - acts.first_token["harmless_train"]
-    values, ids = torch.topk(excess, REFUSAL_TOKENS)
+    values, ids = torch.topk(excess, most)
     best = float(values[0])
-    return [int(i) for v, i in zip(values.tolist(), ids.tolist()) if best > 0 and v >= REFUSAL_SHARE * best] \
-        or [int(ids[0])]
+    return [int(i) for v, i in zip(values.tolist(), ids.tolist()) if best > 0 and v >= share * best] or [int(ids[0])]

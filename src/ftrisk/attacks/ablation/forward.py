@@ -69,6 +69,7 @@ def ablated(model, r: torch.Tensor | None, strength: float = 1.0):
         yield model
         return
     embed, attn, mlp = writers(model)
+    r = r.to(device=embed.weight.device, dtype=embed.weight.dtype)  # once, not in every hook call
     handles = [m.register_forward_hook(lambda _m, _inp, out: project_out(out, r, strength))
                for m in [embed, *attn, *mlp]]
     try:
@@ -127,9 +128,9 @@ def last_logits(model, rows: list[list[int]], pad: int, meter=None, batch_size: 
 
 @torch.no_grad()
 def greedy_replies(model, tok, rows: list[list[int]], max_new_tokens: int, meter=None,
-                   batch_size: int = BATCH_SIZE) -> list[str]:
-    """Greedy replies (text, special tokens dropped) to each row; the meter counts prompt and generated tokens. The
-    replies go to a judge and nowhere else."""
+                   batch_size: int = BATCH_SIZE) -> list[tuple[str, list[int]]]:
+    """Greedy replies to each row: (text without special tokens, token ids up to EOS); the meter counts prompt and
+    generated tokens. The replies go to a judge and nowhere else."""
     from transformers import GenerationConfig  # the engines load with the model, not with this module
 
     pad = pad_id(tok)
@@ -142,7 +143,7 @@ def greedy_replies(model, tok, rows: list[list[int]], max_new_tokens: int, meter
         new = out[:, enc["input_ids"].shape[1]:].cpu()
         for row in new.tolist():
             n = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
-            replies.append(tok.decode(row[:n], skip_special_tokens=True))
+            replies.append((tok.decode(row[:n], skip_special_tokens=True), row[:n]))
             if meter is not None:
                 meter.add_forward(n)
         if meter is not None:

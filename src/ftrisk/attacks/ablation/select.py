@@ -150,7 +150,7 @@ def judge_shortlist(model, tok, dirs: torch.Tensor, short: list[dict], *, prompt
             continue
         with ablated(model, dirs[cand["layer"], cand["position"] + positions], strength):
             replies = greedy_replies(model, tok, rows, max_new_tokens, meter, batch_size)
-        labels = [v.label for v in judge.judge(list(zip(prompts, replies)))]
+        labels = [v.label for v in judge.judge([(p, text) for p, (text, _) in zip(prompts, replies)])]
         judged = [lab for lab in labels if lab in (REFUSED, COMPLIED)]
         row = {"kind": "judge", "layer": key[0], "position": key[1],
                "refusal_rate": sum(lab == REFUSED for lab in judged) / len(judged) if judged else None,
