@@ -86,39 +86,7 @@ class AblationAttack(Attack):
         if shortest < a.positions:
             raise FtriskError(f"attack.ablation.positions={a.positions} is more than the shortest chat prompt "
                               f"({shortest} tokens): lower it")
-        pad = pad_id(tok)
-        acts = mean_activations(model, rows, pad=pad, positions=a.positions, out=out_dir / PASS_FILE, key=key,
-                                meter=meter, batch_size=self.batch_size, desc=f"{desc or 'ablation'}: activations")
-        dirs = candidates(acts)
-        book = Candidates(out_dir / CANDIDATES, key)
-        if book.last_meter():
-            meter.restore(book.last_meter())
-        judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
-        refusal = refusal_tokens(model, tok, prompts=[it.prompt for it in prompts["harmful_train"]],
-                                 rows=rows["harmful_train"], judge=judge, acts=acts, max_new_tokens=a.val_max_new_tokens,
-                                 book=book, meter=meter, batch_size=self.batch_size)
-        tokens = refusal["tokens"]
-        scored = score(model, dirs, n_layers=kept_layers(model.config.num_hidden_layers, a.max_layer_fraction),
-                       rows=rows["harmful_val"], tokens=tokens, pad=pad, strength=a.strength, book=book, meter=meter,
-                       batch_size=self.batch_size)
-        if not scored:
-            raise FtriskError("ablation found no candidate direction: the harmful and harmless prompts have the same "
-                              "mean activations at every layer tried; check attack.ablation.harmful and harmless")
-        short, kl_met = shortlist(model, dirs, scored, rows=rows["harmless_val"], base=acts.val_logprobs["harmless_val"],
-                                  kl_max=a.kl_max, top_k=a.top_k, pad=pad, strength=a.strength, book=book,
-                                  meter=meter, batch_size=self.batch_size)
-        best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
-                               rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,
-                               strength=a.strength, book=book, meter=meter, batch_size=self.batch_size)
-        layer, pos = best["layer"], best["position"]
-        r = dirs[layer, pos + a.positions]
-        save_atomic({"direction": r}, out_dir / "direction.safetensors", {"layer": str(layer), "position": str(pos)})
-        info = {"layer": layer, "position": pos, "direction_candidates": len(scored),
-                "kl_harmless": best["kl_harmless"], "kl_max_met": kl_met, "val_refusal_rate": best["val_refusal_rate"],
-                "refusal_score": best["refusal_score"], "n_harmful": a.n_train + a.n_val,
-                "n_harmless": a.n_train + a.n_val,
-                "refusal_tokens": [{"id": t, "token": tok.decode([t])} for t in tokens],
-                "refusal_tokens_rule": refusal["rule"], "base_train_refusal_rate": refusal["base_refusal_rate"]}
+        r, info = self._search(model, tok, prompts, rows, out_dir, key, meter, desc)
         final = out_dir / "model"
         record = read_json(final / "ablation.json") if (final / ".complete").exists() else None
         if record and record.get("key") == key:
@@ -135,6 +103,42 @@ class AblationAttack(Attack):
         result = AttackResult(self.name, seed, edited, cost, [Point(1, cost, edited)], 0, 0, "done",
                               {**info, "candidates": CANDIDATES})
         write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
-        log.info("ablation: layer %d position %d, KL %.4f, validation refusal rate %s", layer, pos,
-                 best["kl_harmless"], json.dumps(best["val_refusal_rate"]))
+        log.info("ablation: layer %d position %d, KL %.4f, validation refusal rate %s", info["layer"], info["position"],
+                 info["kl_harmless"], json.dumps(info["val_refusal_rate"]))
         return result
+
+    def _search(self, model, tok, prompts: dict, rows: dict, out_dir, key: str, meter, desc):
+        """(the chosen unit direction, the result's info): steps 1 to 3, each resumed from its file."""
+        a, batch = self.cfg.ablation, {"meter": meter, "batch_size": self.batch_size}
+        pad = pad_id(tok)
+        acts = mean_activations(model, rows, pad=pad, positions=a.positions, out=out_dir / PASS_FILE, key=key,
+                                desc=f"{desc or 'ablation'}: activations", **batch)
+        dirs = candidates(acts)
+        book = Candidates(out_dir / CANDIDATES, key)
+        if book.last_meter():
+            meter.restore(book.last_meter())
+        judge = self.context.judge or registry.lookup("judge", "refusal-patterns")()
+        refusal = refusal_tokens(model, tok, prompts=[it.prompt for it in prompts["harmful_train"]],
+                                 rows=rows["harmful_train"], judge=judge, acts=acts,
+                                 max_new_tokens=a.val_max_new_tokens, book=book, **batch)
+        scored = score(model, dirs, n_layers=kept_layers(model.config.num_hidden_layers, a.max_layer_fraction),
+                       rows=rows["harmful_val"], tokens=refusal["tokens"], pad=pad, strength=a.strength, book=book,
+                       **batch)
+        if not scored:
+            raise FtriskError("ablation found no candidate direction: the harmful and harmless prompts have the same "
+                              "mean activations at every layer tried; check attack.ablation.harmful and harmless")
+        short, kl_met = shortlist(model, dirs, scored, rows=rows["harmless_val"],
+                                  base=acts.val_logprobs["harmless_val"], kl_max=a.kl_max, top_k=a.top_k, pad=pad,
+                                  strength=a.strength, book=book, **batch)
+        best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
+                               rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,
+                               strength=a.strength, book=book, **batch)
+        r = dirs[best["layer"], best["position"] + a.positions]
+        save_atomic({"direction": r}, out_dir / "direction.safetensors",
+                    {"layer": str(best["layer"]), "position": str(best["position"])})
+        return r, {"layer": best["layer"], "position": best["position"], "direction_candidates": len(scored),
+                   "kl_harmless": best["kl_harmless"], "kl_max_met": kl_met,
+                   "val_refusal_rate": best["val_refusal_rate"], "refusal_score": best["refusal_score"],
+                   "n_harmful": a.n_train + a.n_val, "n_harmless": a.n_train + a.n_val,
+                   "refusal_tokens": [{"id": t, "token": tok.decode([t])} for t in refusal["tokens"]],
+                   "refusal_tokens_rule": refusal["rule"], "base_train_refusal_rate": refusal["base_refusal_rate"]}
