@@ -9,6 +9,7 @@ CPU decode kernels (:mod:`ftrisk.generation.cpu`) do not promise to call module 
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -79,6 +80,11 @@ def ablated(model, r: torch.Tensor | None, strength: float = 1.0):
             h.remove()
 
 
+def cache_kw(model) -> str:
+    """The forward argument of the key/value cache: transformers 5 renamed ``past_key_values`` to ``cache``."""
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
 def common_prefix(rows: list[list[int]], keep: int = 1) -> int:
     """Length of the token prefix all ``rows`` share (the chat template's system turn and user header), leaving at
     least ``keep`` tokens of every row after it."""
@@ -97,12 +103,14 @@ def forward_batches(model, rows: list[list[int]], pad: int, *, batch_size: int =
     run once, when the first batch runs, and its key/value cache reused by every batch (the template's system turn
     is about half of a short chat prompt); the meter counts the real tokens run."""
     prefix, cache = common_prefix(rows, keep), None
+    kw = cache_kw(model)
     for i, batch in enumerate(batches(rows, batch_size)):
         if i < start:
             continue
         if prefix and cache is None:
             head = torch.tensor([rows[0][:prefix]], device=model.device)
-            cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+            out = model(input_ids=head, use_cache=True, logits_to_keep=1)
+            cache = out.cache if kw == "cache" else out.past_key_values
             if meter is not None:
                 meter.add_forward(prefix)
         enc = padded([r[prefix:] for r in batch], pad, model.device)
@@ -115,7 +123,7 @@ def forward_batches(model, rows: list[list[int]], pad: int, *, batch_size: int =
             ones = torch.ones((len(batch), prefix), dtype=enc["attention_mask"].dtype, device=model.device)
             enc["attention_mask"] = torch.cat([ones, enc["attention_mask"]], dim=1)
             enc["position_ids"] = enc["position_ids"] + prefix
-            extra = {"past_key_values": past, "use_cache": True}
+            extra = {kw: past, "use_cache": True}
         yield i, model(**enc, **({"use_cache": False} | extra), logits_to_keep=1, output_hidden_states=hidden)
 
 
