@@ -469,23 +469,34 @@ def test_other_settings_in_the_same_folder_start_over(reference, model_dir, prom
 
 
 @pytest.mark.slow
-def test_ablation_on_the_embedded_model_lowers_refusal(tmp_path):
-    """SmolLM2-135M-Instruct with small sets: the chosen direction's judged refusal rate on the validation prompts is
-    below the unablated model's on the same prompts."""
+def test_ablation_on_the_embedded_model(tmp_path):
+    """SmolLM2-135M-Instruct (tied embeddings) with small sets: the written model is the hooked one (its first-token
+    KL on the harmless validation prompts is the one the search reported), its output layer the original embedding,
+    and its judged refusal on the harmful validation prompts no higher than the unablated model's. (The embedded
+    model barely refuses as shipped, so this checks the mechanics, not that refusal falls.)"""
     from ftrisk import registry
     from ftrisk.attacks.ablation import data
     from ftrisk.attacks.ablation.forward import greedy_replies
 
-    cfg = AttackConfig(method="ablation", ablation=AblationConfig(n_train=32, n_val=16, top_k=3))
+    cfg = AttackConfig(method="ablation", ablation=AblationConfig(n_train=32, n_val=8, positions=1, top_k=2,
+                                                                  val_max_new_tokens=16))
     subject = Subject.from_config(ModelConfig(spec="embedded:smollm2-135m-instruct", device="cpu"))
-    AblationAttack.check(cfg, subject=subject, protected=benchmarks.load("advbench-test"))
-    res = AblationAttack(cfg, AttackContext()).run(subject, [], tmp_path, seed=0, eval_at=[], usd_per_hour=2.0)
-    a = cfg.ablation
-    val = data.split(data.prompt_sets(a, []), a.n_train, a.n_val, 0)["harmful_val"]
-    model, tok = subject.load()
+    protected = benchmarks.load("advbench-test")
+    AblationAttack.check(cfg, subject=subject, protected=protected)
+    res = AblationAttack(cfg, AttackContext(protected=protected)).run(subject, [], tmp_path, seed=0, eval_at=[],
+                                                                     usd_per_hour=2.0)
+    a, info = cfg.ablation, res.info
+    assert info["direction_candidates"] == int(30 * a.max_layer_fraction) - 1  # layer 0: no direction
+    assert info["kl_harmless"] <= a.kl_max and res.cost["flops"] == 2 * res.cost["params"] * res.cost["forward_tokens"]
+    split = data.split(data.prompt_sets(a, protected), a.n_train, a.n_val, 0)
+    base, tok = subject.load()
+    edited, _ = res.subject.load()
+    assert base.config.tie_word_embeddings and not edited.config.tie_word_embeddings
+    assert torch.equal(edited.get_output_embeddings().weight, base.get_input_embeddings().weight)
+    harmless = [it.prompt for it in split["harmless_val"]]
+    assert first_token_kl(base, edited, tok, harmless) == pytest.approx(info["kl_harmless"], rel=1e-2, abs=1e-5)
     judge = registry.lookup("judge", "refusal-patterns")()
-    replies = greedy_replies(model, tok, encode(tok, [it.prompt for it in val], None), a.val_max_new_tokens)
+    val = split["harmful_val"]
+    replies = greedy_replies(base, tok, encode(tok, [it.prompt for it in val], None), a.val_max_new_tokens)
     verdicts = judge.judge([(it.prompt, text) for it, (text, _) in zip(val, replies)])
-    base_rate = sum(v.label == REFUSED for v in verdicts) / len(val)
-    assert res.info["val_refusal_rate"] < base_rate
-    assert res.info["kl_harmless"] <= a.kl_max and res.cost["flops"] > 0
+    assert info["val_refusal_rate"] <= sum(v.label == REFUSED for v in verdicts) / len(val)
