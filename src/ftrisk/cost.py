@@ -116,7 +116,8 @@ class CostMeter:
             "devices": self.devices,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
-            "tokens_per_second": round(self.tokens / s, 1) if s else None,
+            "forward_tokens": self.forward_tokens,
+            "tokens_per_second": round((self.tokens + self.forward_tokens) / s, 1) if s else None,
             "params": self.params or None,
             "flops": self.flops(),
             "steps": self.steps,
@@ -138,9 +139,8 @@ class CostMeter:
         self.forward_tokens += tokens
 
     def state(self) -> dict:
-        out = {k: getattr(self, k) for k in ("seconds", "tokens", "trained_tokens", "steps", "examples",
-                                               "forward_tokens")}
-        return {**out, "seen": sorted(self.seen)}
+        out = {k: getattr(self, k) for k in ("tokens", "trained_tokens", "steps", "examples", "forward_tokens")}
+        return {"seconds": self.elapsed(), **out, "seen": sorted(self.seen)}  # a running meter's time included
 
     def restore(self, state: dict) -> None:
         for k, v in state.items():

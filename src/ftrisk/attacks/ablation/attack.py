@@ -22,7 +22,7 @@ from ftrisk import registry
 from ftrisk.attacks.ablation import arch, data
 from ftrisk.attacks.ablation.directions import PASS_FILE, candidates, mean_activations, save_atomic
 from ftrisk.attacks.ablation.edit import orthogonalise, write_model
-from ftrisk.attacks.ablation.forward import BATCH_SIZE, encode, meter_state, pad_id
+from ftrisk.attacks.ablation.forward import BATCH_SIZE, encode, pad_id
 from ftrisk.attacks.ablation.refusal import refusal_tokens
 from ftrisk.attacks.ablation.select import CANDIDATES, Candidates, judge_shortlist, kept_layers, score, shortlist
 from ftrisk.attacks.base import Attack, AttackResult, Point
@@ -42,15 +42,6 @@ def by_length(prompts: dict, rows: dict) -> tuple[dict, dict]:
     order = {k: sorted(range(len(r)), key=lambda i: len(r[i])) for k, r in rows.items()}
     return ({k: [prompts[k][i] for i in o] for k, o in order.items()},
             {k: [rows[k][i] for i in o] for k, o in order.items()})
-
-
-def summary(meter) -> dict:
-    """The meter's summary with the forward-only tokens shown (``CostMeter.summary`` counts training tokens only)."""
-    cost = meter.summary()
-    cost["forward_tokens"] = meter.forward_tokens
-    if not cost["tokens"] and cost["wall_seconds"]:
-        cost["tokens_per_second"] = round(meter.forward_tokens / meter.elapsed(), 1)
-    return cost
 
 
 class AblationAttack(Attack):
@@ -95,10 +86,10 @@ class AblationAttack(Attack):
             untied = orthogonalise(model, r, a.strength)
             write_model(model, tok, final, {"method": "ablation", "key": key, "base_model": subject.spec,
                                             "base_fingerprint": subject.fingerprint, "strength": a.strength,
-                                            "untied_embeddings": untied, **info, "meter": meter_state(meter)})
+                                            "untied_embeddings": untied, **info, "meter": meter.state()})
         del model
         meter.stop()
-        cost = summary(meter)
+        cost = meter.summary()
         edited = subject.with_weights(final)
         result = AttackResult(self.name, seed, edited, cost, [Point(1, cost, edited)], 0, 0, "done",
                               {**info, "candidates": CANDIDATES})

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ftrisk.attacks.ablation.forward import batches, forward_batches, meter_state
+from ftrisk.attacks.ablation.forward import batches, forward_batches
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def mean_activations(model, rows: dict[str, list[list[int]]], *, pad: int, posit
                 prev = tensors.get(f"{name}.logprobs")
                 tensors[f"{name}.logprobs"] = logprobs.float() if prev is None else torch.cat([prev, logprobs.float()])
             done = offset - n + b + 1
-            save_atomic(tensors, out, {"key": key, "done": str(done), "meter": json.dumps(meter_state(meter))})
+            save_atomic(tensors, out, {"key": key, "done": str(done), "meter": json.dumps(meter.state())})
             bar.update(1)
     bar.close()
     return Activations(mean={n: tensors[f"{n}.acts"] / len(rows[n]) for n in TRAIN},

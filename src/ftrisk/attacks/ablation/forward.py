@@ -47,14 +47,6 @@ def pad_id(tok) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
-def meter_state(meter) -> dict:
-    """What the meter has counted so far, its running seconds included (``CostMeter.state`` holds only the seconds
-    of finished start/stop spans): stored with each finished unit of work, so a resumed run counts it once."""
-    meter.stop()
-    meter.start()
-    return meter.state()
-
-
 def project_out(x: torch.Tensor, r: torch.Tensor, strength: float) -> torch.Tensor:
     """``x - strength (x . r) r`` along the last dimension (``r`` a unit vector)."""
     r = r.to(device=x.device, dtype=x.dtype)

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 
 from ftrisk.attacks.ablation.directions import excess_tokens
-from ftrisk.attacks.ablation.forward import BATCH_SIZE, greedy_replies, meter_state
+from ftrisk.attacks.ablation.forward import BATCH_SIZE, greedy_replies
 from ftrisk.judges.base import COMPLIED, REFUSED
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,6 @@ def refusal_tokens(model, tok, *, prompts: list[str], rows: list, judge, acts, m
         tokens, rule = excess_tokens(acts, MOST, SHARE), "excess"
     row = {"kind": "refusal_tokens", "tokens": tokens, "rule": rule, "judged": len(judged),
            "base_refusal_rate": sum(lab == REFUSED for lab in judged) / len(judged) if judged else None,
-           "meter": meter_state(meter)}
+           "meter": meter.state()}
     book.add(row)
     return row

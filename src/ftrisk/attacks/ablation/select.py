@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ftrisk.attacks.ablation.forward import (BATCH_SIZE, ablated, encode, greedy_replies, last_logits, meter_state,
+from ftrisk.attacks.ablation.forward import (BATCH_SIZE, ablated, encode, greedy_replies, last_logits,
                                               pad_id)
 from ftrisk.io import append_jsonl, jsonl_line, read_jsonl, write_text_atomic
 from ftrisk.judges.base import COMPLIED, REFUSED
@@ -101,7 +101,7 @@ def score(model, dirs: torch.Tensor, *, n_layers: int, rows: list, tokens: list[
         if (layer, pos) not in done:
             lp = _ablated_logprobs(model, dirs[layer, pos + positions], rows, pad, strength, meter, batch_size)
             done[(layer, pos)] = row = {"kind": "score", "layer": layer, "position": pos,
-                                        "refusal_score": refusal_score(lp, tokens), "meter": meter_state(meter)}
+                                        "refusal_score": refusal_score(lp, tokens), "meter": meter.state()}
             book.add(row)
     return [done[c] for c in todo]
 
@@ -122,7 +122,7 @@ def shortlist(model, dirs: torch.Tensor, scored: list[dict], *, rows: list, base
         if key not in done:
             lp = _ablated_logprobs(model, dirs[key[0], key[1] + positions], rows, pad, strength, meter, batch_size)
             done[key] = row = {"kind": "kl", "layer": key[0], "position": key[1],
-                               "kl_harmless": kl_divergence(base, lp), "meter": meter_state(meter)}
+                               "kl_harmless": kl_divergence(base, lp), "meter": meter.state()}
             book.add(row)
         if done[key]["kl_harmless"] <= kl_max:
             within.append({**cand, "kl_harmless": done[key]["kl_harmless"]})
@@ -154,7 +154,7 @@ def judge_shortlist(model, tok, dirs: torch.Tensor, short: list[dict], *, prompt
         judged = [lab for lab in labels if lab in (REFUSED, COMPLIED)]
         row = {"kind": "judge", "layer": key[0], "position": key[1],
                "refusal_rate": sum(lab == REFUSED for lab in judged) / len(judged) if judged else None,
-               "judged": len(judged), "meter": meter_state(meter)}
+               "judged": len(judged), "meter": meter.state()}
         book.add(row)
         done[key] = row
 
