@@ -181,22 +181,38 @@ def test_post_normed_architectures_would_keep_the_direction(model_type, monkeypa
 
 
 def test_check_names_both_sets_on_overlap_and_writes_nothing(model_dir, tmp_path, monkeypatch):
+    """A set the user names must be disjoint from every evaluation set: one line naming both, nothing written."""
     monkeypatch.chdir(tmp_path)
-    train = benchmarks.load("advbench-train")
-    protected = [benchmarks.Item(f"e{i}", it.prompt.upper(), source="my-eval") for i, it in enumerate(train[:3])]
-    cfg = AttackConfig(method="ablation")
+    sr = benchmarks.load("strongreject")
+    protected = [benchmarks.Item(f"e{i}", it.prompt.upper(), source="my-eval") for i, it in enumerate(sr[:3])]
+    cfg = AttackConfig(method="ablation", ablation=AblationConfig(harmful="strongreject"))
     with pytest.raises(FtriskError) as e:
         AblationAttack.check(cfg, subject=subject_of(model_dir), protected=protected)
     msg = str(e.value)
-    assert "attack.ablation.harmful 'advbench-train'" in msg and "'my-eval'" in msg and "shares 3 prompts" in msg
-    assert f"id {train[0].id}" in msg and "\n" not in msg
+    assert "attack.ablation.harmful 'strongreject'" in msg and "'my-eval'" in msg and "shares 3 prompts" in msg
+    assert f"id {sr[0].id}" in msg and "\n" not in msg
+    mine = tmp_path / "harmless.jsonl"
     benign = directions_builtin_items()
-    with pytest.raises(FtriskError, match="attack.ablation.harmless 'builtin' shares 1 prompts with evaluation set "
-                                          "'over-refusal'"):
+    mine.write_text("".join(json.dumps({"prompt": it.prompt}) + "\n" for it in benign[:200]))
+    cfg = AttackConfig(method="ablation", ablation=AblationConfig(harmless=str(mine)))
+    with pytest.raises(FtriskError, match="attack.ablation.harmless '.*harmless.jsonl' shares 1 prompts with "
+                                          "evaluation set 'over-refusal'"):
         AblationAttack.check(cfg, subject=subject_of(model_dir),
                              protected=[benchmarks.Item("x", benign[7].prompt, source="over-refusal")])
-    assert list(tmp_path.iterdir()) == []
-    AblationAttack.check(cfg, subject=subject_of(model_dir), protected=benchmarks.load("advbench-test"))
+    assert list(tmp_path.iterdir()) == [mine]
+
+
+def test_default_sets_leave_out_prompts_of_the_evaluation_sets(model_dir):
+    """AdvBench's training goals share prompts with JailbreakBench: the default set drops them instead of failing."""
+    from ftrisk.attacks.ablation import data
+
+    train = benchmarks.load("advbench-train")
+    protected = [benchmarks.Item(f"e{i}", it.prompt.upper(), source="my-eval") for i, it in enumerate(train[:3])]
+    protected += [benchmarks.Item("x", directions_builtin_items()[7].prompt, source="over-refusal")]
+    AblationAttack.check(AttackConfig(method="ablation"), subject=subject_of(model_dir), protected=protected)
+    sets = data.prompt_sets(AblationConfig(), protected)
+    assert len(sets["harmful"]) == len(train) - 3 and not {it.id for it in train[:3]} & {it.id for it in sets["harmful"]}
+    assert len(sets["harmless"]) == len(directions_builtin_items()) - 1
 
 
 def directions_builtin_items():

@@ -34,6 +34,7 @@ def demo_results(tmp_path_factory):
         "generation.max_new_tokens=24",
         "harden.benign_limit=120", "harden.benign_keep=[]", "harden.benign_max_new_tokens=48",
         "capability.enabled=false", "attack.eval_at=[0, 10, 25]",
+        "attack.methods=[lora, prefill]",  # ablation on the embedded model: tests/test_ablation.py's slow test
     ])
     yield pipeline.run(cfg), root / "run"
     mp.undo()
@@ -53,12 +54,18 @@ def test_attack_runs_its_step_budget_and_is_evaluated_along_the_way(demo_results
     assert a["steps"] == 50 and a["stopped_by"] == "data"  # one epoch of the 400 advbench-train pairs, batch 8
     assert a["cost"]["tokens"] > 0 and a["cost"]["usd"] > 0
     assert [p["step"] for p in a["points"]] == [10, 25, 50]
-    assert set(results["stages"]) == {"base", "hardened", "step-10", "step-25", "attacked"}
+    assert set(results["stages"]) == {"base", "hardened", "step-10", "step-25", "attacked", "prefill/attacked"}
     costs = [results["stages"][s]["point"]["cost"] for s in ("step-10", "step-25", "attacked")]
     assert [c["steps"] for c in costs] == [10, 25, 50] and costs[0]["tokens"] < costs[1]["tokens"] < costs[2]["tokens"]
     assert (run / "attack" / "seed-0" / "adapter" / "adapter_model.safetensors").is_file()
     s = results["summary"]
-    assert s["headline"].startswith("Refusal on advbench-test") and s["headline_judge"] == "refusal-patterns"
+    assert s["headline_judge"] == "refusal-patterns" and "advbench-test" in s["headline"] and "lora" in s["headline"]
+    assert "affirmative prefix" in s["headline"]  # prefill's floor is said beside the weight-editing attack
+    # prefill: the hardened weights, each harmful reply started from its prefix, judged on what the model adds
+    pre = results["stages"]["prefill/attacked"]
+    assert pre["subject"]["fingerprint"] == results["stages"]["hardened"]["subject"]["fingerprint"]
+    assert pre["benchmarks"]["advbench-test"]["n"] == 24 and set(pre["benchmarks"]) == {"advbench-test"}
+    assert s["prefill"]["advbench-test"]["refusal-patterns"]["with"] == pre["benchmarks"]["advbench-test"]["refusal_rate"]
     report = (run / "report.md").read_text()
     assert s["headline"] in report
     for line in (run / "eval" / "attacked" / "advbench-test.completions.jsonl").read_text().splitlines():
@@ -83,7 +90,7 @@ def test_full_fine_tune_attack_on_the_embedded_model(tmp_path, monkeypatch):
     monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
     cfg = config.load("configs/demo.yaml", [
         f"output_dir={tmp_path / 'full'}", "harden.enabled=false", "capability.enabled=false",
-        "attack.method=full", "attack.train.lr=2e-5", "attack.train.max_steps=4", "attack.eval_at=[0, 2]",
+        "attack.methods=null", "attack.method=full", "attack.train.lr=2e-5", "attack.train.max_steps=4", "attack.eval_at=[0, 2]",
         "eval.benchmarks=[{name: advbench-test, limit: 8}]", "generation.max_new_tokens=8"])
     results = pipeline.run(cfg)
     assert results["attack"]["method"] == "full" and results["attack"]["steps"] == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from importlib import resources
 
+from ftrisk.config.schema import AblationConfig
 from ftrisk.errors import FtriskError
 from ftrisk.prompts import benchmarks
 
@@ -36,12 +37,18 @@ def check_disjoint(key: str, name: str, items: list, protected: list) -> None:
 
 
 def prompt_sets(cfg, protected: list) -> dict[str, list]:
-    """{"harmful": items, "harmless": items} of an AblationConfig, each checked: disjoint from ``protected`` and
-    large enough for ``n_train + n_val``."""
+    """{"harmful": items, "harmless": items} of an AblationConfig, each disjoint from ``protected`` and large enough
+    for ``n_train + n_val``. The default sets are made disjoint by leaving out their prompts that also occur in an
+    evaluation set (AdvBench's training goals share a few with JailbreakBench); a set the user names must be
+    disjoint already (else one line naming both)."""
     need = cfg.n_train + cfg.n_val
+    defaults = AblationConfig()
     sets = {}
     for key, name in (("harmful", cfg.harmful), ("harmless", cfg.harmless)):
         items = load(name, builtin=key == "harmless" and name == "builtin")
+        if name == getattr(defaults, key):
+            shared = benchmarks.overlap(items, protected)
+            items = [it for it in items if it.id not in shared]
         check_disjoint(key, name, items, protected)
         if len(items) < need:
             raise FtriskError(f"attack.ablation.{key} '{name}' has {len(items)} prompts, fewer than n_train + n_val "
