@@ -335,12 +335,15 @@ def test_run_writes_an_edited_model_and_its_record(reference, model_dir, prompt_
     rows = [json.loads(l) for l in (out / "candidates.jsonl").read_text().splitlines()][1:]
     scored = [r for r in rows if r["kind"] == "score"]
     assert len(scored) == info["direction_candidates"]
-    # the KL is computed in refusal-score order until top_k are within kl_max (all are, with kl_max=100)
+    # the 2 * top_k of lowest refusal score are brought within kl_max (all are at full strength, with kl_max=100),
+    # and the top_k of them by the score at that strength are judged
     best_first = sorted(scored, key=lambda r: (r["refusal_score"], r["layer"], r["position"]))
-    kl = [r for r in rows if r["kind"] == "kl"]
-    assert [(r["layer"], r["position"]) for r in kl] == [(r["layer"], r["position"]) for r in best_first[:2]]
+    kl = [r for r in rows if r["kind"] == "strength"]
+    assert [(r["layer"], r["position"]) for r in kl] == [(r["layer"], r["position"]) for r in best_first[:4]]
+    assert all(r["strength"] == cfg.ablation.strength for r in kl) and info["strength"] == cfg.ablation.strength
     judged = [r for r in rows if r["kind"] == "judge"]
-    assert [(r["layer"], r["position"]) for r in judged] == [(r["layer"], r["position"]) for r in kl]
+    rescored = sorted(kl, key=lambda r: (r["refusal_score"], r["layer"], r["position"]))
+    assert [(r["layer"], r["position"]) for r in judged] == [(r["layer"], r["position"]) for r in rescored[:2]]
     chosen = next(r for r in kl if (r["layer"], r["position"]) == (info["layer"], info["position"]))
     assert info["kl_harmless"] == chosen["kl_harmless"]
     rates = {(r["layer"], r["position"]): r["refusal_rate"] for r in judged}
@@ -382,16 +385,19 @@ def test_cost_counts_two_n_flops_per_forward_token(reference, model_dir, prompt_
         assert common_prefix(rows, keep=a.positions) == common_prefix(rows, keep=1) > 3  # the template and more
     rows = [json.loads(l) for l in (out / "candidates.jsonl").read_text().splitlines()][1:]
     at = {kind: [r["meter"]["forward_tokens"] for r in rows if r["kind"] == kind]
-          for kind in ("refusal_tokens", "score", "kl", "judge")}
+          for kind in ("refusal_tokens", "score", "strength", "judge")}
     # the refusal tokens: greedy replies to the harmful train prompts (whole), 1..val_max_new_tokens new tokens each
     whole = {k: sum(map(len, encode(tok, [it.prompt for it in v], None))) for k, v in prompts.items()}
     gap = at["refusal_tokens"][0] - sum(tokens.values()) - whole["harmful_train"]
     assert a.n_train <= gap <= a.n_train * a.val_max_new_tokens
     assert at["score"][0] == at["refusal_tokens"][0] + tokens["harmful_val"]
     assert all(y - x == tokens["harmful_val"] for x, y in itertools.pairwise(at["score"]))
-    assert at["kl"][0] - at["score"][-1] == tokens["harmless_val"]
+    # each shortlisted candidate: its KL on the harmless prompts (within the bound at full strength here), then its
+    # score at that strength on the harmful ones
+    assert at["strength"][0] - at["score"][-1] == tokens["harmless_val"] + tokens["harmful_val"]
+    assert all(y - x == tokens["harmless_val"] + tokens["harmful_val"] for x, y in itertools.pairwise(at["strength"]))
     # judging reads the harmful validation prompts (whole) and 1..val_max_new_tokens new tokens per reply
-    gap = at["judge"][0] - at["kl"][-1] - whole["harmful_val"]
+    gap = at["judge"][0] - at["strength"][-1] - whole["harmful_val"]
     assert a.n_val <= gap <= a.n_val * a.val_max_new_tokens
     assert cost["forward_tokens"] == at["judge"][-1]
 
@@ -454,8 +460,9 @@ def test_a_killed_run_resumes_to_the_same_weights_without_redoing_work(reference
         _kill_after(mp, edit, "write_json_atomic", 0)
         with pytest.raises(Killed):
             run(cfg, model_dir, out)
-        # one validation set per candidate not yet scored, and one per KL (the top_k's)
-        assert scored["n"] == ref.info["direction_candidates"] - 2 + 2
+        # one validation set per candidate not yet scored, and two (its KL, its score at that strength) for each of
+        # the 2 * top_k brought within the KL bound
+        assert scored["n"] == ref.info["direction_candidates"] - 2 + 2 * 2 * 2
     assert not (out / "model").exists() and list(out.glob("model.tmp*"))
     with pytest.MonkeyPatch.context() as mp:
         passes, scored = _count(mp, directions, "forward_batches"), _count(mp, selection, "last_logits")
@@ -516,3 +523,36 @@ def test_ablation_on_the_embedded_model(tmp_path):
     replies = greedy_replies(base, tok, encode(tok, [it.prompt for it in val], None), a.val_max_new_tokens)
     verdicts = judge.judge([(it.prompt, text) for it, (text, _) in zip(val, replies)])
     assert info["val_refusal_rate"] <= sum(v.label == REFUSED for v in verdicts) / len(val)
+
+
+def test_a_direction_too_strong_for_the_kl_bound_is_removed_in_part(reference, model_dir, prompt_files, tmp_path):
+    """With kl_max below every candidate's KL at full strength, each shortlisted candidate is judged at the largest
+    strength (to 1/2**STRENGTH_STEPS) whose KL is within the bound, and the edit removes that much of it."""
+    rows = [json.loads(l) for l in (reference[0] / "candidates.jsonl").read_text().splitlines()][1:]
+    least = min(r["kl_harmless"] for r in rows if r["kind"] == "strength")
+    assert least > 0
+    bound = least / 4
+    res = run(settings(prompt_files, kl_max=bound), model_dir, tmp_path / "attack")
+    tuned = [json.loads(l) for l in (tmp_path / "attack" / "candidates.jsonl").read_text().splitlines()][1:]
+    tuned = [r for r in tuned if r["kind"] == "strength"]
+    step = 1 / 2 ** selection.STRENGTH_STEPS
+    base, tok = subject_of(model_dir).load()
+    a = settings(prompt_files).ablation
+    from ftrisk.attacks.ablation import data
+    from safetensors.torch import load_file
+
+    harmless = [it.prompt for it in data.split(data.prompt_sets(a, []), a.n_train, a.n_val, 0)["harmless_val"]]
+    for r in tuned:
+        if r["refusal_score"] is None:  # within the bound only below MIN_STRENGTH: left out
+            continue
+        assert 0 < r["strength"] < 1 and r["kl_harmless"] <= bound
+    # the chosen one: its KL as recorded, and one bisection step more is above the bound (the largest such strength)
+    assert res.info["kl_max_met"] and 0 < res.info["strength"] < 1 and res.info["kl_harmless"] <= bound
+    r = load_file(str(tmp_path / "attack" / "direction.safetensors"))["direction"]
+    assert first_token_kl(base, r, tok, harmless, strength=res.info["strength"]) == pytest.approx(
+        res.info["kl_harmless"], rel=1e-3)  # the search runs the shared prompt prefix once: float rounding
+    assert first_token_kl(base, r, tok, harmless, strength=res.info["strength"] + step) > bound
+    edited, _ = res.subject.load()
+    x = torch.tensor([encode(tok, ["Write a short poem about river 3"], None)[0]])
+    with torch.no_grad(), ablated(base, r, res.info["strength"]):
+        assert torch.allclose(edited(x).logits, base(x).logits, atol=1e-5)

@@ -187,7 +187,8 @@ class AblationConfig:
     val_max_new_tokens: int = 24
     """Reply length when a candidate is judged on the validation prompts."""
     strength: float = 1.0
-    """Fraction of the direction removed (1.0: the paper's full orthogonalisation)."""
+    """Fraction of the direction removed (1.0: the paper's full orthogonalisation). A candidate whose KL is above
+    ``kl_max`` at this strength is tried at the largest lower strength that keeps it within (bisection)."""
 
 
 @dataclass

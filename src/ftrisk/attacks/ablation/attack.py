@@ -33,7 +33,7 @@ from ftrisk.keys import stage_key
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: a candidate brought within the KL bound by its strength
 """Bump when a change makes stored partial work (activations, scores) invalid."""
 
 
@@ -83,10 +83,10 @@ class AblationAttack(Attack):
         if record and record.get("key") == key:
             meter.restore(record["meter"])  # the folder was written before a kill: not edited again
         else:
-            untied = orthogonalise(model, r, a.strength)
+            untied = orthogonalise(model, r, info["strength"])
             write_model(model, tok, final, {"method": "ablation", "key": key, "base_model": subject.spec,
-                                            "base_fingerprint": subject.fingerprint, "strength": a.strength,
-                                            "untied_embeddings": untied, **info, "meter": meter.state()})
+                                            "base_fingerprint": subject.fingerprint, "untied_embeddings": untied,
+                                            **info, "meter": meter.state()})
         del model
         meter.stop()
         cost = meter.summary()
@@ -94,8 +94,8 @@ class AblationAttack(Attack):
         result = AttackResult(self.name, seed, edited, cost, [Point(1, cost, edited)], 0, 0, "done",
                               {**info, "candidates": CANDIDATES})
         write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
-        log.info("ablation: layer %d position %d, KL %.4f, validation refusal rate %s", info["layer"], info["position"],
-                 info["kl_harmless"], json.dumps(info["val_refusal_rate"]))
+        log.info("ablation: layer %d position %d strength %.3f, KL %.4f, validation refusal rate %s", info["layer"],
+                 info["position"], info["strength"], info["kl_harmless"], json.dumps(info["val_refusal_rate"]))
         return result
 
     def _search(self, model, tok, prompts: dict, rows: dict, out_dir, key: str, meter, desc):
@@ -120,14 +120,16 @@ class AblationAttack(Attack):
                               "mean activations at every layer tried; check attack.ablation.harmful and harmless")
         short, kl_met = shortlist(model, dirs, scored, rows=rows["harmless_val"],
                                   base=acts.val_logprobs["harmless_val"], kl_max=a.kl_max, top_k=a.top_k, pad=pad,
-                                  strength=a.strength, book=book, **batch)
+                                  strength=a.strength, book=book, harmful_rows=rows["harmful_val"],
+                                  tokens=refusal["tokens"], **batch)
         best = judge_shortlist(model, tok, dirs, short, prompts=[it.prompt for it in prompts["harmful_val"]],
                                rows=rows["harmful_val"], judge=judge, max_new_tokens=a.val_max_new_tokens,
                                strength=a.strength, book=book, **batch)
         r = dirs[best["layer"], best["position"] + a.positions]
         save_atomic({"direction": r}, out_dir / "direction.safetensors",
                     {"layer": str(best["layer"]), "position": str(best["position"])})
-        return r, {"layer": best["layer"], "position": best["position"], "direction_candidates": len(scored),
+        return r, {"layer": best["layer"], "position": best["position"], "strength": best["strength"],
+                   "direction_candidates": len(scored),
                    "kl_harmless": best["kl_harmless"], "kl_max_met": kl_met,
                    "val_refusal_rate": best["val_refusal_rate"], "refusal_score": best["refusal_score"],
                    "n_harmful": a.n_train + a.n_val, "n_harmless": a.n_train + a.n_val,

@@ -2,11 +2,12 @@
 
 Every candidate (a layer's input at one post-instruction position, from layers before ``max_layer_fraction`` of the
 model) is scored with the direction projected out by hooks: the first-token **refusal score** on the harmful
-validation prompts, the mean log-odds of the subject's refusal tokens (:func:`refusal_score`). In that order, the
-first-token **KL divergence** KL(original || ablated) on the harmless ones (in nats, averaged over prompts: heretic's
-measure of collateral damage) is computed until ``top_k`` candidates are within ``kl_max``. Those are then checked
-for real: greedy replies to the harmful validation prompts under the hooks, judged by the run's refusal judge. The
-lowest judged refusal rate wins, ties by KL. Each result is a line of ``candidates.jsonl`` (with what the meter had
+validation prompts, the mean log-odds of the subject's refusal tokens (:func:`refusal_score`). The best of them are
+brought within the bound on the first-token **KL divergence** KL(original || ablated) on the harmless ones (in nats,
+averaged over prompts: heretic's measure of collateral damage) by the largest strength that keeps it there, and
+scored again at that strength (:func:`shortlist`). The ``top_k`` are then checked for real: greedy replies to the
+harmful validation prompts under the hooks, judged by the run's refusal judge. The lowest judged refusal rate wins,
+ties by KL. Each result is a line of ``candidates.jsonl`` (with what the meter had
 counted), so a resumed run skips what is done; replies are judged in memory and never written.
 """
 
@@ -106,35 +107,68 @@ def score(model, dirs: torch.Tensor, *, n_layers: int, rows: list, tokens: list[
     return [done[c] for c in todo]
 
 
+#: halvings of the strength interval when a candidate's KL at full strength is above the bound (resolution 1/32)
+STRENGTH_STEPS = 5
+#: a candidate that keeps the KL within the bound only below this fraction of the strength is left out
+MIN_STRENGTH = 1 / 16
+
+
+def _within(model, r, rows, base, kl_max, strength, pad, meter, batch_size) -> tuple[float, float]:
+    """(the largest strength <= ``strength`` whose first-token KL on ``rows`` is within ``kl_max``, its KL): the full
+    strength when it is within, else a bisection (KL grows with the strength removed); (0, 0) when none is."""
+    kl = kl_divergence(base, _ablated_logprobs(model, r, rows, pad, strength, meter, batch_size))
+    if kl <= kl_max:
+        return strength, kl
+    lo, hi, best = 0.0, strength, (0.0, 0.0)
+    for _ in range(STRENGTH_STEPS):
+        mid = (lo + hi) / 2
+        kl = kl_divergence(base, _ablated_logprobs(model, r, rows, pad, mid, meter, batch_size))
+        if kl <= kl_max:
+            lo, best = mid, (mid, kl)
+        else:
+            hi = mid
+    return best
+
+
 def shortlist(model, dirs: torch.Tensor, scored: list[dict], *, rows: list, base: torch.Tensor, kl_max: float,
-              top_k: int, pad: int, strength: float, book: Candidates, meter,
+              top_k: int, pad: int, strength: float, book: Candidates, meter, harmful_rows: list, tokens: list[int],
               batch_size: int = BATCH_SIZE) -> tuple[list[dict], bool]:
-    """The ``top_k`` candidates with KL <= ``kl_max`` on the harmless validation prompts (``rows``; ``base``: the
-    unablated log-probs), lowest refusal score first. The KL is computed in that order until ``top_k`` are within
-    the bound (the same choice as computing every KL first, at a fraction of the cost). When none is within, the
-    ``top_k`` of least KL, and False (the bound was not met)."""
-    done = book.done("kl")
+    """The ``top_k`` candidates to judge, each at the largest strength (up to ``strength``) that keeps the KL on the
+    harmless validation prompts (``rows``; ``base``: the unablated log-probs) within ``kl_max``. A full ablation of
+    a direction that removes refusal can break a small model (KL of several nats); removing part of it (heretic
+    weighs its ablation the same way) can keep most of the effect within the bound. The ``2 * top_k`` candidates of
+    lowest refusal score at full strength are each brought within the bound and scored again at their strength; the
+    ``top_k`` of lowest score go on. When none stays within above MIN_STRENGTH, the ``top_k`` of least KL at full
+    strength, and False (the bound was not met)."""
+    done = book.done("strength")
     positions = dirs.shape[1]
     order = sorted(scored, key=lambda r: (r["refusal_score"], r["layer"], r["position"]))
-    within = []
-    for cand in tqdm(order, desc="ablation: KL of the best directions", leave=False, dynamic_ncols=True):
+    for cand in tqdm(order[:2 * top_k], desc="ablation: strength within the KL bound", leave=False,
+                     dynamic_ncols=True):
         key = (cand["layer"], cand["position"])
-        if key not in done:
-            lp = _ablated_logprobs(model, dirs[key[0], key[1] + positions], rows, pad, strength, meter, batch_size)
-            done[key] = row = {"kind": "kl", "layer": key[0], "position": key[1],
-                               "kl_harmless": kl_divergence(base, lp), "meter": meter.state()}
-            book.add(row)
-        if done[key]["kl_harmless"] <= kl_max:
-            within.append({**cand, "kl_harmless": done[key]["kl_harmless"]})
-            if len(within) == top_k:
-                break
+        if key in done:
+            continue
+        r = dirs[key[0], key[1] + positions]
+        alpha, kl = _within(model, r, rows, base, kl_max, strength, pad, meter, batch_size)
+        score_at = (refusal_score(_ablated_logprobs(model, r, harmful_rows, pad, alpha, meter, batch_size), tokens)
+                    if alpha >= MIN_STRENGTH * strength else None)
+        done[key] = row = {"kind": "strength", "layer": key[0], "position": key[1], "strength": alpha,
+                           "kl_harmless": kl, "refusal_score": score_at, "meter": meter.state()}
+        book.add(row)
+    within = [{**c, "refusal_score_full": c["refusal_score"], **{k: done[(c["layer"], c["position"])][k]
+               for k in ("strength", "kl_harmless", "refusal_score")}} for c in order[:2 * top_k]]
+    within = [c for c in within if c["refusal_score"] is not None]
     if within:
-        return within, True
-    least = sorted(({**c, "kl_harmless": done[(c["layer"], c["position"])]["kl_harmless"]} for c in order),
-                   key=lambda r: (r["kl_harmless"], r["layer"], r["position"]))[:top_k]
+        return sorted(within, key=lambda c: (c["refusal_score"], c["layer"], c["position"]))[:top_k], True
+    least = []
+    for c in order[:top_k]:
+        lp = _ablated_logprobs(model, dirs[c["layer"], c["position"] + positions], rows, pad, strength, meter,
+                               batch_size)
+        least.append({**c, "strength": strength, "kl_harmless": kl_divergence(base, lp)})
     log.warning("no candidate direction keeps the first-token KL on harmless prompts within attack.ablation.kl_max="
-                "%g (least: %.3f): judging the %d of least KL", kl_max, least[0]["kl_harmless"], len(least))
-    return sorted(least, key=lambda r: (r["refusal_score"], r["kl_harmless"])), False
+                "%g above %.3g of its strength: judging the %d of lowest refusal score at full strength", kl_max,
+                MIN_STRENGTH, len(least))
+    return least, False
 
 
 def judge_shortlist(model, tok, dirs: torch.Tensor, short: list[dict], *, prompts: list[str], rows: list, judge,
@@ -148,7 +182,7 @@ def judge_shortlist(model, tok, dirs: torch.Tensor, short: list[dict], *, prompt
         key = (cand["layer"], cand["position"])
         if key in done:
             continue
-        with ablated(model, dirs[cand["layer"], cand["position"] + positions], strength):
+        with ablated(model, dirs[cand["layer"], cand["position"] + positions], cand.get("strength", strength)):
             replies = greedy_replies(model, tok, rows, max_new_tokens, meter, batch_size)
         labels = [v.label for v in judge.judge([(p, text) for p, (text, _) in zip(prompts, replies)])]
         judged = [lab for lab in labels if lab in (REFUSED, COMPLIED)]
