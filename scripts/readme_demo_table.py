@@ -42,7 +42,8 @@ def _undo_cells(row: list[str] | None) -> list[str]:
 
 def render(results: dict) -> str:
     """The block's text: one row per benchmark and judge (the subject the attack starts from, the attacked
-    subject, the cost to undo), then the report's capability lines."""
+    subject, the cost to undo, then each other attack family's final refusal), then the report's capability
+    lines."""
     stages = results["stages"]
     points = [v["point"] for v in stages.values() if v.get("point")]
     start = points[0].get("subject_stage") if points else None
@@ -52,14 +53,20 @@ def render(results: dict) -> str:
     head, rows = undo_rows(results)
     undo = {(r[0], r[1]): r for r in rows}
     judges = list(results.get("judges") or [results["headline_judge"]])
+    # the other attack families' final points (ablation, prefill, ...): their refusal beside the first family's
+    others = [f["label"] for f in (results.get("families") or [])[1:] if f"{f['label']}/attacked" in stages]
     lines = [f"| benchmark | judge | {start} | attacked (step {step}) | cost to undo ({head[_FIRST]}) | "
-             f"{head[_CONSERVATIVE]} |", "|---|---|---|---|---|---|"]
+             f"{head[_CONSERVATIVE]} |" + "".join(f" {label} |" for label in others),
+             "|---|---|---|---|---|---|" + "---|" * len(others)]
     for bench, b in stages[start]["benchmarks"].items():
         name = bench if b.get("harmful", True) else f"{bench} (over-refusal)"
         after = stages["attacked"]["benchmarks"].get(bench, {})
         for judge in judges:
             cells = [name, f"`{judge}`", cell(b["judges"].get(judge)), cell(after.get("judges", {}).get(judge))]
             cells += _undo_cells(undo.get((bench, judge)) if b.get("harmful", True) else None)
+            for label in others:
+                j = stages[f"{label}/attacked"]["benchmarks"].get(bench, {}).get("judges", {}).get(judge)
+                cells.append(cell(j) if j else "–")
             lines.append("| " + " | ".join(cells) + " |")
     capability = report_lines(stages)
     if capability:
