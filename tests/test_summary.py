@@ -259,14 +259,13 @@ def test_headline_names_the_cheapest_family_the_others_against_it_and_prefill():
 
 
 def test_an_old_single_family_results_json_keeps_its_summary_and_headline():
-    """docs/demo/results.json (written before attack families): every existing key as the code before families
-    computed it; the new keys only add to it."""
+    """A demo results.json written before attack families (tests/data/results-single-family.json, the demo's as
+    it was): every existing key as the code before families computed it; the new keys only add to it."""
     import copy
     import json
     from pathlib import Path
 
-    docs = Path(__file__).resolve().parents[1] / "docs" / "demo"
-    r = json.loads((docs / "results.json").read_text(encoding="utf-8"))
+    r = json.loads((Path(__file__).resolve().parent / "data" / "results-single-family.json").read_text(encoding="utf-8"))
     stored = r["summary"]
     s = summary.build(copy.deepcopy(r), stored["threshold"])
     assert s["headline"] == (
@@ -284,11 +283,12 @@ def test_an_old_single_family_results_json_keeps_its_summary_and_headline():
         {k: v for k, v in stored.items() if k != "headline"}
     assert list(s["by_method"]) == ["lora"] and s["cheapest"]["advbench-test"]["refusal-patterns"]["method"] == "lora"
     assert s["by_method"]["lora"]["cost_to_undo"] == s["cost_to_undo"]
-    # and its report.md is the one in docs/ (rendered before families)
+    # and its report.md is the one rendered before families (tests/data/report-single-family.md)
     from ftrisk.report import markdown
 
     r["summary"] = stored
-    assert markdown.render(r, None, "demo") == (docs / "report.md").read_text(encoding="utf-8")
+    old = Path(__file__).resolve().parent / "data" / "report-single-family.md"
+    assert markdown.render(r, None, "demo") == old.read_text(encoding="utf-8")
 
 
 def test_family_table_has_the_cheapest_row_on_top_and_a_row_per_family():
