@@ -37,12 +37,7 @@ def builtin_refusals() -> list[str]:
 
 def benign_items(spec: str, limit: int | None, seed: int, keep: list[str] = ()) -> list[benchmarks.Item]:
     """The benign instructions: every item of a ``keep`` category, plus a seeded sample of ``limit`` of the others."""
-    if spec == "builtin":
-        path = resources.files("ftrisk").joinpath("data/hardening/benign.jsonl")
-        with resources.as_file(path) as p:
-            items = benchmarks.load_file(p)
-    else:
-        items = benchmarks.load_file(spec)
+    items = benchmarks.builtin_benign() if spec == "builtin" else benchmarks.load_file(spec)
     rest = benchmarks.sample([it for it in items if it.category not in keep], limit, seed, "harden.benign_limit")
     chosen = {it.id for it in rest}
     return [it for it in items if it.category in keep or it.id in chosen]

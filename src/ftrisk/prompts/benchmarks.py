@@ -197,6 +197,13 @@ def _check_unique(items: list[Item], where: str) -> None:
 # --------------------------------------------------------------------------- user files
 
 
+def builtin_benign() -> list[Item]:
+    """The shipped benign instructions (``data/hardening/benign.jsonl``): hardening's ``benign: builtin`` and
+    ablation's ``harmless: builtin``."""
+    with resources.as_file(_data("hardening/benign.jsonl")) as p:
+        return load_file(p)
+
+
 def load_file(path, prompt_column: str | None = None,
               category_column: str | None = None) -> list[Item]:
     """Prompts from a user file: .csv, .jsonl, or .json ({category: [prompt, ...]})."""

@@ -4,21 +4,15 @@ seed into train prompts (the mean activations) and validation prompts (choosing 
 from __future__ import annotations
 
 import random
-from importlib import resources
 
 from ftrisk.config.schema import AblationConfig
 from ftrisk.errors import FtriskError
 from ftrisk.prompts import benchmarks
 
-BUILTIN_HARMLESS = "data/hardening/benign.jsonl"
-"""``harmless: builtin``: the shipped benign instructions (hardening's ``benign: builtin`` too)."""
-
-
 def load(spec: str, builtin: bool = False) -> list[benchmarks.Item]:
     """A registry benchmark, a prompt file, or (``builtin``) the shipped benign instructions."""
     if builtin:
-        with resources.as_file(resources.files("ftrisk").joinpath(BUILTIN_HARMLESS)) as p:
-            return benchmarks.load_file(p)
+        return benchmarks.builtin_benign()
     return benchmarks.load(spec) if spec in benchmarks.names() else benchmarks.load_file(spec)
 
 
