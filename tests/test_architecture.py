@@ -27,6 +27,7 @@ LAYERS = [
     {"attacks", "defenses", "plan"},
     {"report", "bench"},
     {"pipeline"},
+    {"sweep"},
     {"cli"},
     {"__main__"},
 ]

@@ -58,8 +58,13 @@ def test_a_single_method_runs_attack_key_is_as_before():
     """The attack stage of a plain LoRA run hashes the same fields as before families existed, so finished runs
     resume instead of training again."""
     a = config.load("configs/demo.yaml", ["attack.methods=null"]).attack
-    before = {k: v for k, v in dataclasses.asdict(a).items() if k not in ("seeds", "eval_at", "methods", "ablation")}
+    before = {k: v for k, v in dataclasses.asdict(a).items()
+              if k not in ("seeds", "eval_at", "methods", "ablation", "n_examples")}  # n_examples: added later
+    before["train"] = {k: v for k, v in before["train"].items() if k != "scheduler"}  # added later
     assert attack_identity(a) == before
+    assert attack_identity(dataclasses.replace(a, n_examples=16))["n_examples"] == 16
+    cosine = dataclasses.replace(a, train=dataclasses.replace(a.train, scheduler="cosine"))
+    assert attack_identity(cosine)["train"]["scheduler"] == "cosine"  # a new value is part of the key
     assert attack_identity(dataclasses.replace(a, method="prefill")) == {"method": "prefill"}
     abl = attack_identity(dataclasses.replace(a, method="ablation"))
     assert set(abl) == {"method", "ablation"}  # its key ignores the LoRA and training settings it does not use

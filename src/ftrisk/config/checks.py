@@ -11,6 +11,7 @@ from ftrisk import registry
 from ftrisk.capability.data import parse_tasks, task_fewshot
 from ftrisk.config.families import families
 from ftrisk.config.schema import AblationConfig, RunConfig, TrainConfig
+from ftrisk.config.sweep import validate_sweep
 from ftrisk.errors import FtriskError
 from ftrisk.judges.base import build, parse_spec
 from ftrisk.prompts import benchmarks
@@ -55,6 +56,9 @@ def validate(cfg: RunConfig) -> None:
             raise FtriskError(f"config key 'capability.batch_size' must be > 0 (got {cfg.capability.batch_size})")
     if cfg.generation.max_new_tokens <= 0 or cfg.generation.batch_size <= 0:
         raise FtriskError("config keys 'generation.max_new_tokens' and 'generation.batch_size' must be > 0")
+    if cfg.attack.n_examples is not None and cfg.attack.n_examples <= 0:
+        raise FtriskError(f"config key 'attack.n_examples' must be > 0 (got {cfg.attack.n_examples})")
+    validate_sweep(cfg)
 
 
 def _validate_train(section: str, t: TrainConfig) -> None:
@@ -65,6 +69,8 @@ def _validate_train(section: str, t: TrainConfig) -> None:
     for key in ("lr", "epochs", "batch_size", "grad_accum", "max_seq_len"):
         if getattr(t, key) <= 0:
             raise FtriskError(f"config key '{section}.train.{key}' must be > 0")
+    if t.scheduler not in ("constant", "cosine", "linear"):
+        raise FtriskError(f"config key '{section}.train.scheduler' is '{t.scheduler}': constant, cosine or linear")
 
 
 def _validate_ablation(a: AblationConfig) -> None:
@@ -77,6 +83,10 @@ def _validate_ablation(a: AblationConfig) -> None:
         raise FtriskError(f"config key 'attack.ablation.kl_max' must be > 0 (got {a.kl_max})")
     if not 0.0 < a.strength <= 2.0:
         raise FtriskError(f"config key 'attack.ablation.strength' must be in (0, 2] (got {a.strength})")
+    if a.layer is not None and not 0.0 <= a.layer <= 1.0:
+        raise FtriskError(f"config key 'attack.ablation.layer' must be a fraction of the depth in [0, 1] (got {a.layer})")
+    if not -a.positions <= a.position <= -1:
+        raise FtriskError(f"config key 'attack.ablation.position' must be in [-{a.positions}, -1] (got {a.position})")
     _check_name("attack.ablation.harmful", a.harmful)
     if a.harmless != "builtin":
         _check_name("attack.ablation.harmless", a.harmless)

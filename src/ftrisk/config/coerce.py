@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from ftrisk.config.schema import AttackFamily, BenchmarkRef, JudgeSpec
+from ftrisk.config.schema import AttackFamily, BenchmarkRef, JudgeSpec, SweepParam
 from ftrisk.errors import FtriskError
 from ftrisk.judges.base import spec_from_mapping
 
@@ -45,8 +45,12 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise FtriskError(f"config key '{key}': expected a mapping, got {value!r}")
         return build(tp, value, key)
+    if tp is Any:
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
+        if item_tp is SweepParam and isinstance(value, dict):  # YAML mapping form: name -> choices | {low, high, log}
+            value = [{"name": k, **(v if isinstance(v, dict) else {"choices": v})} for k, v in value.items()]
         if isinstance(value, str) and item_tp is str:
             value = [v for v in value.split(",") if v]
         elif isinstance(value, str) and item_tp is JudgeSpec:

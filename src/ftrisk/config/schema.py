@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -57,6 +57,8 @@ class TrainConfig:
     """Examples are truncated to this many tokens (prompt first, then response)."""
     warmup_steps: int = 5
     """Linear warm-up steps."""
+    scheduler: str = "constant"
+    """Learning rate after the warm-up: constant, cosine (to 0 at the last planned step) or linear (to 0)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_steps: Optional[int] = None
@@ -189,6 +191,12 @@ class AblationConfig:
     strength: float = 1.0
     """Fraction of the direction removed (1.0: the paper's full orthogonalisation). A candidate whose KL is above
     ``kl_max`` at this strength is tried at the largest lower strength that keeps it within (bisection)."""
+    layer: Optional[float] = None
+    """Take the direction from this layer, as a fraction of the model's depth (0.5: the middle layer), at
+    ``position``, and edit at ``strength`` as given: no validation search, no KL fitting (what ``ftrisk sweep``
+    searches). None: chosen on the validation split."""
+    position: int = -1
+    """With ``layer``: the post-instruction token the direction is read at (-1: the last token of the chat prompt)."""
 
 
 @dataclass
@@ -222,6 +230,8 @@ class AttackConfig:
     Step 0 is the unattacked subject; the last step is always evaluated."""
     seeds: Optional[list[int]] = None
     """Repeat the attack with these seeds (LoRA init and data order); None: the run's seed only."""
+    n_examples: Optional[int] = None
+    """Train on a seeded sample of this many distinct examples of the data (None: all of it)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-4, epochs=1.0))
     ablation: AblationConfig = field(default_factory=AblationConfig)
@@ -260,6 +270,69 @@ class ReportConfig:
 
 
 @dataclass
+class SweepParam:
+    """One dimension of ``sweep.space``: ``choices`` (categorical) or ``low``..``high`` (``log`` scale; integers when
+    ``low`` and ``high`` are both integers)."""
+
+    name: str = ""
+    """``method`` (an attack family label of ``attack.methods``) or a dotted key of the attack section:
+    train.lr, lora.r, train.batch_size, train.scheduler, n_examples, train.max_steps, ablation.layer,
+    ablation.strength, ... (keys of lora/train/n_examples apply to trained families, ablation.* to ablation)."""
+    choices: Optional[list[Any]] = None
+    """The values to choose from."""
+    low: Optional[float] = None
+    """Lower bound (with ``high``)."""
+    high: Optional[float] = None
+    """Upper bound."""
+    log: bool = False
+    """Sample on a log scale."""
+
+
+@dataclass
+class SweepConfig:
+    """``ftrisk sweep``: an Optuna study over the attacker's choices; each trial's objective is its own cost to undo
+    under a capability (or KL) bound, and the best configurations are re-run with ``seeds``."""
+
+    trials: int = 16
+    """Search trials (the config's own recipe, trial 0, included)."""
+    seed: int = 0
+    """Seed of the sampler (TPE): trial n draws from a sampler seeded by (seed, n)."""
+    space: Optional[list[SweepParam]] = None
+    """The search space (YAML: a list of params, or a mapping name -> choices list / {low, high, log}); None: the
+    defaults of :mod:`ftrisk.sweep.space` (TamperBench's and the durability paper's dimensions)."""
+    objective: str = "usd"
+    """What a trial minimises: usd | seconds | flops, of its cost to undo."""
+    epsilon: float = 0.05
+    """Capability bound: the attacked model's ``capability_task`` score may drop at most this much below the
+    subject's (absolute, in [0, 1)) for the attack to count as undoing safety."""
+    capability_task: str = "hellaswag"
+    """The task of the capability bound (at the crossing only); capability.limit items."""
+    kl_max: Optional[float] = None
+    """Also bound the first-token KL on harmless prompts (heretic's measure); None: no KL bound."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds for re-running the best configurations (the run seed's trial is reused)."""
+    top_k: int = 2
+    """How many of the best configurations are re-run with ``seeds``."""
+    checkpoint_every: int = 4
+    """Optimizer steps between a trained trial's checkpoints, the grid its crossing is searched on."""
+    pruner: str = "median"
+    """median (Optuna's MedianPruner on the refusal at shared checkpoints) | none. A trial that has spent more than
+    the cheapest feasible trial so far is always stopped: it cannot be the cheapest."""
+    startup_trials: int = 6
+    """Trials drawn at random before TPE models the space."""
+    storage: Optional[str] = None
+    """Optuna storage URL (sqlite:///..., postgresql://..., journal:PATH); None: ``study.db`` (SQLite) in the run
+    folder. The password of a URL is never written or printed."""
+    heartbeat_seconds: int = 30
+    """A running trial's heartbeat (RDB storages): a trial silent for 4 heartbeats is failed and retried."""
+    max_retry: int = 2
+    """Retries of a trial whose worker died."""
+    audit_trials: int = 0
+    """The first N trained trials are also evaluated at every checkpoint to the end of their budget, replies at full
+    length: the crossing and the generated tokens of the plain schedule, against the bisection's."""
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     """Name of the experiment (the default output folder is ``runs/<name>``)."""
@@ -275,6 +348,7 @@ class RunConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     capability: CapabilityConfig = field(default_factory=CapabilityConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     @property
     def out(self) -> Path:

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from ftrisk import keys, registry
+from ftrisk.config.identity import train_identity
 from ftrisk.prompts import benchmarks
 from ftrisk.model import loading as models
 from ftrisk.errors import FtriskError
@@ -72,7 +73,7 @@ def cache_key(cfg, subject, data_plan: dict, judge) -> str:
     g = cfg.generation
     return keys.stage_key(
         "harden", subject=subject.identity(), plan=data_plan, method=h.method, lora=None if full else asdict(h.lora),
-        train=asdict(h.train), benign_max_new_tokens=h.benign_max_new_tokens, seed=cfg.seed, judge=judge.identity(),
+        train=train_identity(h.train), benign_max_new_tokens=h.benign_max_new_tokens, seed=cfg.seed, judge=judge.identity(),
         distil={"backend": g.backend, "batch_size": g.batch_size, "max_batch_tokens": g.max_batch_tokens},
         format=2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
     )

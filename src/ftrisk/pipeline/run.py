@@ -19,6 +19,7 @@ from ftrisk.attacks.data import builtin_items, load_data, overlap_warning
 from ftrisk.attacks.prefill import with_prefix
 from ftrisk.capability import harness
 from ftrisk.capability.deltas import deltas
+from ftrisk.config.identity import attack_fields
 from ftrisk.defenses import harden
 from ftrisk.io import write_json_atomic, write_text_atomic
 from ftrisk.memory import release_freed_memory
@@ -58,7 +59,7 @@ def hardening_protected(cfg) -> list:
 def attack_identity(attack) -> dict:
     """What a family's attack stage depends on: a trained family its data, LoRA and training settings (the keys
     of a single-method run are as before); ablation its settings; prefill nothing but its name."""
-    d = dataclasses.asdict(attack)
+    d = attack_fields(attack)
     for k in ("seeds", "eval_at", "methods"):
         d.pop(k, None)
     if attack.method == "ablation":

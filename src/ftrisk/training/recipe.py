@@ -55,7 +55,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     schedule = data.schedule([len(e["input_ids"]) for e in encoded], train_cfg, seed)
     total_steps = data.plan_steps(len(encoded), train_cfg)
     setup.check_processes(acc, train_cfg)
-    opt, sched = setup.optimizer(model, train_cfg)
+    opt, sched = setup.optimizer(model, train_cfg, total_steps=total_steps)
 
     cp = checkpoint.latest(out_dir)
     if cp is not None:  # resume: adapter (or full) weights now, optimizer, scheduler and meter once prepared

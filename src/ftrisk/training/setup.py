@@ -52,18 +52,38 @@ def warmup_constant(opt, train_cfg):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
 
 
+def _decaying(shape):
+    """Linear warm-up over ``warmup_steps``, then ``shape(progress)`` of ``lr`` to the last planned step (transformers'
+    ``get_cosine_schedule_with_warmup`` / ``get_linear_schedule_with_warmup`` with the planned steps as horizon)."""
+
+    def make(opt, train_cfg, total_steps: int):
+        warmup = max(1, train_cfg.warmup_steps)
+        span = max(1, total_steps - warmup)
+
+        def factor(s: int) -> float:
+            if s + 1 < warmup:
+                return (s + 1) / warmup
+            return shape(min(1.0, max(0.0, (s + 1 - warmup) / span)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    return make
+
+
 #: name -> (trainable parameters, TrainConfig) -> torch optimizer
 OPTIMIZERS = {"adamw": adamw}
-#: name -> (optimizer, TrainConfig) -> learning-rate scheduler, stepped once per optimizer step
-SCHEDULES = {"warmup-constant": warmup_constant}
+#: ``train.scheduler`` -> (optimizer, TrainConfig, planned steps) -> learning-rate scheduler, stepped once per step
+SCHEDULES = {"constant": lambda opt, train_cfg, total_steps: warmup_constant(opt, train_cfg),
+             "cosine": _decaying(lambda x: 0.5 * (1.0 + math.cos(math.pi * x))),
+             "linear": _decaying(lambda x: 1.0 - x)}
 
 
-def optimizer(model, train_cfg, name: str = "adamw", schedule: str = "warmup-constant"):
-    """(optimizer over the trainable parameters, its schedule): AdamW with linear warmup, then constant ``lr``, unless
-    named otherwise. ``ftrisk bench training`` hands the same pair to its baselines."""
+def optimizer(model, train_cfg, name: str = "adamw", total_steps: int = 0):
+    """(optimizer over the trainable parameters, its schedule): AdamW with a linear warm-up, then ``train.scheduler``
+    over the ``total_steps`` planned. ``ftrisk bench training`` hands the same pair to its baselines."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = OPTIMIZERS[name](params, train_cfg)
-    return opt, SCHEDULES[schedule](opt, train_cfg)
+    return opt, SCHEDULES[train_cfg.scheduler](opt, train_cfg, total_steps)
 
 
 def check_processes(acc, train_cfg) -> None:

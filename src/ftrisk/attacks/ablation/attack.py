@@ -14,7 +14,6 @@ recounts finished work. All forward work is counted at ``2 N`` FLOPs per token (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 
@@ -26,6 +25,7 @@ from ftrisk.attacks.ablation.forward import BATCH_SIZE, encode, pad_id
 from ftrisk.attacks.ablation.refusal import refusal_tokens
 from ftrisk.attacks.ablation.select import CANDIDATES, Candidates, judge_shortlist, kept_layers, score, shortlist
 from ftrisk.attacks.base import Attack, AttackResult, Point
+from ftrisk.config.identity import ablation_identity
 from ftrisk.cost import CostMeter, count_params
 from ftrisk.errors import FtriskError
 from ftrisk.io import read_json, write_json_atomic
@@ -63,7 +63,7 @@ class AblationAttack(Attack):
         a = self.cfg.ablation
         out_dir.mkdir(parents=True, exist_ok=True)
         prompts = data.split(data.prompt_sets(a, self.context.protected), a.n_train, a.n_val, seed)
-        key = stage_key("ablation", version=VERSION, settings=dataclasses.asdict(a), subject=subject.identity(),
+        key = stage_key("ablation", version=VERSION, settings=ablation_identity(a), subject=subject.identity(),
                         seed=seed, batch_size=self.batch_size,
                         prompts={k: [[it.id, it.prompt] for it in v] for k, v in prompts.items()})
         model, tok = subject.load()
