@@ -160,6 +160,9 @@ class HardenConfig:
     """Keep hardening prompts that also occur in the attack data or an evaluation set."""
     method: str = "lora"
     """lora (train an adapter, then merge it into the weights) or full (update every weight; needs a much lower lr)."""
+    recipe: str = "refusal-sft"
+    """The defense, a registered recipe (``ftrisk defend`` compares several): refusal-sft (refusals to harmful prompts,
+    self-distilled benign answers), deep-alignment, ..."""
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=16, alpha=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4, epochs=1.0))
 
