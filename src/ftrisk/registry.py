@@ -43,10 +43,14 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "benign": "ftrisk.attacks.data:benign",
         "identity-shift": "ftrisk.attacks.data:identity_shift",
     },
+    "defense": {
+        "refusal-sft": "ftrisk.defenses.refusal_sft:RefusalSFT",
+        "deep-alignment": "ftrisk.defenses.deep_alignment:DeepAlignment",
+    },
 }
 
 WHAT = {"judge": "judge", "attack": "attack method", "backend": "generation backend",
-        "embedded-model": "embedded model", "attack-data": "built-in attack data"}
+        "embedded-model": "embedded model", "attack-data": "built-in attack data", "defense": "defense"}
 
 
 def names(kind: str) -> list[str]:

@@ -27,7 +27,8 @@ def validate(cfg: RunConfig) -> None:
         if getattr(cfg, section).lora.r <= 0:
             raise FtriskError(f"config key '{section}.lora.r' must be > 0")
     for key, kind, value in (("harden.method", "attack", cfg.harden.method), ("attack.method", "attack", cfg.attack.method),
-                             ("generation.backend", "backend", cfg.generation.backend)):
+                             ("generation.backend", "backend", cfg.generation.backend),
+                             ("harden.recipe", "defense", cfg.harden.recipe)):
         try:
             registry.check(kind, value)
         except FtriskError as e:

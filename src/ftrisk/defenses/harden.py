@@ -1,4 +1,8 @@
-"""Hardening: make a safety-tuned subject out of a model that refuses little as shipped.
+"""Hardening: make a safety-tuned subject out of a model that refuses little as shipped, by a defense recipe.
+
+``harden.recipe`` names the recipe (registry kind ``defense``): ``refusal-sft`` (:mod:`.refusal_sft`, the default)
+or ``deep-alignment`` (:mod:`.deep_alignment`); a recipe decides the harmful examples and the trainer, this stage
+does the rest, the same for every recipe (docs/defenses.md).
 
 Harmful prompts disjoint from the attack data and from every evaluation set (default:
 StrongREJECT + HarmBench val) are paired with short refusals written for ftrisk; benign
@@ -44,8 +48,14 @@ def benign_items(spec: str, limit: int | None, seed: int, keep: list[str] = ()) 
     return [it for it in items if it.category in keep or it.id in chosen]
 
 
+def recipe(cfg):
+    """The configured defense recipe (``harden.recipe``); an unknown name is one line with the known ones."""
+    return registry.lookup("defense", cfg.harden.recipe)()
+
+
 def plan(cfg, protected: list[benchmarks.Item]) -> dict:
-    """Choose the hardening prompts: drop those that overlap attack or evaluation prompts (by normalised text)."""
+    """Choose the hardening prompts: drop those that overlap attack or evaluation prompts (by normalised text); the
+    recipe adds its own data (deep-alignment: an opening per augmented row)."""
     h = cfg.harden
     harmful, excluded = [], {}
     for name in h.harmful:
@@ -61,14 +71,18 @@ def plan(cfg, protected: list[benchmarks.Item]) -> dict:
     refusals = builtin_refusals()
     rng = random.Random(cfg.seed)
     pairs = [(it.id, it.prompt, rng.choice(refusals)) for it in harmful]
-    return {"harmful": pairs, "benign": [(it.id, it.prompt, it.category) for it in benign], "n_excluded_overlap": excluded}
+    data_plan = {"harmful": pairs, "benign": [(it.id, it.prompt, it.category) for it in benign],
+                 "n_excluded_overlap": excluded}
+    return recipe(cfg).extend_plan(data_plan, cfg, protected)
 
 
 def cache_key(cfg, subject, data_plan: dict, judge) -> str:
     """Every input of the hardened model: the base subject as loaded (weights, dtype, quantization, chat
     template, system prompt), the data, the method and its settings, the self-distillation decoding, and
-    the judge that filters the self-distilled answers."""
+    the judge that filters the self-distilled answers; the recipe's settings unless it is refusal-sft (whose key
+    predates recipes, so its cached models are still found)."""
     h = cfg.harden
+    settings = {} if h.recipe == "refusal-sft" else {"recipe": recipe(cfg).identity()}
     full = h.method == "full"
     g = cfg.generation
     return keys.stage_key(
@@ -76,6 +90,7 @@ def cache_key(cfg, subject, data_plan: dict, judge) -> str:
         train=train_identity(h.train), benign_max_new_tokens=h.benign_max_new_tokens, seed=cfg.seed, judge=judge.identity(),
         distil={"backend": g.backend, "batch_size": g.batch_size, "max_batch_tokens": g.max_batch_tokens},
         format=2,  # 2: answers cut at benign_max_new_tokens are trained without the end-of-turn marker
+        **settings,
     )
 
 
@@ -87,11 +102,13 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
     if subject.quantize:
         raise FtriskError("hardening needs unquantized weights (it merges into them): unset model.quantize, "
                           "or set harden.enabled=false for a subject that is already safety-tuned")
+    defense = recipe(cfg)
     key = cache_key(cfg, subject, data_plan, judge)
     final = models.cache_dir() / "hardened" / key
     if (final / ".complete").is_file():
         record = read_json(final / "hardening.json")
         record["reused_from_cache"] = True
+        record.setdefault("recipe", defense.name)
         log.info("hardened model reused from cache %s", final)
         return subject.with_weights(final), record
 
@@ -106,7 +123,7 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
     texts = {it.id: answers[it.id]["completion"] for it in benign}
     verdicts = judge.judge([(it.prompt, texts[it.id]) for it in benign]) if benign else []
     kept = [it for it, v in zip(benign, verdicts) if texts[it.id].strip() and v.label != 1]
-    examples = [Example(p, r) for _, p, r in data_plan["harmful"]]
+    examples = defense.harmful_examples(data_plan["harmful"], subject.load_tokenizer(), cfg.seed)
     examples += [Example(it.prompt, texts[it.id].strip(), complete=bool(answers[it.id].get("finished", True)))
                  for it in kept]
     random.Random(cfg.seed).shuffle(examples)
@@ -114,7 +131,7 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
         raise FtriskError("hardening has no examples: check harden.harmful and harden.benign")
     del loaded
 
-    method = registry.lookup("attack", cfg.harden.method)(cfg.harden)  # the attack's training seam
+    method = defense.trainer(cfg.harden)  # lora or full: the attack's training seam
     result = method.run(subject, examples, work_dir / "train", seed=cfg.seed,
                         eval_at=[], usd_per_hour=cfg.cost.usd_per_hour, desc="harden")
     full = cfg.harden.method == "full"
@@ -127,6 +144,8 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
                      "examples_in_data": len(examples), "cost": result.cost, "metrics": "metrics.jsonl"},
         "method": "full fine-tune" if full else "LoRA, merged into the weights",
     }
+    if defense.name != "refusal-sft":  # refusal-sft's stored record as before recipes, like its key
+        record.update({"recipe": defense.name, **defense.record(data_plan)})
     merged, tok = result.subject.load()  # LoRA: the adapter merged into the weights
 
     def build(tmp: Path) -> None:
@@ -136,4 +155,4 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
         shutil.copy(work_dir / "train" / "metrics.jsonl", tmp / "metrics.jsonl")
 
     models.atomic_dir(final, build)
-    return subject.with_weights(final), record
+    return subject.with_weights(final), {**record, "recipe": defense.name}

@@ -25,18 +25,29 @@ class Example:
     # False for a response cut off at a token limit (a self-distilled answer that hit max_new_tokens):
     # it is trained without the end-of-turn marker, so the model is not taught to stop mid-answer
     complete: bool = True
+    # the start of the assistant turn, before ``response``, that carries no loss: the model reads it and is trained
+    # on what follows (deep alignment's affirmative opening, after which it learns to recover into a refusal)
+    masked_prefix: str = ""
 
 
 def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None) -> dict:
-    """Token ids and labels; loss only on the assistant turn, masked by position (pad == EOS for many models)."""
+    """Token ids and labels; loss only on the assistant turn after its ``masked_prefix``, masked by position (pad == EOS
+    for many models)."""
     prompt_text = chat_text(tok, ex.prompt, system_prompt)
-    full_text = chat_text(tok, ex.prompt, system_prompt, response=ex.response)
+    full_text = chat_text(tok, ex.prompt, system_prompt, response=ex.masked_prefix + ex.response)
     if not full_text.startswith(prompt_text):
         raise ValueError("chat template renders the prompt differently with and without the response")
     if not ex.complete:  # the response text only, no end-of-turn marker after it
-        full_text = prompt_text + ex.response
+        full_text = prompt_text + ex.masked_prefix + ex.response
     p = tok(prompt_text, add_special_tokens=False)["input_ids"]
-    r = tok(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    turn = full_text[len(prompt_text):]
+    masked = []  # the masked prefix's tokens, then the rest's, each tokenized alone (as the paper joins token ids)
+    if ex.masked_prefix:
+        if not turn.startswith(ex.masked_prefix):
+            raise ValueError("chat template changes the start of the assistant turn: its masked prefix is not kept")
+        masked = tok(ex.masked_prefix, add_special_tokens=False)["input_ids"]
+        turn = turn[len(ex.masked_prefix):]
+    r = masked + tok(turn, add_special_tokens=False)["input_ids"]
     excess = len(p) + len(r) - max_seq_len
     if excess > 0:  # cut the middle of the prompt (keep the template's head and the turn markers at its end)
         keep_head = min(32, len(p) // 4, max_seq_len // 4)
@@ -45,7 +56,8 @@ def encode(tok, ex: Example, max_seq_len: int, system_prompt: str | None = None)
         if len(p) >= max_seq_len:  # a tiny max_seq_len: keep the prompt's end and at least one response token
             p = p[len(p) - max_seq_len + 1:]
         r = r[: max_seq_len - len(p)]
-    return {"input_ids": p + r, "labels": [IGNORE] * len(p) + r}
+    n = min(len(masked), len(r))
+    return {"input_ids": p + r, "labels": [IGNORE] * (len(p) + n) + r[n:]}
 
 
 def n_trained(e: dict) -> int:
