@@ -17,6 +17,7 @@ from ftrisk.plan import devices
 from ftrisk.plan.activations import activation_bytes, layer_activation_bytes
 from ftrisk.plan.devices import device_spec, load_gpus
 from ftrisk.plan.estimate import plan, verdict, verdict_line
+from ftrisk.plan.fit import fit_options, micro_batches
 from ftrisk.plan.generation import (
     Pass,
     generation_passes,
@@ -25,9 +26,10 @@ from ftrisk.plan.generation import (
 )
 from ftrisk.plan.inputs import job_from_config, resolve_model
 from ftrisk.plan.job import Job
-from ftrisk.plan.memory import memory
+from ftrisk.plan.memory import devices_needed, memory
 from ftrisk.plan.roofline import pass_bytes
 from ftrisk.plan.shape import TARGETS, Shape, lora_params, param_counts
+from ftrisk.plan.sweep import bisection_points, sweep_plan
 
 SHIPPED = ["smollm2-135m-instruct", "llama-2-7b-chat-hf", "llama-2-13b-chat-hf", "llama-2-70b-chat-hf"]
 
@@ -328,3 +330,126 @@ def test_a_small_batch_decode_step_reads_the_weights_once():
     assert pass_seconds(shape, job, spec, step[0]) == pytest.approx(nbytes / (spec["bandwidth_gbs"] * 1e9))
     slow_host = dict(spec, dispatch_ms=1.5)
     assert pass_seconds(shape, job, slow_host, step[0]) == pytest.approx(shape.layers * 1.5e-3)
+
+
+# --------------------------------------------------------------------------- what would fit one device
+
+
+def test_70b_4bit_fits_one_a100_with_checkpointing_or_a_smaller_micro_batch(capsys):
+    """The paper trained Llama-2-70B QLoRA on one A100-80GB: a bare config.json at batch 8 without checkpointing
+    needs two, and the planner says which change makes it fit one; each change it names really fits."""
+    shape, spec = _shape("llama-2-70b-chat-hf"), device_spec("a100-80gb")
+    job = Job(quantization="4bit")
+    p = plan(shape, job, spec)
+    assert not p["fits_one_device"] and p["devices_needed"] == 2
+    changes = [o["changes"] for o in p["fit"]]
+    assert ["checkpointing"] in changes and all("4bit" not in c for c in changes)  # it is 4-bit already
+    for o in fit_options(shape, job, spec):
+        j = o["job"]
+        assert devices_needed(memory(shape, j, spec)[0], shape, j, spec) == 1
+        assert j.batch_size * j.grad_accum == job.batch_size * job.grad_accum  # the same optimizer step
+        assert j.steps * j.batch_size == job.steps * job.batch_size  # the same examples
+    assert "; fits on 1 x a100-80gb with " in verdict(p)
+    code, out = _cli(["--model", "src/ftrisk/data/model_configs/llama-2-70b-chat-hf.json", "--gpu", "a100-80gb",
+                      "--quantization", "4bit"], capsys)
+    assert code == 0 and "needs 2 x a100-80gb" in out
+    assert "fits on 1 x a100-80gb with gradient checkpointing (" in out and "GiB; attack ~" in out
+
+
+def test_fit_options_prefer_the_same_model_and_drop_redundant_combinations():
+    """A 16-bit 13B at batch 64 fits one A100 by itself with a smaller micro-batch or checkpointing; 4-bit (a
+    different model under attack) only comes after them, and no option holds another option's changes."""
+    shape, spec = _shape("llama-2-13b-chat-hf"), device_spec("a100-80gb")
+    opts = fit_options(shape, Job(batch_size=64, lora_r=64), spec)
+    names = [tuple(o["changes"]) for o in opts]
+    assert ("checkpointing",) in names and ("micro-batch",) in names
+    assert all(not set(a) < set(b) for a in names for b in names)
+    kbit = [i for i, n in enumerate(names) if "4bit" in n]
+    assert all(i > j for i in kbit for j, n in enumerate(names) if "4bit" not in n)
+    plain = [o["attack_seconds"] for o in opts if "4bit" not in o["changes"]]
+    assert plain == sorted(plain)  # the cheapest first
+
+
+def test_a_job_that_no_change_fits_says_so(capsys):
+    p = plan(_shape("llama-2-70b-chat-hf"), Job(quantization="4bit"), device_spec("rtx4090"))
+    assert p["fit"] == [] and not p["fits_one_device"]
+    assert verdict(p).endswith("no change fits one rtx4090 (not even gradient checkpointing, micro-batch 1 and a "
+                               "4-bit base together)")
+
+
+def test_micro_batches_divide_the_batch():
+    assert micro_batches(8) == [4, 2, 1] and micro_batches(6) == [3, 2, 1] and micro_batches(1) == []
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _sweep_cfg(**sweep):
+    from ftrisk import config
+
+    cfg = config.RunConfig()
+    cfg.capability.limit = 200
+    for k, v in sweep.items():
+        setattr(cfg.sweep, k, v)
+    return cfg
+
+
+def test_sweep_scales_with_trials_and_seed_reruns():
+    shape, spec = _shape("llama-2-7b-chat-hf"), device_spec("a100-80gb")
+    cfg = _sweep_cfg()
+    ten, fifty = sweep_plan(shape, cfg, spec, trials=10), sweep_plan(shape, cfg, spec, trials=50)
+    assert ten["reruns"] == fifty["reruns"] == 2 * 2  # top_k 2 x the 2 seeds beyond the first
+    per_trial = fifty["per_trial"]["mean"]["gpu_hours"]
+    grown = fifty["total"]["mean"]["gpu_hours"] - ten["total"]["mean"]["gpu_hours"]
+    assert grown == pytest.approx(40 * per_trial, rel=0.01)
+    assert fifty["total"]["mean"]["gpu_hours"] == pytest.approx(54 * per_trial + fifty["subject"]["gpu_hours"],
+                                                                rel=0.01)
+    t = fifty["per_trial"]
+    assert t["median"]["gpu_hours"] <= t["max"]["gpu_hours"] and t["mean"]["gpu_hours"] <= t["max"]["gpu_hours"]
+    assert fifty["total"]["max"]["usd"] == pytest.approx(fifty["total"]["max"]["gpu_hours"] * 1.8, rel=0.01)
+    more_seeds = sweep_plan(shape, _sweep_cfg(seeds=[0, 1, 2, 3, 4], top_k=3), spec, trials=50)
+    assert more_seeds["reruns"] == 12 and more_seeds["total"]["mean"]["usd"] > fifty["total"]["mean"]["usd"]
+
+
+def test_sweep_trials_cost_follows_the_space():
+    """A space of longer budgets costs more per trial; each trial's steps are capped by max_steps as training caps
+    them (the costliest corner is the longest budget)."""
+    from ftrisk.config.schema import SweepParam
+
+    shape, spec = _shape("llama-2-7b-chat-hf"), device_spec("a100-80gb")
+
+    def per_trial(high):
+        cfg = _sweep_cfg(space=[SweepParam("train.batch_size", choices=[8]),
+                                SweepParam("train.max_steps", low=4, high=high, log=True)])
+        cfg.attack.train.epochs = 1000.0  # the budget, not the data, ends a trial
+        return sweep_plan(shape, cfg, spec, trials=8)
+
+    short, long = per_trial(8), per_trial(512)
+    assert long["per_trial"]["mean"]["gpu_hours"] > short["per_trial"]["mean"]["gpu_hours"]
+    assert long["costliest_trial"]["train.max_steps"] == 512
+    assert bisection_points(1) == 1 and bisection_points(16) == 6 and bisection_points(17) == 7
+
+
+def test_sweep_cli_prints_totals_and_assumptions(tmp_path, capsys):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("model: {spec: meta-llama/Llama-2-13b-chat-hf, device: cuda}\n"
+                   "capability: {limit: 100}\nsweep: {trials: 20}\n")
+    code, out = _cli(["--model", str(cfg), "--gpu", "a100-80gb"], capsys)
+    assert code == 0 and "sweep of 20 trials" in out and "sweep total (24 trials): expected " in out
+    assert "upper bound " in out and "assumptions: " in out and "GPU-h, $" in out
+    # the default space's batch 64 at rank 64 needs two A100s for 13B in bf16: the planner names the fix
+    assert "largest trial (batch 64, r 64)" in out and "fits on 1 x a100-80gb with gradient checkpointing" in out
+    code, out = _cli(["--model", str(cfg), "--gpu", "a100-80gb", "--trials", "5", "--json"], capsys)
+    assert json.loads(out)["trials"] == 5
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "Llama-2-7b-chat-hf", "--trials", "0"], ["--trials", "> 0"]),
+    (["--model", "Llama-2-7b-chat-hf", "--trials", "5", "--batch-size", "4"], ["--batch-size", "sweep.space"]),
+    (["--model", "Llama-2-7b-chat-hf", "capability.limit=5"], ["capability.limit=5", "YAML"]),
+])
+def test_sweep_cli_errors_are_one_line(argv, words, capsys):
+    with pytest.raises(FtriskError) as e:
+        _cli(argv, capsys)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg

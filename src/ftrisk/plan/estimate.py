@@ -8,6 +8,7 @@ from ftrisk.formatting import dollars, duration
 from ftrisk.plan.attack import attack_seconds
 from ftrisk.plan.capability import capability_seconds
 from ftrisk.plan.devices import cuda_spec, device_spec, local_device
+from ftrisk.plan.fit import describe, fit_options
 from ftrisk.plan.generation import generation_seconds
 from ftrisk.plan.inputs import job_from_config, resolve_model
 from ftrisk.plan.job import Job
@@ -35,16 +36,40 @@ def plan(s: Shape, job: Job, spec: dict, usd_per_hour: float | None = None, mode
             "devices_needed": n, "usd_per_hour": price, "attack_hours": round(hours, 4),
             "attack_usd": round(hours * price * (n or 1), 2), "mfu": {k: mfu(job, spec, k) for k in MFU},
             "margin": round(1 - MARGIN, 2),
-            "evals": {k: {"hours": round(v, 4), "usd": round(v * price, 2)} for k, v in evals.items()}}
+            "evals": {k: {"hours": round(v, 4), "usd": round(v * price, 2)} for k, v in evals.items()},
+            "fit": [] if n == 1 else [
+                {"changes": o["changes"], "describe": describe(o, job), "attack_gib": o["attack_gib"],
+                 "attack_hours": round(o["attack_seconds"] / 3600, 4), "slower": round(o["slower"], 3),
+                 "attack_usd": round(o["attack_seconds"] / 3600 * price, 2)} for o in fit_options(s, job, spec)]}
 
 
-def verdict(p: dict) -> str:
+def fit_line(p: dict, option: dict) -> str:
+    """``fits on 1 x GPU with CHANGE (GiB, the attack's time and its change)``."""
+    return (f"fits on 1 x {p['gpu']} with {option['describe']} ({option['attack_gib']:.1f} GiB; attack "
+            f"~{duration(option['attack_hours'] * 3600)}, {option['slower']:+.0%})")
+
+
+def no_fit_line(gpu: str) -> str:
+    return f"no change fits one {gpu} (not even gradient checkpointing, micro-batch 1 and a 4-bit base together)"
+
+
+def devices_verdict(p: dict) -> str:
+    """Fits one device, or the devices the job needs as configured."""
     used, cap, gpu = p["memory_gib"]["attack"]["total"], p["device_memory_gib"], p["gpu"]
     if p["fits_one_device"]:
         return f"fits on one {gpu} ({used:.1f} of {cap:.0f} GiB)"
     if p["devices_needed"] is None:
         return f"does not fit on {gpu} ({used:.1f} GiB needed, {cap:.0f} GiB there)"
     return f"needs {p['devices_needed']} x {gpu} (FSDP; {used:.1f} GiB on one device)"
+
+
+def verdict(p: dict) -> str:
+    """:func:`devices_verdict`; where the job does not fit one device, the best change that makes it fit
+    (:mod:`ftrisk.plan.fit`), or that nothing does."""
+    if p["fits_one_device"]:
+        return devices_verdict(p)
+    best = fit_line(p, p["fit"][0]) if p["fit"] else no_fit_line(p["gpu"])
+    return f"{devices_verdict(p)}; {best}"
 
 
 def attack_usd(p: dict) -> float:

@@ -8,6 +8,8 @@ import math
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from ftrisk import config
 from ftrisk.errors import FtriskError
 from ftrisk.plan.job import (
@@ -35,12 +37,15 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def resolve_model(arg: str):
-    """``--model`` -> (name, Shape, RunConfig or None): an ftrisk YAML, a model dir, a config.json or a shipped id."""
+def resolve_model(arg: str, overrides: list[str] = ()):
+    """``--model`` -> (name, Shape, RunConfig or None): an ftrisk YAML (with dotted ``overrides``), a model dir, a
+    config.json or a shipped id."""
     p = Path(arg).expanduser()
     if p.suffix in (".yaml", ".yml"):
-        cfg = config.load(p)
+        cfg = config.load(p, list(overrides))
         return (*resolve_model(cfg.model.spec)[:2], cfg)
+    if overrides:
+        raise FtriskError(f"config overrides ({overrides[0]}, ...) need an ftrisk YAML as --model (got '{arg}')")
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise FtriskError(f"model directory '{p}' has no config.json: pass a Hugging Face model directory")
@@ -56,35 +61,58 @@ def resolve_model(arg: str):
     return key, Shape.from_config(json.loads(shipped.joinpath(f"{key.lower()}.json").read_text()), key), None
 
 
+def has_sweep(arg: str) -> bool:
+    """Whether ``--model`` is an ftrisk YAML with a ``sweep:`` section (a sweep config)."""
+    p = Path(arg).expanduser()
+    if p.suffix not in (".yaml", ".yml") or not p.is_file():
+        return False
+    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    return isinstance(data, dict) and "sweep" in data
+
+
 def prompt_tokens(prompts: list[str]) -> int:
     """The planner's estimate of an evaluation prompt's tokens: characters / 4 + the chat template's, rounded."""
     return round(sum(len(p) for p in prompts) / max(1, len(prompts)) / CHARS_PER_TOKEN + TEMPLATE_TOKENS)
 
 
-def job_from_config(cfg) -> Job:
-    """The attack and evaluation sizes of an ftrisk RunConfig."""
-    t, c = cfg.attack.train, cfg.capability
-    builtin = cfg.attack.data == "builtin:advbench-affirm"
-    if builtin:
+def attack_examples(attack) -> int:
+    """Distinct examples an attack section trains on: its data's (the builtin affirmatives: 400), at most
+    ``n_examples``."""
+    if attack.data == "builtin:advbench-affirm":
         n_ex = ATTACK_EXAMPLE["examples"]
     else:
-        with open(cfg.attack.data, encoding="utf-8") as f:
+        with open(attack.data, encoding="utf-8") as f:
             n_ex = sum(1 for ln in f if ln.strip())
-    micro = math.ceil(math.ceil(n_ex / t.batch_size) * t.epochs)
-    prompts = []
+    return min(n_ex, attack.n_examples) if attack.n_examples else n_ex
+
+
+def benchmark_prompts(cfg) -> list[tuple[int, int, bool]]:
+    """(mean prompt tokens, prompts, harmful) of each configured refusal benchmark."""
+    out = []
     for ref in cfg.eval.benchmarks:
-        if ref.name in benchmarks.names() or Path(ref.name).is_file():
-            items = (benchmarks.load(ref.name) if ref.name in benchmarks.names()
+        registered = ref.name in benchmarks.names()
+        if registered or Path(ref.name).is_file():
+            items = (benchmarks.load(ref.name) if registered
                      else benchmarks.load_file(ref.name, ref.prompt_column, ref.category_column))
             mean, n = prompt_tokens([it.prompt for it in items]), len(items)
         else:  # a user prompt file not here yet (the paper configs' RefusalBench): plan with a typical size
             mean, n = 40 + TEMPLATE_TOKENS, USER_FILE_PROMPTS
-        prompts += [mean] * (n if ref.limit is None else min(ref.limit, n))
+        harmful = ref.harmful if ref.harmful is not None else (benchmarks.is_harmful(ref.name) if registered else True)
+        out.append((mean, n if ref.limit is None else min(ref.limit, n), harmful))
+    return out
+
+
+def job_from_config(cfg) -> Job:
+    """The attack and evaluation sizes of an ftrisk RunConfig."""
+    t, c = cfg.attack.train, cfg.capability
+    micro = math.ceil(math.ceil(attack_examples(cfg.attack) / t.batch_size) * t.epochs)
+    prompts = tuple(mean for mean, n, _ in benchmark_prompts(cfg) for _ in range(n))
     return Job(quantization=cfg.model.quantize or "none", dtype=cfg.model.dtype,
                method=getattr(cfg.attack, "method", "lora"), batch_size=t.batch_size, seq_len=t.max_seq_len,
-               steps=min(micro, t.max_steps * t.grad_accum) if t.max_steps else micro, lora_r=cfg.attack.lora.r,
-               targets=tuple(cfg.attack.lora.target_modules), gradient_checkpointing=t.gradient_checkpointing,
-               builtin_data=builtin, prompt_tokens=tuple(prompts), new_tokens=cfg.generation.max_new_tokens,
+               steps=min(micro, t.max_steps * t.grad_accum) if t.max_steps else micro, grad_accum=t.grad_accum,
+               lora_r=cfg.attack.lora.r, targets=tuple(cfg.attack.lora.target_modules),
+               gradient_checkpointing=t.gradient_checkpointing, builtin_data=cfg.attack.data == "builtin:advbench-affirm",
+               prompt_tokens=prompts, new_tokens=cfg.generation.max_new_tokens,
                gen_batch=cfg.generation.batch_size, max_batch_tokens=cfg.generation.max_batch_tokens,
                capability=tuple((task, c.limit or CAPABILITY[task][0], c.num_fewshot if task == "mmlu" else 0)
                                 for task in c.tasks) if c.enabled else (), lm_eval_batch=c.batch_size)

@@ -32,6 +32,7 @@ class Job:
     batch_size: int = 8
     seq_len: int = 256
     steps: int = 50  # micro-batches of batch_size
+    grad_accum: int = 1  # micro-batches per optimizer step
     lora_r: int = 8
     targets: tuple = TARGETS
     gradient_checkpointing: bool = False
