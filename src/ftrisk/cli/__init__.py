@@ -27,6 +27,7 @@ COMMANDS = {
     "plan": "ftrisk.cli.plan",
     "report": "ftrisk.cli.report",
     "compare": "ftrisk.cli.compare",
+    "gate": "ftrisk.cli.gate",
     "bench": "ftrisk.cli.bench",
     "eval": "ftrisk.cli.eval",
 }
