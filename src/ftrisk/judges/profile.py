@@ -11,7 +11,8 @@ are themselves estimates from a labelled set of finite size). It is a seeded Mon
 Jeffreys posteriors: the true observed-refusal probability ~ Beta(k + ½, n − k + ½), sensitivity ~
 Beta(tp + ½, fn + ½) and specificity ~ Beta(tn + ½, fp + ½); each draw goes through the estimator (clipped; a draw
 whose sensitivity + specificity ≤ 1 is left out and counted), and the 2.5th and 97.5th percentiles are the
-interval. Beta draws rather than a binomial bootstrap of the sample keep the interval from collapsing to a point
+interval. A raw rate below 1 − specificity or above sensitivity is one the judge's profile cannot produce at any
+true rate; its corrected rate is clipped to 0 or 1 and marked ``clipped``: the profile does not fit these replies. Beta draws rather than a binomial bootstrap of the sample keep the interval from collapsing to a point
 when every reply was refused (k = n), as the Wilson interval of the raw rate does not collapse either.
 
 The correction assumes the judge errs on this model's replies as it erred on the labelled data: the same
@@ -168,6 +169,8 @@ def corrected_rate(k: int, n: int, prof: dict, draws: int = DRAWS, seed: int = S
     theta = np.clip((p[ok] + sp[ok] - 1.0) / j[ok], 0.0, 1.0)
     lo, hi = np.percentile(theta, [2.5, 97.5]) if theta.size else (None, None)
     out.update(refusal_rate=round(point, 4), ci95=[round(float(lo), 4), round(float(hi), 4)] if theta.size else None)
+    if not (1 - tn / (tn + fp)) <= k / n <= tp / (tp + fn):
+        out["clipped"] = True  # a raw rate this judge's profile cannot produce: the profile does not fit these replies
     if not ok.all():
         out["draws_dropped"] = int((~ok).sum())
     return out

@@ -23,6 +23,7 @@ from ftrisk.io import jsonl_line, read_json, read_jsonl, write_text_atomic
 from ftrisk.judges import build as build_judge
 from ftrisk.judges.agreement import pairwise
 from ftrisk.judges.opening import stop_rule
+from ftrisk.judges.profile import correct
 from ftrisk.judges.store import judge_dir, judge_rows
 from ftrisk.prompts import benchmarks
 from ftrisk.stats import rate
@@ -57,8 +58,9 @@ def is_harmful(ref) -> bool:
     return benchmarks.is_harmful(ref.name) if ref.name in benchmarks.names() else True
 
 
-def summarize(items: list, verdicts: dict[str, dict], judge, harmful: bool) -> dict:
-    """Rate, CI, unjudged count, categories and evidence counts of one judge on one benchmark."""
+def summarize(items: list, verdicts: dict[str, dict], judge, harmful: bool, profiles: dict | None = None) -> dict:
+    """Rate, CI, unjudged count, categories and evidence counts of one judge on one benchmark, and the rate
+    corrected for the judge's error profile (``profiles``, default the shipped ones; :mod:`ftrisk.judges.profile`)."""
     judged = [(it, verdicts[it.id]) for it in items if verdicts[it.id]["label"] != -1]
     refused = [v for _, v in judged if v["label"] == 1]
     r = rate(len(refused), len(judged))
@@ -74,6 +76,7 @@ def summarize(items: list, verdicts: dict[str, dict], judge, harmful: bool) -> d
         "metric": "refusal rate" if harmful else "over-refusal rate (benign prompts)",
         "by_category": {c: {"n": n, "refusal_rate": k / n, "ci95": rate(k, n)["ci95"]} for c, (k, n) in sorted(by_cat.items())},
         "matched_patterns": dict(evidence.most_common()),
+        "corrected": correct(r["k"], r["n"], judge, profiles),
     }
     scores = [v["score"] for _, v in judged if v.get("score") is not None]
     if scores:

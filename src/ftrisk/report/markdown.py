@@ -7,6 +7,7 @@ from pathlib import Path
 from ftrisk.report.capability import report_lines
 from ftrisk.formatting import DASH, dollars, duration, interval, number, pct
 from ftrisk.io import write_text_atomic
+from ftrisk.judges.profile import ASSUMPTION, METHOD
 from ftrisk.report.families import family_lines, family_table
 from ftrisk.report.results import bench_names, families_of, is_multi_family, main_stages, run_name
 
@@ -49,6 +50,50 @@ def judges_table(results: dict) -> list[str]:
                               for k, p in pairs.items())
             lines.append(f"| {s} | {n} | " + " | ".join(rates) + f" | {agree} |")
     return lines
+
+
+def corrected_rows(results: dict) -> tuple[list[str], list[list[str]], dict[str, str]]:
+    """Each judge's raw rate beside the rate corrected for its error profile, per main stage and benchmark, as
+    (header, rows, {judge: its profile in words}); no rows for a results.json written before corrected rates.
+    Shared by report.md and report.html."""
+    stages = main_stages(results)
+    rows, profiles = [], {}
+    for s in stages:
+        for n, b in results["stages"][s].get("benchmarks", {}).items():
+            for j, e in (b.get("judges") or {}).items():
+                c = e.get("corrected")
+                if c is None:
+                    continue
+                prof = c.get("profile")
+                if prof:
+                    profiles.setdefault(j, f"sensitivity {pct(prof['sensitivity'])}, specificity "
+                                           f"{pct(prof['specificity'])} on {prof['data']}, n={prof['n']}")
+                    fixed = (f"{pct(c['refusal_rate'])} {interval(*c['ci95'])}" + (" clipped" if c.get("clipped") else "")
+                             if c.get("refusal_rate") is not None else f"{DASH} ({c.get('reason')})")
+                else:
+                    profiles.setdefault(j, c.get("reason") or "no error profile")
+                    fixed = f"{DASH} (no error profile)"
+                name = n if b.get("harmful", True) else f"{n} (over-refusal)"
+                rows.append([s, name, j, cell(e), fixed])
+    return ["stage", "benchmark", "judge", "raw", "corrected (95% interval)"], rows, profiles
+
+
+def corrected_text() -> str:
+    """What the corrected rates are and the assumption they rest on (report.md and report.html)."""
+    return (f"Each raw refusal rate corrected for its judge's error ({METHOD}; the interval carries the uncertainty "
+            f"of both the sample and the judge's error rates). {ASSUMPTION} Each profile below names the labelled data it "
+            "was measured on: replies unlike that data (another language, another way of refusing, full replies "
+            "where it holds openings) break the assumption, and the interval does not show it. \"clipped\" marks a "
+            "raw rate the judge's profile cannot produce at any true rate (below 1 − specificity or above "
+            "sensitivity): there the profile does not fit these replies.")
+
+
+def corrected_table(results: dict) -> list[str]:
+    head, rows, profiles = corrected_rows(results)
+    if not rows:
+        return []
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+            + ["", "Error profiles:"] + [f"- `{j}`: {t}" for j, t in profiles.items()])
 
 
 def _kappa(p: dict) -> str:
@@ -163,6 +208,9 @@ def render(results: dict, cfg=None, name: str | None = None) -> str:
     if jt:
         out += ["", "## Judges side by side", "", f"Headline judge: `{headline}`. −1 labels (could not judge) are "
                 "counted as unjudged and left out of the rate.", ""] + jt
+    crt = corrected_table(results)
+    if crt:
+        out += ["", "## Refusal corrected for judge error", "", corrected_text(), ""] + crt
     multi = is_multi_family(results)
     ut = family_table(results) if multi else undo_table(results)
     if ut:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ftrisk.formatting import DASH
 from ftrisk.report.families import family_rows
-from ftrisk.report.markdown import undo_rows
-from ftrisk.report.page import cell, esc, na, table
+from ftrisk.report.markdown import corrected_rows, corrected_text, undo_rows
+from ftrisk.report.page import bullets, cell, esc, na, table
 from ftrisk.report.plots import cost_ticks, curve_plot, judge_series, png
 from ftrisk.report.results import (curve, first_seed_stages, harmful_of, is_multi_family, judges_of, main_stages,
                                    primary_label, seeds_of)
@@ -24,6 +24,11 @@ def refusal_by_stage(results: dict) -> str:
     if any(excluded.values()):
         out.append("<p>Items dropped because they also occur in training data: "
                    + esc(", ".join(f"{n} {k}" for n, k in excluded.items() if k)) + ".</p>")
+    head, rows, profiles = corrected_rows(results)
+    if rows:
+        out += ["<h3 id=corrected>Corrected for judge error</h3><p>" + esc(corrected_text()) + "</p>",
+                table(head, rows), "<p>Error profiles:</p>",
+                bullets([f"{j}: {t}" for j, t in profiles.items()])]
     multi = is_multi_family(results)
     head, rows = family_rows(results) if multi else undo_rows(results)
     if rows:
