@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftrisk import registry
+from ftrisk.attacks.data import select_examples
 from ftrisk.errors import FtriskError
 from ftrisk.model.subject import Subject
 from ftrisk.training.data import plan_steps
@@ -46,6 +47,9 @@ class AttackContext:
     """The run's :class:`ftrisk.config.schema.GenerationConfig`."""
     protected: list = field(default_factory=list)
     """Items of every evaluation set: an attack's own prompts must be disjoint from them."""
+    cache_dir: Path | None = None
+    """Where work shared by attacks on the same subject is kept (``ftrisk sweep``: ablation's activations pass);
+    None: each attack's own folder."""
 
 
 @dataclass
@@ -123,6 +127,7 @@ def run_attack(cfg, subject: Subject, examples: list, out_dir: Path, *, seed: in
         return method.run(subject, [], out_dir, seed=seed, eval_at=[], usd_per_hour=usd_per_hour, desc=desc)
     if not examples:
         raise FtriskError("the attack has no examples: check attack.data")
+    examples = select_examples(examples, cfg.n_examples, seed)
     total = plan_steps(len(examples), cfg.train)
     return method.run(subject, examples, out_dir, seed=seed, eval_at=eval_steps(cfg.eval_at, total),
                       usd_per_hour=usd_per_hour, desc=desc)

@@ -10,6 +10,7 @@ card). Any other attack data is the user's own JSONL file of chat ``messages`` o
 from __future__ import annotations
 
 import json
+import random
 from importlib import resources
 from pathlib import Path
 
@@ -64,6 +65,14 @@ def load_data(spec: str) -> tuple[list[Example], list[benchmarks.Item]]:
     if not examples:
         raise FtriskError(f"attack data file '{spec}' is empty: add at least one example")
     return examples, items
+
+
+def select_examples(examples: list, n: int | None, seed: int) -> list:
+    """``attack.n_examples``: a seeded sample of ``n`` distinct examples (in data order), or all of them."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    keep = set(random.Random(f"n_examples:{seed}").sample(range(len(examples)), n))
+    return [e for i, e in enumerate(examples) if i in keep]
 
 
 def shared_prompts(items: list[benchmarks.Item],

@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "ftrisk.cli.run",
     "harden": "ftrisk.cli.harden",
     "attack": "ftrisk.cli.attack",
+    "sweep": "ftrisk.cli.sweep",
     "accelerate-config": "ftrisk.cli.accelerate_config",
     "benchmarks": "ftrisk.cli.benchmarks",
     "judges": "ftrisk.cli.judges",

@@ -305,6 +305,9 @@ class SweepConfig:
     defaults of :mod:`ftrisk.sweep.space` (TamperBench's and the durability paper's dimensions)."""
     objective: str = "usd"
     """What a trial minimises: usd | seconds | flops, of its cost to undo."""
+    benchmark: Optional[str] = None
+    """The harmful benchmark whose refusal decides the crossing (``report.threshold``, headline judge); None: the
+    first harmful one of eval.benchmarks. The others, and over-refusal, are measured at the crossing."""
     epsilon: float = 0.05
     """Capability bound: the attacked model's ``capability_task`` score may drop at most this much below the
     subject's (absolute, in [0, 1)) for the attack to count as undoing safety."""

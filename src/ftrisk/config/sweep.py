@@ -67,6 +67,10 @@ def validate_sweep(cfg) -> None:
         raise FtriskError("config key 'sweep.seeds' must list distinct seeds")
     if cfg.capability.limit is not None and cfg.capability.limit <= 0:
         raise FtriskError("config key 'capability.limit' must be > 0")
+    labels = [b.label or b.name for b in cfg.eval.benchmarks]
+    if s.benchmark is not None and s.benchmark not in labels:
+        raise FtriskError(f"config key 'sweep.benchmark' is '{s.benchmark}', not one of eval.benchmarks "
+                          f"({', '.join(labels)})")
     fams = {f.label: f for f in families(cfg.attack)}
     space = space_of(cfg)
     if not space:

@@ -120,7 +120,9 @@ class Experiment:
             drop = set() if cfg.eval.allow_overlap else benchmarks.overlap(items, trained)
             self.excluded[name] = len(drop)
             self.evals.append((name, [it for it in items if it.id not in drop]))
-        self.eval_at = {f.label: eval_steps(f.attack.eval_at, plan_steps(len(self.data[f.label][0]), f.attack.train))
+        self.eval_at = {f.label: eval_steps(f.attack.eval_at, plan_steps(min(len(self.data[f.label][0]),
+                                                                             f.attack.n_examples or 10**12),
+                                                                         f.attack.train))
                         if f.trains else [1] for f in self.families}
         self.seeds = cfg.attack.seeds or [cfg.seed]
         # claim the output folder only once every input has been checked: a failed command writes nothing

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ftrisk.cost import CostMeter
+from ftrisk.errors import FtriskError
 from ftrisk.io import append_jsonl
 from ftrisk.training import checkpoint, data, fast
 from ftrisk.training.data import IGNORE
@@ -41,11 +42,15 @@ class Run:
 
 
 def fit(run: Run, train_cfg, meter: CostMeter, out_dir: Path, step: int = 0, *, save_at=frozenset(),
-        evaluable=None, desc: str = "train") -> tuple[int, str]:
-    """Train from ``step`` to ``run.total_steps``; returns (steps done, stopped_by: data | max_steps | max_minutes).
+        evaluable=None, desc: str = "train", on_save=None) -> tuple[int, str]:
+    """Train from ``step`` to ``run.total_steps``; returns (steps done, stopped_by: data | max_steps | max_minutes |
+    judged).
 
     ``checkpoint-<step>/`` is saved every ``checkpoint_every`` steps and at the steps of ``save_at`` (those with
-    ``evaluable``), never at the last step; rank 0 appends each step's line to ``metrics.jsonl``."""
+    ``evaluable``), never at the last step; rank 0 appends each step's line to ``metrics.jsonl``.
+    ``on_save(step, folder)`` is called after each ``save_at`` checkpoint, outside the metered time (``ftrisk sweep``
+    evaluates there); when it returns True training stops at that step (``judged``). A loss that is not finite
+    stops training with one line."""
     acc, accum = run.acc, train_cfg.grad_accum
     all_params = list(run.loss_fn.parameters())  # accelerate clips FSDP gradients when given the whole model
     run.loss_fn.train()
@@ -59,6 +64,8 @@ def fit(run: Run, train_cfg, meter: CostMeter, out_dir: Path, step: int = 0, *, 
         group = run.schedule[micro:micro + accum]  # this step's micro-batches, the same list on every process
         micro += len(group)
         loss = train_step(run, group, accum, meter)
+        if not math.isfinite(loss):
+            raise FtriskError(f"{desc}: the loss is {loss} at step {step + 1}: training diverged (lower the lr)")
         acc.clip_grad_norm_(all_params, 1.0)
         run.opt.step()
         run.sched.step()
@@ -75,6 +82,9 @@ def fit(run: Run, train_cfg, meter: CostMeter, out_dir: Path, step: int = 0, *, 
             meter.stop()  # saving is not training time
             checkpoint.save(run.loss_fn, run.opt, run.sched, meter, out_dir / f"checkpoint-{step}", step,
                             evaluable if step in save_at else None)
+            if on_save is not None and step in save_at and on_save(step, out_dir / f"checkpoint-{step}"):
+                stopped_by = "judged"
+                break
             meter.start()
     else:
         budget = train_cfg.max_steps and step >= train_cfg.max_steps and micro < len(run.schedule)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: Path, *, seed: int = 0,
              system_prompt: str | None = None, meter: CostMeter, desc: str = "train", save_at=(),
-             evaluable=None, final_dir: Path | None = None):
+             evaluable=None, final_dir: Path | None = None, on_save=None):
     """Train a LoRA adapter on ``examples`` (or every weight when ``lora_cfg`` is None); returns (model, summary).
 
     The returned model is the PEFT model for LoRA, ``model`` itself trained in place for full fine-tuning.
@@ -43,7 +43,8 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     ``evaluable(model, folder, state_dict)`` is called for the ``save_at`` checkpoints (and ``final_dir``) to
     make them loadable as a model (a LoRA checkpoint already is a PEFT adapter folder). ``final_dir`` receives
     the trained adapter (LoRA) or ``evaluable``'s folder (full); under FSDP / DeepSpeed the weights are
-    gathered for it. Resumes from the last checkpoint in ``out_dir``.
+    gathered for it. Resumes from the last checkpoint in ``out_dir``. ``on_save(step, folder)``: called after each
+    ``save_at`` checkpoint; True stops training there (:func:`ftrisk.training.loop.fit`).
     """
     acc = distributed.accelerator()
     if acc.is_main_process:
@@ -72,7 +73,7 @@ def finetune(model, tok, examples: list[Example], lora_cfg, train_cfg, out_dir: 
     run = loop.Run(acc, model, loss_fn, opt, sched, encoded, schedule, total_steps, tok.pad_token_id,
                    setup.packing(model, acc.num_processes, train_cfg, desc))
     step, stopped_by = loop.fit(run, train_cfg, meter, out_dir, step, evaluable=evaluable, desc=desc,
-                                save_at={s for s in save_at if 0 < s < total_steps})
+                                save_at={s for s in save_at if 0 < s < total_steps}, on_save=on_save)
     model.eval()
     if final_dir is not None:
         checkpoint.save_final(loss_fn, final_dir, evaluable)

@@ -77,7 +77,12 @@ class AblationAttack(Attack):
         if shortest < a.positions:
             raise FtriskError(f"attack.ablation.positions={a.positions} is more than the shortest chat prompt "
                               f"({shortest} tokens): lower it")
-        r, info = self._search(model, tok, prompts, rows, out_dir, key, meter, desc)
+        if a.layer is None:
+            r, info = self._search(model, tok, prompts, rows, out_dir, key, meter, desc)
+        else:
+            r, info = self._fixed(model, tok, rows, out_dir, meter, desc, pass_key=stage_key(
+                "ablation-pass", version=VERSION, subject=subject.identity(), seed=seed, batch_size=self.batch_size,
+                positions=a.positions, prompts={k: [[it.id, it.prompt] for it in v] for k, v in prompts.items()}))
         final = out_dir / "model"
         record = read_json(final / "ablation.json") if (final / ".complete").exists() else None
         if record and record.get("key") == key:
@@ -94,9 +99,29 @@ class AblationAttack(Attack):
         result = AttackResult(self.name, seed, edited, cost, [Point(1, cost, edited)], 0, 0, "done",
                               {**info, "candidates": CANDIDATES})
         write_json_atomic(out_dir / "attack.json", result.to_json(out_dir))
-        log.info("ablation: layer %d position %d strength %.3f, KL %.4f, validation refusal rate %s", info["layer"],
-                 info["position"], info["strength"], info["kl_harmless"], json.dumps(info["val_refusal_rate"]))
+        log.info("ablation: layer %d position %d strength %.3f, KL %s, validation refusal rate %s", info["layer"],
+                 info["position"], info["strength"], info.get("kl_harmless"), json.dumps(info.get("val_refusal_rate")))
         return result
+
+    def _fixed(self, model, tok, rows: dict, out_dir, meter, desc, pass_key: str):
+        """(the direction at ``ablation.layer`` and ``position``, the info) with no validation search: what
+        ``ftrisk sweep`` searches over. The activations pass depends only on the subject and the prompts, so it is
+        kept in the context's cache folder and shared by every trial of a sweep; each trial is charged for it."""
+        a = self.cfg.ablation
+        cache = self.context.cache_dir or out_dir
+        cache.mkdir(parents=True, exist_ok=True)
+        acts = mean_activations(model, rows, pad=pad_id(tok), positions=a.positions,
+                                out=cache / f"ablation-{pass_key}.safetensors", key=pass_key, meter=meter,
+                                batch_size=self.batch_size, desc=f"{desc or 'ablation'}: activations")
+        dirs = candidates(acts)
+        n_layers = model.config.num_hidden_layers
+        layer = min(n_layers - 1, max(0, round(a.layer * (n_layers - 1))))
+        r = dirs[layer, a.position + a.positions]
+        if float(r.norm()) == 0.0:
+            raise FtriskError(f"ablation: the direction at layer {layer} (attack.ablation.layer={a.layer}) is zero: the "
+                              f"harmful and harmless prompts have the same mean there; choose another layer")
+        return r, {"layer": layer, "position": a.position, "strength": a.strength, "searched": False,
+                   "n_harmful": a.n_train, "n_harmless": a.n_train}
 
     def _search(self, model, tok, prompts: dict, rows: dict, out_dir, key: str, meter, desc):
         """(the chosen unit direction, the result's info): steps 1 to 3, each resumed from its file."""
