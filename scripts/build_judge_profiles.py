@@ -66,9 +66,16 @@ def measure(spec: str, paths: list[Path], data: str, labels_field: str = "label"
     judge.close()
     m = agreement.against_labels(pred, gold)
     sha = {p.name: profile.file_sha256(p) for p in paths}
-    return profile.from_counts(judge, m["tp"], m["fn"], m["tn"], m["fp"], n_unjudged=m["n_unjudged"], data=data,
-                               data_sha256=sha if len(sha) > 1 else next(iter(sha.values())), note=note,
-                               partial_as=partial if any(r["partial"] for r in rows) else None)
+    out = profile.from_counts(judge, m["tp"], m["fn"], m["tn"], m["fp"], n_unjudged=m["n_unjudged"], data=data,
+                              data_sha256=sha if len(sha) > 1 else next(iter(sha.values())), note=note,
+                              partial_as=partial if any(r["partial"] for r in rows) else None)
+    out["data_files"] = [_relative(p) for p in paths]  # so a test can check the data is unchanged
+    return out
+
+
+def _relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,10 +114,11 @@ def test_shipped_profiles_are_current():
     for name, p in shipped.items():
         assert p["key"] == build(name).key(), f"{name}: judge changed since its profile; rerun the script"
         assert p["n"] == p["tp"] + p["fn"] + p["tn"] + p["fp"] and p["n"] >= 300
-        sets, _ = script.JUDGES[name]
-        files = [script.DATA / script.SETS[s] for s in sets]
+        files = [ROOT / f for f in p["data_files"]]
         sha = {f.name: profile.file_sha256(f) for f in files}
-        assert p["data_sha256"] == (sha if len(sha) > 1 else next(iter(sha.values())))
+        assert p["data_sha256"] == (sha if len(sha) > 1 else next(iter(sha.values()))), f"{name}: data changed"
+    for name, (sets, _) in script.JUDGES.items():  # each built-in judge on the sets the script names for it
+        assert shipped[name]["data_files"] == [f"tests/data/{script.SETS[s]}" for s in sets]
     # refusal-patterns is profiled only on the set it was not tuned on
     assert "set E" in shipped["refusal-patterns"]["data"] and shipped["refusal-patterns"]["n"] == 365
 
