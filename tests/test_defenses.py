@@ -9,6 +9,7 @@ import logging
 import re
 
 import pytest
+import torch
 
 from ftrisk import config, registry
 from ftrisk.attacks import prefill
@@ -203,3 +204,77 @@ def test_deep_alignment_hardens_a_tiny_model(torch_single_thread, tiny_model_dir
     plain = experiment("refusal-sft", "r")
     assert harden.cache_key(plain.cfg, plain.subject, plain.harden_plan, plain.filter_judge) != rec["key"]
     assert subject.path.endswith(rec["key"])
+
+
+# --------------------------------------------------------------------------- vaccine
+
+
+def _batch(tok, examples):
+    from ftrisk.training.data import collate
+
+    return collate([encode(tok, ex, 128) for ex in examples], tok.pad_token_id)
+
+
+def _authors_vaccine_loss(model, ids, mask, labels, rho):
+    """Vaccine as the authors' trainer computes it: backward hooks keep each attention module's output gradient,
+    one norm over all of them, forward hooks add rho * g / ||g|| to the outputs, then the loss again."""
+    from ftrisk.defenses.vaccine import attention_modules
+    from ftrisk.training.loss import response_loss
+
+    mods, grads, hooks = attention_modules(model), {}, []
+    for m in mods:
+        hooks.append(m.register_full_backward_hook(lambda mod, gin, gout: grads.__setitem__(mod, gout[0].detach())))
+    response_loss(model, ids, mask, labels).backward()
+    for h in hooks:
+        h.remove()
+    model.zero_grad()
+    norm = torch.norm(torch.stack([grads[m].norm(p=2) for m in mods]), p=2)
+    hooks = [m.register_forward_hook(lambda mod, a, out: (out[0] + rho * grads[mod] / (norm + 1e-7), *out[1:]))
+             for m in mods]
+    loss = response_loss(model, ids, mask, labels)
+    for h in hooks:
+        h.remove()
+    return loss
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_vaccine_loss_is_the_authors_perturbation(torch_single_thread, tiny_model_dir, tok):
+    from transformers import AutoModelForCausalLM
+
+    from ftrisk.defenses.vaccine import VaccineLoss
+    from ftrisk.training.loss import response_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.requires_grad_(True)
+    ids, mask, labels = _batch(tok, [Example("Name a river in France.", "I can't help with that."),
+                                     Example("How do I bake bread?", "Mix, knead, rise, bake.")])
+    plain = response_loss(model, ids, mask, labels)
+    assert torch.allclose(VaccineLoss(model, rho=0.0)(ids, mask, labels), plain)
+    ours = VaccineLoss(model, rho=2.0)(ids, mask, labels)
+    assert all(p.grad is None for p in model.parameters())  # the first pass leaves no weight gradient
+    theirs = _authors_vaccine_loss(model, ids, mask, labels, 2.0)
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6) and ours > plain  # a step up the loss
+    assert torch.allclose(response_loss(model, ids, mask, labels), plain)  # no hook left behind
+    ours.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.heavy
+def test_vaccine_hardens_a_tiny_model(torch_single_thread, tiny_model_dir, benign_jsonl, tmp_path, fresh_cache):
+    exp = pipeline.Experiment(config.load(None, [
+        f"model.spec={tiny_model_dir}", f"output_dir={tmp_path / 'v'}", "harden.harmful=[harmbench-val]",
+        "harden.harmful_limit=8", f"harden.benign={benign_jsonl}", "harden.benign_max_new_tokens=4",
+        "harden.train.max_steps=2", "harden.train.batch_size=4", "harden.train.max_seq_len=64",
+        "eval.benchmarks=[{name: advbench-test, limit: 2}]", "capability.enabled=false", "eval.judges=[gcg]",
+        "harden.recipe=vaccine"]))
+    subject = exp.harden()
+    rec = exp.results["harden"]
+    assert rec["recipe"] == "vaccine" and rec["passes_per_step"] == 2 and rec["training"]["steps"] == 2
+    metrics = [json.loads(line) for line in (tmp_path / "v" / "harden" / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert subject.load()[0] is not None
+    with pytest.raises(FtriskError, match="gradient_checkpointing=false"):
+        from ftrisk.defenses.vaccine import VaccineTrainer
+
+        VaccineTrainer(config.load(None, ["harden.train.gradient_checkpointing=true"]).harden).run(
+            subject, [], tmp_path / "x", seed=0, usd_per_hour=1.0)

@@ -46,6 +46,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "defense": {
         "refusal-sft": "ftrisk.defenses.refusal_sft:RefusalSFT",
         "deep-alignment": "ftrisk.defenses.deep_alignment:DeepAlignment",
+        "vaccine": "ftrisk.defenses.vaccine:Vaccine",
     },
 }
 
