@@ -201,9 +201,15 @@ def test_deep_alignment_hardens_a_tiny_model(torch_single_thread, tiny_model_dir
     assert rec["training"]["steps"] == 2
     stored = json.loads((harden.models.cache_dir() / "hardened" / rec["key"] / "hardening.json").read_text())
     assert stored["recipe"] == "deep-alignment"
-    plain = experiment("refusal-sft", "r")
-    assert harden.cache_key(plain.cfg, plain.subject, plain.harden_plan, plain.filter_judge) != rec["key"]
     assert subject.path.endswith(rec["key"])
+    plain = experiment("refusal-sft", "d")  # another recipe in the same folder: its own training, from step 0
+    assert harden.cache_key(plain.cfg, plain.subject, plain.harden_plan, plain.filter_judge) != rec["key"]
+    other = plain.harden()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "d" / "harden" / "train" / "metrics.jsonl").open()]
+    assert steps == [1, 2] and plain.results["harden"]["recipe"] == "refusal-sft"
+    assert "recipe" not in json.loads((harden.models.cache_dir() / "hardened" / plain.results["harden"]["key"]
+                                       / "hardening.json").read_text())  # refusal-sft's stored record as before
+    assert other.path != subject.path
 
 
 # --------------------------------------------------------------------------- vaccine

@@ -132,6 +132,8 @@ def run(cfg, work_dir: Path, data_plan: dict, judge, subject) -> tuple:
     del loaded
 
     method = defense.trainer(cfg.harden)  # lora or full: the attack's training seam
+    # another recipe's (or setting's) checkpoints and metrics in this folder are cleared, never resumed from
+    keys.open_stage(work_dir / "train", key)
     result = method.run(subject, examples, work_dir / "train", seed=cfg.seed,
                         eval_at=[], usd_per_hour=cfg.cost.usd_per_hour, desc="harden")
     full = cfg.harden.method == "full"
