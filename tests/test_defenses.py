@@ -266,9 +266,11 @@ def test_vaccine_loss_is_the_authors_perturbation(torch_single_thread, tiny_mode
 
 
 @pytest.mark.heavy
-def test_vaccine_hardens_a_tiny_model(torch_single_thread, tiny_model_dir, benign_jsonl, tmp_path, fresh_cache):
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_vaccine_hardens_a_tiny_model(torch_single_thread, tiny_model_dir, benign_jsonl, tmp_path, fresh_cache, method):
     exp = pipeline.Experiment(config.load(None, [
         f"model.spec={tiny_model_dir}", f"output_dir={tmp_path / 'v'}", "harden.harmful=[harmbench-val]",
+        f"harden.method={method}",
         "harden.harmful_limit=8", f"harden.benign={benign_jsonl}", "harden.benign_max_new_tokens=4",
         "harden.train.max_steps=2", "harden.train.batch_size=4", "harden.train.max_seq_len=64",
         "eval.benchmarks=[{name: advbench-test, limit: 2}]", "capability.enabled=false", "eval.judges=[gcg]",
@@ -278,7 +280,12 @@ def test_vaccine_hardens_a_tiny_model(torch_single_thread, tiny_model_dir, benig
     assert rec["recipe"] == "vaccine" and rec["passes_per_step"] == 2 and rec["training"]["steps"] == 2
     metrics = [json.loads(line) for line in (tmp_path / "v" / "harden" / "train" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
-    assert subject.load()[0] is not None
+    assert (tmp_path / "v" / "harden" / "train" / ("adapter" if method == "lora" else "model")).is_dir()
+    model = subject.load()[0]
+    base = harden.models.load_subject(exp.subject)[0]
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    if method == "full":
+        return
     with pytest.raises(FtriskError, match="gradient_checkpointing=false"):
         from ftrisk.defenses.vaccine import VaccineTrainer
 
