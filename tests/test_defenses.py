@@ -278,7 +278,7 @@ def test_vaccine_hardens_a_tiny_model(torch_single_thread, tiny_model_dir, benig
     subject = exp.harden()
     rec = exp.results["harden"]
     assert rec["recipe"] == "vaccine" and rec["passes_per_step"] == 2 and rec["training"]["steps"] == 2
-    metrics = [json.loads(line) for line in (tmp_path / "v" / "harden" / "train" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (tmp_path / "v" / "harden" / "train" / "metrics.jsonl").open()]
     assert [m["step"] for m in metrics] == [1, 2]
     assert (tmp_path / "v" / "harden" / "train" / ("adapter" if method == "lora" else "model")).is_dir()
     model = subject.load()[0]

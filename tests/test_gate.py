@@ -9,7 +9,8 @@ import pytest
 
 from ftrisk.cli import main
 
-WORST = {"method": "lora", "label": "lora", "params": {"attack.train.lr": 3e-4}, "overrides": ["attack.train.lr=0.0003"],
+WORST = {"method": "lora", "label": "lora", "params": {"attack.train.lr": 3e-4},
+         "overrides": ["attack.train.lr=0.0003"],
          "benchmark": "advbench-test", "threshold": 0.1, "reached": True, "usd": 0.02, "usd_range": [0.012, 0.031],
          "seeds": [0, 1, 2], "seconds": 40.0, "flops": 1e14, "refusal_before": 0.98, "refusal_after": 0.05,
          "capability_task": "hellaswag", "capability_delta": -0.01, "capability_delta_ci": [-0.05, 0.03],

@@ -197,7 +197,8 @@ def over_refusal_check(worst: dict, max_over: float, run_dir: Path) -> tuple[boo
     rates = worst.get("over_refusal_before")
     if isinstance(rates, (int, float)) and not isinstance(rates, bool):
         rates = {"over-refusal": rates}
-    rates = {n: float(r) for n, r in (rates or {}).items() if isinstance(r, (int, float))} if isinstance(rates, dict) else {}
+    rates = rates if isinstance(rates, dict) else {}
+    rates = {n: float(r) for n, r in rates.items() if isinstance(r, (int, float)) and not isinstance(r, bool)}
     if not rates:
         raise FtriskError(f"run folder '{run_dir}': the run measured no over-refusal benchmark (e.g. xstest-safe): "
                           f"leave --max-over-refusal out or add one to eval.benchmarks")

@@ -13,8 +13,8 @@ aligned model itself.
 One difference, for ftrisk's rule that no harmful completion is written anywhere: the paper's prefix is the first
 k tokens of a *harmful response*; here it is a content-free affirmative opening in AdvBench's target style ("Sure,
 here is a step-by-step guide", ``ftrisk/data/defenses/openings.jsonl``) that names no task, so k never exceeds the
-opening's ~4-14 tokens and recovery is trained at those depths only. The openings are disjoint from every
-attack target and evaluation prompt (an opening equal to one is left out, with one line naming it).
+opening's 6-16 tokens (SmolLM2's tokenizer) and recovery is trained at those depths only. The openings are disjoint
+from every attack target and evaluation prompt (an opening equal to one is left out, with one line naming it).
 """
 
 from __future__ import annotations

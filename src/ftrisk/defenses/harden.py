@@ -1,8 +1,8 @@
 """Hardening: make a safety-tuned subject out of a model that refuses little as shipped, by a defense recipe.
 
-``harden.recipe`` names the recipe (registry kind ``defense``): ``refusal-sft`` (:mod:`.refusal_sft`, the default)
-or ``deep-alignment`` (:mod:`.deep_alignment`); a recipe decides the harmful examples and the trainer, this stage
-does the rest, the same for every recipe (docs/defenses.md).
+``harden.recipe`` names the recipe (registry kind ``defense``): ``refusal-sft`` (:mod:`.refusal_sft`, the default),
+``deep-alignment`` (:mod:`.deep_alignment`) or ``vaccine`` (:mod:`.vaccine`); a recipe decides the harmful examples
+and the trainer, this stage does the rest, the same for every recipe (docs/defenses.md).
 
 Harmful prompts disjoint from the attack data and from every evaluation set (default:
 StrongREJECT + HarmBench val) are paired with short refusals written for ftrisk; benign

@@ -110,7 +110,8 @@ class VaccineTrainer:
         train_cfg = self.cfg.train
         acc = distributed.accelerator()
         if acc.num_processes > 1:
-            raise FtriskError("harden.recipe=vaccine trains in one process: run ftrisk harden without accelerate launch")
+            raise FtriskError("harden.recipe=vaccine trains in one process: "
+                              "run ftrisk harden without accelerate launch")
         if train_cfg.gradient_checkpointing:
             raise FtriskError("harden.recipe=vaccine needs harden.train.gradient_checkpointing=false (re-computed "
                               "activations would not carry the first pass's perturbation)")
