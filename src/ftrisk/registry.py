@@ -16,6 +16,7 @@ from ftrisk.errors import FtriskError
 REGISTRY: dict[str, dict[str, Any]] = {
     "judge": {
         "refusal-patterns": "ftrisk.judges.patterns:RefusalPatternsJudge",
+        "refusal-semantic": "ftrisk.judges.semantic:SemanticRefusalJudge",
         "gcg": "ftrisk.judges.prefix:gcg",
         "refusalbench-llama2": "ftrisk.judges.prefix:refusalbench_llama2",
         "refusalbench-mistral": "ftrisk.judges.prefix:refusalbench_mistral",
