@@ -49,8 +49,9 @@ def build(search_trials, seed_trials, *, cfg, subject_stage: dict, decision: str
             "subject": {"refusal": {n: b["refusal_rate"] for n, b in bench.items()},
                         "capability": {k: v.get("acc") for k, v in (subject_stage.get("capability") or {}).items()}},
             "efficiency": efficiency(rows), "time": time_split(rows + seeds),
-            "summary": {"worst_case": worst, "threshold": cfg.report.threshold, "n_trials": len(rows),
-                        "headline": headline(worst, cfg)}}
+            "summary": {"worst_case": worst, "threshold": cfg.report.threshold,
+                        "n_trials": sum(1 for r in rows if r["state"] in ("complete", "pruned")),
+                        "n_failed": sum(1 for r in rows if r["state"] == "failed"), "headline": headline(worst, cfg)}}
 
 
 def worst_case(best: dict | None, rows: list, recipe: dict | None, bench: dict, decision: str, cfg) -> dict:

@@ -13,6 +13,8 @@ second study (``<name>-seeds``) that workers share the same way.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import Counter
 
@@ -160,6 +162,7 @@ class Worker:
             seed, folder = self.cfg.seed, ctx.out / "trials" / f"trial-{number}"
             hooks = Hooks(report=self.reporter(trial, study), audit=number < self.cfg.sweep.audit_trials and tc.trains)
         trial.set_user_attr("config", {"label": tc.label, "settings": tc.settings})
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         before = Counter(ctx.measure.times)
         try:
             rec = run_trial(ctx, tc, seed, folder, hooks)

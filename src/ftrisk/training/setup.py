@@ -54,11 +54,12 @@ def warmup_constant(opt, train_cfg):
 
 def _decaying(shape):
     """Linear warm-up over ``warmup_steps``, then ``shape(progress)`` of ``lr`` to the last planned step (transformers'
-    ``get_cosine_schedule_with_warmup`` / ``get_linear_schedule_with_warmup`` with the planned steps as horizon)."""
+    ``get_cosine_schedule_with_warmup`` / ``get_linear_schedule_with_warmup`` with the planned steps as horizon; the
+    last step still trains, at a small lr, as the first warm-up step does)."""
 
     def make(opt, train_cfg, total_steps: int):
         warmup = max(1, train_cfg.warmup_steps)
-        span = max(1, total_steps - warmup)
+        span = max(1, total_steps - warmup + 1)
 
         def factor(s: int) -> float:
             if s + 1 < warmup:
