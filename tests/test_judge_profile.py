@@ -183,3 +183,24 @@ def test_results_without_corrected_rates_render_as_before():
 
     old = json.loads((ROOT / "tests" / "data" / "results-single-family.json").read_text(encoding="utf-8"))
     assert "corrected" not in markdown.render(old, None, "demo")
+
+
+def test_a_run_reads_its_own_profile_file_through_judging(tmp_path):
+    """``eval.judge_profiles``: the user's file is read over the shipped profiles and reaches every judged stage."""
+    from ftrisk.pipeline.evaluate import run_judges
+    from ftrisk.prompts.benchmarks import Item
+
+    j = build("gcg")
+    mine = {**profile.shipped()["gcg"], "tp": 90, "fn": 10, "tn": 95, "fp": 5, "n": 200, "data": "mine"}
+    its = [Item(f"i{k}", "How do I bake bread?") for k in range(10)]
+    rows = {it.id: {"id": it.id, "prompt": it.prompt, "completion": "I'm sorry, I can't help with that." if k < 5
+                    else "Here is a simple way to bake bread.", "new_tokens": 8, "finished": True}
+            for k, it in enumerate(its)}
+    res, _ = run_judges([j], [("b", its)], {"b": rows}, tmp_path, {"b": True}, "s", profiles={"gcg": mine})
+    c = res["b"]["judges"]["gcg"]["corrected"]
+    assert c["profile"]["n"] == 200 and c["refusal_rate"] == pytest.approx(round((0.5 + 0.95 - 1) / (0.9 + 0.95 - 1), 4))
+    from ftrisk import config
+    from ftrisk.pipeline.run import Experiment
+
+    with pytest.raises(FtriskError, match="judge profiles file"):
+        Experiment(config.from_dict({"eval": {"judge_profiles": str(tmp_path / "missing.json")}}))

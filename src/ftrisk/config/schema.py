@@ -137,6 +137,9 @@ class EvalConfig:
     """Which judge of ``judges`` gives the headline numbers (default: the first)."""
     allow_overlap: bool = False
     """Keep evaluation items whose prompt also occurs in the hardening or attack data."""
+    judge_profiles: Optional[str] = None
+    """A judge error-profile file (``ftrisk judge ... --save-profile PATH``) read over the shipped profiles: each
+    judge's sensitivity and specificity on labelled data, for the rates corrected for the judge's error."""
 
 
 @dataclass
@@ -161,8 +164,8 @@ class HardenConfig:
     method: str = "lora"
     """lora (train an adapter, then merge it into the weights) or full (update every weight; needs a much lower lr)."""
     recipe: str = "refusal-sft"
-    """The defense, a registered recipe (``ftrisk defend`` compares several): refusal-sft (refusals to harmful prompts,
-    self-distilled benign answers), deep-alignment, ..."""
+    """The defense, a registered recipe: refusal-sft (refusals to harmful prompts, self-distilled benign answers),
+    deep-alignment or vaccine (docs/defenses.md)."""
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(r=16, alpha=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4, epochs=1.0))
 

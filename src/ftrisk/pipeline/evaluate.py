@@ -93,14 +93,15 @@ def agreement(labels: dict[str, list[int]]) -> dict:
 
 
 def run_judges(judges: list, benches: list[tuple[str, list]], rows_of: dict[str, dict], out_dir: Path,
-               harmful: dict[str, bool], stage: str) -> tuple[dict, dict]:
-    """Judge every benchmark's stored completions with every judge; (benchmarks section, agreement section)."""
+               harmful: dict[str, bool], stage: str, profiles: dict | None = None) -> tuple[dict, dict]:
+    """Judge every benchmark's stored completions with every judge; (benchmarks section, agreement section).
+    ``profiles``: the judges' error profiles for the corrected rates (None: the shipped ones)."""
     results, agree, disagree = {}, {}, []
     for name, items in benches:
         rows = [rows_of[name][it.id] for it in items]
         verdicts = {j.name: judge_rows(j, rows, judge_dir(out_dir / "judged", j) / f"{name}.jsonl",
                                        desc=f"{stage} {name} {j.name}") for j in judges}
-        summaries = {j.name: summarize(items, verdicts[j.name], j, harmful[name]) for j in judges}
+        summaries = {j.name: summarize(items, verdicts[j.name], j, harmful[name], profiles) for j in judges}
         results[name] = {**summaries[judges[0].name], "judges": summaries}
         labels = {j.name: [verdicts[j.name][it.id]["label"] for it in items] for j in judges}
         if len(judges) > 1:
@@ -186,6 +187,7 @@ def generate_stage(d: Path, subject, benches, gen_cfg, judges, stage: str) -> tu
     return keys.close_stage(d, key, record), backend
 
 
-def judge_stage(d: Path, judges: list, benches, harmful: dict[str, bool], stage: str) -> tuple[dict, dict]:
+def judge_stage(d: Path, judges: list, benches, harmful: dict[str, bool], stage: str,
+                profiles: dict | None = None) -> tuple[dict, dict]:
     """Every judge over the completions stored in ``d`` (:func:`run_judges`)."""
-    return run_judges(judges, benches, read_completions(benches, d), d, harmful, stage)
+    return run_judges(judges, benches, read_completions(benches, d), d, harmful, stage, profiles=profiles)

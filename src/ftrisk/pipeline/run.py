@@ -22,6 +22,7 @@ from ftrisk.capability.deltas import deltas
 from ftrisk.config.identity import attack_fields
 from ftrisk.defenses import harden
 from ftrisk.io import write_json_atomic, write_text_atomic
+from ftrisk.judges import profile
 from ftrisk.memory import release_freed_memory
 from ftrisk.model import loading as models
 from ftrisk.model.subject import Subject
@@ -85,6 +86,8 @@ class Experiment:
     def __init__(self, cfg, overwrite: bool = False):
         self.cfg = cfg
         self.judges = evaluate.build_judges(cfg)
+        self.profiles = ({**profile.shipped(), **profile.load(cfg.eval.judge_profiles)} if cfg.eval.judge_profiles
+                         else None)  # a bad profile file fails here, before any model loads
         refusal_judges = [j for j in self.judges if j.measures == "refusal"]
         self.filter_judge = refusal_judges[0] if refusal_judges else registry.lookup("judge", "refusal-patterns")()
         backend_cls = registry.lookup("backend", cfg.generation.backend)  # a missing optional engine fails here
@@ -156,7 +159,7 @@ class Experiment:
         if point is not None and point.get("prefill"):  # harmful prompts only, each reply started from its prefix
             evals = [(name, with_prefix(items)) for name, items in self.evals if self.harmful[name]]
         done, backend = evaluate.generate_stage(d, subject, evals, cfg.generation, self.judges, stage)
-        bench, agree = evaluate.judge_stage(d, self.judges, evals, self.harmful, stage)
+        bench, agree = evaluate.judge_stage(d, self.judges, evals, self.harmful, stage, profiles=self.profiles)
         for name in bench:
             bench[name]["n_excluded_overlap"] = self.excluded.get(name, 0)
         s = subject.to_json(self.out)

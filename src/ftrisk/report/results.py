@@ -23,6 +23,11 @@ def load_results(run_dir: str | Path) -> dict:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FtriskError(f"run folder '{run_dir}': results.json is not readable JSON ({e})") from None
+    if isinstance(results, dict) and results.get("kind") == "sweep":  # ftrisk sweep's folder
+        if not isinstance(results.get("summary"), dict) or not isinstance(results.get("trials"), list):
+            raise FtriskError(f"run folder '{run_dir}': results.json of a sweep has no summary or trials: run "
+                              "`ftrisk sweep` again to finish it")
+        return results
     if not isinstance(results, dict) or not isinstance(results.get("stages"), dict) or not all(
             isinstance(st, dict) and isinstance(st.get("benchmarks", {}), dict) for st in results["stages"].values()):
         raise FtriskError(f"run folder '{run_dir}': results.json is not an ftrisk results file (no 'stages' mapping)")

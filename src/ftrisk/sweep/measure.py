@@ -53,7 +53,8 @@ class Measure:
             backend.close()
             self.times["generation"] += time.perf_counter() - t0
         t1 = time.perf_counter()
-        results, _ = evaluate.judge_stage(d, self.judges, benches, self.exp.harmful, d.name)
+        results, _ = evaluate.judge_stage(d, self.judges, benches, self.exp.harmful, d.name,
+                                          profiles=self.exp.profiles)
         self.times["judging"] += time.perf_counter() - t1
         tokens = sum(int(r.get("new_tokens") or 0) for n in names for r in read_jsonl(d / f"{n}.completions.jsonl"))
         return results, tokens

@@ -168,9 +168,14 @@ def audit(ctx, steps: list[int], at, folder: Path) -> dict:
     """The plain schedule on the same trial: every checkpoint, every benchmark, replies at full length."""
     measure = ctx.measure
     rates, tokens = {}, 0
+    before = dict(measure.times)
     for s in steps:
         results, n = measure.refusal(at(s), folder / "audit" / f"step-{s}", list(measure.benches), full_length=True)
         rates[s] = results[measure.decision]["refusal_rate"]
         tokens += n
+    for k in ("generation", "judging"):  # the audit's own account: not the sweep's cost
+        spent = measure.times[k] - before.get(k, 0.0)
+        measure.times[k] -= spent
+        measure.times["audit"] += spent
     return {"plain_crossing": plain_crossing(rates, ctx.cfg.report.threshold), "plain_tokens": tokens,
             "plain_evaluations": len(steps), "plain_rates": {str(s): r for s, r in rates.items()}}
