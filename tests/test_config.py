@@ -250,7 +250,8 @@ def test_shipped_config_loads_and_shows_its_command(path):
     """Every shipped config (paper ones included) starts with the command that runs it, loads and validates:
     judge specs, backend, attack method, capability tasks, steps, threshold."""
     first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first.startswith(f"# ftrisk run configs/{path.relative_to(CONFIGS)}"), first
+    command = "sweep" if config.load(path).sweep.space is not None else "run"  # a sweep config shows ftrisk sweep
+    assert first.startswith(f"# ftrisk {command} configs/{path.relative_to(CONFIGS)}"), first
     cfg = config.load(path)
     assert cfg.name
     assert cfg.out == Path(cfg.output_dir or f"runs/{cfg.name}")
