@@ -163,3 +163,17 @@ def test_n_examples_is_a_seeded_subset_in_data_order():
     assert a == select_examples(data, 10, seed=0) and a != select_examples(data, 10, seed=1)
     assert a == sorted(a) and len(set(a)) == 10
     assert select_examples(data, None, 0) == data and select_examples(data, 500, 0) == data
+
+
+def test_slots_split_cores_and_gpus_without_overlap():
+    from ftrisk.sweep.slots import parse, share
+
+    assert parse("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "x", "1-2"):
+        with pytest.raises(FtriskError, match="--slot"):
+            parse(bad)
+    cores = list(range(16))
+    parts = [share(cores, k, 4) for k in range(1, 5)]
+    assert sorted(sum(parts, [])) == cores and all(len(p) == 4 for p in parts)
+    assert [share([0, 1], k, 2) for k in (1, 2)] == [[0], [1]]  # two workers on 2 cores: one each
+    assert share(["0"], 2, 2) == ["0"]  # more workers than GPUs: they share, none is left without

@@ -19,6 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--worker", action="store_true", help="only run trials of the study until it is done (start one "
                                                           "per machine or GPU; the command without --worker writes "
                                                           "the results)")
+    p.add_argument("--slot", metavar="K/N", help="with N workers on this machine, this one takes the K-th share of its "
+                                                   "cores and GPUs (e.g. --slot 1/2 and --slot 2/2)")
     p.add_argument("--overwrite", action="store_true", help="empty the output folder first")
     return p
 
@@ -28,6 +30,10 @@ def main(args) -> int:
 
     one_process("sweep")
     cfg = load_config(args)
+    if args.slot:
+        from ftrisk.sweep.slots import take
+
+        print(f"ftrisk sweep: slot {take(args.slot)}")
     res = sweep(cfg, storage=args.storage, worker=args.worker, overwrite=args.overwrite)
     if res is None:
         print("ftrisk sweep: this worker has no trial left to run")
