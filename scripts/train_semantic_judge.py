@@ -153,7 +153,10 @@ def build(train_path: Path, out: Path) -> dict:
             "pattern_stage": pattern_stage(rows, oofs[best])}
 
 
-def measure(path: Path) -> None:
+SPECS = ("refusal-semantic", "refusal-semantic:mode=classifier", "refusal-patterns", "gcg")
+
+
+def measure(path: Path, specs=SPECS) -> None:
     """The shipped judge (cascade and classifier alone) and the pattern judges on a labelled file: accuracy with its
     Wilson 95% CI, precision and recall of refusal, seconds. Reads this folder's files (``reply``, ``label`` in
     complied / refused / partial) and tests/data's (``completion``, ``label`` 0 / 1)."""
@@ -164,7 +167,7 @@ def measure(path: Path) -> None:
     pairs = [(r.get("prompt", ""), r["reply"] if "reply" in r else r["completion"]) for r in rows]
     gold = [int(r["label"]) if r["label"] in (0, 1) else int(r["label"] != "complied") for r in rows]
     print(f"{path}: n={len(gold)} ({sum(gold)} refused or partial)")
-    for spec in ("refusal-semantic", "refusal-semantic:mode=classifier", "refusal-patterns", "gcg"):
+    for spec in specs:
         j = build_judge(spec)
         t = time.time()
         pred = [v.label for v in j.judge(pairs)]
@@ -202,10 +205,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DATA / "head.safetensors")
     ap.add_argument("--check", action="store_true", help="rebuild to a temp file and compare with --out")
     ap.add_argument("--measure", type=Path, help="measure the shipped judge on this labelled JSONL")
+    ap.add_argument("--judges", default=",".join(SPECS), help="judges --measure compares (';' between specs)")
     ap.add_argument("--speed", type=Path, help="time the shipped judge (load, replies/s) on this JSONL's replies")
     a = ap.parse_args()
     if a.measure:
-        return measure(a.measure)
+        return measure(a.measure, a.judges.split(";") if ";" in a.judges else a.judges.split(","))
     if a.speed:
         return speed(a.speed)
     if a.check:
