@@ -158,3 +158,43 @@ def test_two_workers_share_a_study_and_a_killed_trial_is_retried(tiny_model_dir,
     assert len({t.user_attrs["folder"] for t in finished}) == 10
     res = json.loads((out / "results.json").read_text())
     assert res["summary"]["n_trials"] == 10
+
+
+def test_defend_checks_the_durability_protocol_before_any_work(tiny_model_dir, tmp_path):
+    from ftrisk.sweep.defend import check_protocol
+
+    d = _cfg_dict(tiny_model_dir, tmp_path / "d")
+    d["defenses"] = ["refusal-sft", "deep-alignment"]
+    with pytest.raises(FtriskError, match="benign fine-tuning family.*two decades.*two schedulers.*3 sweep.seeds"):
+        check_protocol(config.from_dict(d))
+    d["defenses"] = ["nosuch"]
+    with pytest.raises(FtriskError, match="unknown defense 'nosuch'"):
+        check_protocol(config.from_dict(d))
+
+
+def test_defend_scores_each_defense_in_attacker_dollars(tiny_model_dir, benign_jsonl, tmp_path, monkeypatch):
+    """Two recipes from one base, the same sweep against each: per defense the worst case, its ratio to refusal-sft,
+    capability and over-refusal against the base; ``ftrisk gate`` reads the result."""
+    from ftrisk.cli import main
+    from ftrisk.sweep.defend import defend
+
+    monkeypatch.setenv("FTRISK_CACHE", str(tmp_path / "cache"))
+    d = _cfg_dict(tiny_model_dir, tmp_path / "d", trials=2)
+    d["harden"] = {"enabled": True, "harmful": ["harmbench-val"], "benign": str(benign_jsonl),
+                   "benign_max_new_tokens": 4, "train": {"max_steps": 2, "batch_size": 4, "max_seq_len": 64}}
+    d["attack"]["methods"] = ["lora", {"method": "lora", "label": "benign", "data": "builtin:benign"}]
+    d["sweep"].update({"seeds": [0, 1, 2], "space": {"method": ["lora", "benign"],
+                                                     "train.lr": {"low": 1e-5, "high": 1e-3, "log": True},
+                                                     "train.scheduler": ["constant", "cosine"],
+                                                     "train.max_steps": {"low": 4, "high": 6}}})
+    d["defenses"] = ["refusal-sft", "deep-alignment"]
+    res = defend(config.from_dict(d))
+    assert set(res["defenses"]) == {"refusal-sft", "deep-alignment"}
+    ref = res["defenses"]["refusal-sft"]
+    assert ref["ratio_to_refusal_sft"] in (1.0, None)
+    for name in res["defenses"]:
+        assert (tmp_path / "d" / name / "results.json").is_file()  # one sweep per defense, in its own folder
+        assert "over_refusal_delta_vs_base" in res["defenses"][name]
+    assert "judge gcg" in res["scope"] and (tmp_path / "d" / "report.html").is_file()
+    code = main(["gate", str(tmp_path / "d"), "--defense", "deep-alignment", "--min-usd", "1000000"])
+    assert code == 1  # nobody spends a million dollars on a tiny model

@@ -21,6 +21,7 @@ COMMANDS = {
     "harden": "ftrisk.cli.harden",
     "attack": "ftrisk.cli.attack",
     "sweep": "ftrisk.cli.sweep",
+    "defend": "ftrisk.cli.defend",
     "accelerate-config": "ftrisk.cli.accelerate_config",
     "benchmarks": "ftrisk.cli.benchmarks",
     "judges": "ftrisk.cli.judges",

@@ -358,6 +358,9 @@ class RunConfig:
     capability: CapabilityConfig = field(default_factory=CapabilityConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    defenses: Optional[list[str]] = None
+    """``ftrisk defend``: the defense recipes to compare (each hardens its own subject from the same base with
+    ``harden.recipe``, then the same sweep attacks it), e.g. [refusal-sft, deep-alignment, vaccine]."""
 
     @property
     def out(self) -> Path:
