@@ -250,7 +250,8 @@ def test_shipped_config_loads_and_shows_its_command(path):
     """Every shipped config (paper ones included) starts with the command that runs it, loads and validates:
     judge specs, backend, attack method, capability tasks, steps, threshold."""
     first = path.read_text(encoding="utf-8").splitlines()[0]
-    command = "sweep" if config.load(path).sweep.space is not None else "run"  # a sweep config shows ftrisk sweep
+    loaded = config.load(path)  # a sweep config shows ftrisk sweep, a defense comparison ftrisk defend
+    command = "defend" if loaded.defenses else "sweep" if loaded.sweep.space is not None else "run"
     assert first.startswith(f"# ftrisk {command} configs/{path.relative_to(CONFIGS)}"), first
     cfg = config.load(path)
     assert cfg.name
