@@ -12,8 +12,10 @@ embedded SmolLM2-135M-Instruct at each candidate layer (one forward pass, 2 thre
 permutation stratified by label; the shallowest layer (the fastest), then the strongest l2, whose accuracy is within
 one standard error of the best (the "one-SE rule": differences smaller than that are noise on a few hundred items)
 is fitted on the whole split and saved with its metadata: model, its fingerprint, layer, token limits, the train
-file's sha256, the chosen l2, the cross-validated numbers. Features are rounded to 1e-4 before training so that a
-last-bit difference in a float32 matmul cannot change the head; training itself is float64 L-BFGS from zeros.
+file's sha256, the chosen l2, the cross-validated numbers. Features are computed one reply per forward pass on 2
+threads and rounded to 1e-4; training is float64 L-BFGS from zeros. The head is bit-for-bit the same on the same
+kind of CPU; on another, a last-bit difference in a float32 matmul can still cross a rounding boundary (``--check``
+says).
 The same cross-validated predictions are printed per pattern-judge rule beside the pattern judge's own accuracy
 there, with the cascade's cross-validated accuracy (the rules the cascade leaves to the classifier are
 ``ftrisk.judges.semantic.CLASSIFIER_RULES``).
@@ -119,7 +121,10 @@ def build(train_path: Path, out: Path) -> dict:
     rows = read(train_path)
     path = loading.resolve(MODEL)
     t0 = time.time()
-    ex = FeatureExtractor(path, max(LAYERS), batch_size=8, threads=THREADS, **LIMITS)
+    # one reply per forward pass: each reply's matmuls then have the same shapes whatever else is being built, so its
+    # features do not depend on which rows share its batch (batched, padding changes the kernels' blocking and the
+    # last bits, and a rounding boundary can turn those into a different head)
+    ex = FeatureExtractor(path, max(LAYERS), batch_size=1, threads=THREADS, **LIMITS)
     done = [0]
 
     def progress(n):

@@ -86,7 +86,7 @@ class SemanticRefusalJudge(Judge):
     module docstring."""
 
     kind = "refusal-semantic"
-    version = 1
+    version = 2  # 2: train rows of trap openings, in-character and structured refusals, lectures without a decline
     OPTIONS = {"mode": str, "head": str, "batch_size": int}
     DEFAULTS = {"mode": "cascade", "head": "", "batch_size": 8}
 
