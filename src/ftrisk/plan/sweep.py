@@ -3,8 +3,8 @@ of ``sweep.seeds``, and the subject evaluated once.
 
 A trained trial: its attack (:func:`ftrisk.plan.attack.attack_seconds` at the trial's batch, rank and steps:
 ``ceil(ceil(examples / batch) * epochs)`` micro-batches, at most ``max_steps * grad_accum``, as training counts
-them); the harmful benchmarks at the bisection's points over its K checkpoints (every ``sweep.checkpoint_every``
-optimizer steps): ``ceil(log2 K) + 2`` points (the bisection, the end of its budget, the checkpoint that confirms
+them; a drawn ``train.max_steps`` binds, since the sweep trains enough epochs for it); the harmful benchmarks at
+the bisection's points over its K checkpoints (every ``sweep.checkpoint_every`` optimizer steps): ``ceil(log2 K) + 2`` points (the bisection, the end of its budget, the checkpoint that confirms
 the crossing); at the crossing, the benign (over-refusal) benchmarks and ``sweep.capability_task`` on
 ``capability.limit`` items. An ablation trial trains nothing: the harmful benchmarks once and the crossing's
 evaluations (its direction's forward passes are small beside them).
@@ -100,6 +100,8 @@ class SweepCost:
         examples = attack_examples(dataclasses.replace(fam.attack, n_examples=int(n) if n else fam.attack.n_examples))
         micro = math.ceil(math.ceil(examples / b) * t.epochs)
         micro = min(micro, int(max_steps) * accum) if max_steps else micro
+        if "train.max_steps" in values:  # a drawn budget binds: the sweep trains enough epochs (sweep.space.configure)
+            micro = int(max_steps) * accum
         return dataclasses.replace(self.base, method=fam.method, batch_size=b, steps=micro, grad_accum=accum,
                                    lora_r=int(values.get("lora.r", fam.attack.lora.r)),
                                    gradient_checkpointing=t.gradient_checkpointing)
