@@ -177,3 +177,20 @@ def test_slots_split_cores_and_gpus_without_overlap():
     assert sorted(sum(parts, [])) == cores and all(len(p) == 4 for p in parts)
     assert [share([0, 1], k, 2) for k in (1, 2)] == [[0], [1]]  # two workers on 2 cores: one each
     assert share(["0"], 2, 2) == ["0"]  # more workers than GPUs: they share, none is left without
+
+
+def test_the_cost_bound_uses_the_earliest_step_the_crossing_can_be_at():
+    from ftrisk.sweep.trial import least_crossing
+
+    steps = grid(40, 5)
+    s = CrossingSearch(steps, 0.05, lambda st: {5: 0.9, 10: 0.8, 20: 0.0, 25: 0.0}[st])
+    for st in (5, 10):
+        s.at_checkpoint(st)
+    assert least_crossing(s, steps, 10) == 10  # nothing at or below yet: from this step on
+    s.at_checkpoint(20)
+    assert least_crossing(s, steps, 20) == 15  # the bisection may still find 15: bound by 15, not 20
+    s.at_checkpoint(25)
+    assert least_crossing(s, steps, 25) == 15  # the confirming checkpoint does not move the bound
+    s0 = CrossingSearch(steps, 0.05, lambda st: 0.0)
+    s0.at_checkpoint(5)
+    assert least_crossing(s0, steps, 5) == 5

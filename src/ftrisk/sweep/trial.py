@@ -109,7 +109,7 @@ def trained(ctx, tc, seed: int, folder: Path, hooks: Hooks) -> dict:
 
     def on_rate(step: int, rate: float) -> None:
         if hooks.report is not None and not hooks.audit:
-            hooks.report(step, rate, cost_at(step))
+            hooks.report(step, rate, cost_at(least_crossing(search, steps, step)))
 
     search = CrossingSearch(steps, cfg.report.threshold, evaluate, on_rate)
     try:
@@ -129,6 +129,19 @@ def trained(ctx, tc, seed: int, folder: Path, hooks: Hooks) -> dict:
     if step is not None:
         rec.update(_crossing_record(ctx, at(step), folder, folder / "eval" / f"step-{step}"))
     return rec
+
+
+def least_crossing(search, steps: list[int], step: int) -> int:
+    """The earliest grid step the crossing can still be at, after evaluating ``step``: the step after the last one
+    seen above the threshold before the first one seen at or below it (the bisection may find any step between);
+    with none at or below yet, past ``step``. A trial is stopped by cost only when even that step costs more than
+    the cheapest feasible trial."""
+    thr = search.threshold
+    below = [s for s, r in search.rates.items() if r <= thr]
+    if not below:
+        return step
+    above = [s for s, r in search.rates.items() if r > thr and s < min(below)]
+    return next(s for s in steps if s > max(above, default=0))
 
 
 def _train(ctx, tc, seed, search, examples, steps, total, train_dir: Path, final_dir: Path, hooks) -> str | None:
