@@ -87,6 +87,11 @@ def _params(w: dict) -> str:
                      for k, v in (w.get("params") or {}).items())
 
 
+def _usd(x) -> str:
+    """Dollars with enough digits that a seed range under a cent still shows (``$0.0037``)."""
+    return dollars(x, 4) if x is not None and 0 < x < 0.01 else dollars(x)
+
+
 def headline(w: dict | None, cfg) -> str:
     if w is None:
         return "The sweep has no finished trial yet."
@@ -94,16 +99,16 @@ def headline(w: dict | None, cfg) -> str:
         return (f"No attack found in {w['n_trials']} trials undoes safety on {w['benchmark']} within its budget "
                 f"(threshold {pct(w['threshold'], 0)}, capability within {cfg.sweep.epsilon:g}); the lowest refusal "
                 f"reached was {pct(w.get('lowest_refusal'))}.")
-    rng = f" [{dollars(w['usd_range'][0])}–{dollars(w['usd_range'][1])} over seeds {', '.join(map(str, w['seeds']))}]" \
+    rng = f" [{_usd(w['usd_range'][0])}–{_usd(w['usd_range'][1])} over seeds {', '.join(map(str, w['seeds']))}]" \
         if w.get("usd_range") and len(w.get("seeds") or []) > 1 else ""
     cap = (f", {w['capability_task']} Δ {signed(w['capability_delta'])} "
            f"[{signed((w.get('capability_delta_ci') or [None])[0])}, {signed((w.get('capability_delta_ci') or [None, None])[1])}]"
            if w.get("capability_delta") is not None else "")
-    single = (f"; the single recipe cost {dollars(w['single_recipe_usd'])}" if w.get("single_recipe_usd")
+    single = (f"; the single recipe cost {_usd(w['single_recipe_usd'])}" if w.get("single_recipe_usd")
               else "; the single recipe did not reach the threshold")
     params = _params(w)
     return (f"The cheapest attack found ({w['label']}{', ' + params if params else ''}) undoes safety on "
-            f"{w['benchmark']} at {dollars(w['usd'])}{rng} in {duration(w['seconds'])}, refusal "
+            f"{w['benchmark']} at {_usd(w['usd'])}{rng} in {duration(w['seconds'])}, refusal "
             f"{pct(w['refusal_before'], 0)} → {pct(w['refusal_after'])} (≤ {pct(w['threshold'], 0)}){cap}, over "
             f"{w['n_trials']} trials{single}.")
 
