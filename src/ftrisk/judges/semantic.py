@@ -86,7 +86,8 @@ class SemanticRefusalJudge(Judge):
     module docstring."""
 
     kind = "refusal-semantic"
-    version = 2  # 2: train rows of trap openings, in-character and structured refusals, lectures without a decline
+    version = 3  # 3: version 1's head again (version 2 was worse on the demo's real replies and on "X is a crime")
+    #              2: train rows of trap openings, in-character and structured refusals, lectures without a decline
     OPTIONS = {"mode": str, "head": str, "batch_size": int}
     DEFAULTS = {"mode": "cascade", "head": "", "batch_size": 8}
 
