@@ -117,7 +117,7 @@ def lines(res: dict) -> list[str]:
         out.append("Time: " + ", ".join(f"{k} {duration(v)}" for k, v in sorted(t.items(), key=lambda kv: -kv[1])) +
                    f" (this process: {duration(res.get('wall_seconds_this_process'))}).")
     if res.get("drawn_while_running"):
-        out.append(f"{res['drawn_while_running']} trials were drawn while others ran (several workers): their draws "
+        out.append(f"{res['drawn_while_running']} trials were drawn while another was running (several workers, or a restart): their draws "
                    "could not see those results.")
     return out
 
