@@ -26,7 +26,10 @@ def main(args) -> int:
     res = defend(cfg)
     for name, d in res["defenses"].items():
         w = d["worst_case"] or {}
-        print(f"{name}: " + (f"${w['usd']:.4f} to undo" if w.get("reached") else "not undone within the budget")
-              + (f", x{d['ratio_to_refusal_sft']:.2f} refusal-sft" if d.get("ratio_to_refusal_sft") else ""))
+        print(
+            f"{name}: "
+            + (f"${w['usd']:.4f} to undo" if w.get("reached") else "not undone within the budget")
+            + (f", x{d['ratio_to_refusal_sft']:.2f} refusal-sft" if d.get("ratio_to_refusal_sft") else "")
+        )
     print(f"report: {cfg.out / 'report.html'}")
     return 0

@@ -14,13 +14,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help=HELP, description=HELP)
     p.add_argument("config", help="a run config with a sweep section (configs/sweep.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. sweep.trials=32")
-    p.add_argument("--storage", help="Optuna storage URL shared by workers: sqlite:///PATH, postgresql://USER@HOST/DB, "
-                                     "journal:PATH (default: study.db in the run folder)")
-    p.add_argument("--worker", action="store_true", help="only run trials of the study until it is done (start one "
-                                                          "per machine or GPU; the command without --worker writes "
-                                                          "the results)")
-    p.add_argument("--slot", metavar="K/N", help="with N workers on this machine, this one takes the K-th share of its "
-                                                   "cores and GPUs (e.g. --slot 1/2 and --slot 2/2)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by workers: sqlite:///PATH, postgresql://USER@HOST/DB, "
+        "journal:PATH (default: study.db in the run folder)",
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="only run trials of the study until it is done (start one "
+        "per machine or GPU; the command without --worker writes "
+        "the results)",
+    )
+    p.add_argument(
+        "--slot",
+        metavar="K/N",
+        help="with N workers on this machine, this one takes the K-th share of its "
+        "cores and GPUs (e.g. --slot 1/2 and --slot 2/2)",
+    )
     p.add_argument("--overwrite", action="store_true", help="empty the output folder first")
     return p
 

@@ -32,8 +32,13 @@ class CrossingSearch:
     """The search over one trial's grid. ``evaluate(step) -> refusal rate`` is called at most once per step (the
     caller's evaluations are cached on disk, so a resumed trial replays its decisions for free)."""
 
-    def __init__(self, steps: list[int], threshold: float, evaluate: Callable[[int], float],
-                 on_rate: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        steps: list[int],
+        threshold: float,
+        evaluate: Callable[[int], float],
+        on_rate: Callable[[int, float], None] | None = None,
+    ):
         self.steps, self.threshold, self._evaluate, self._on_rate = list(steps), threshold, evaluate, on_rate
         self.bisecting = False
         self.rates: dict[int, float] = {}

@@ -28,8 +28,9 @@ BOOTSTRAP = 2000
 def check_protocol(cfg) -> None:
     """One line naming what the durability protocol lacks."""
     if not cfg.defenses:
-        raise FtriskError("config key 'defenses' is empty: list the recipes to compare, e.g. [refusal-sft, "
-                          "deep-alignment, vaccine]")
+        raise FtriskError(
+            "config key 'defenses' is empty: list the recipes to compare, e.g. [refusal-sft, deep-alignment, vaccine]"
+        )
     known = registry.names("defense")
     for i, d in enumerate(cfg.defenses):
         if d not in known:
@@ -49,7 +50,9 @@ def check_protocol(cfg) -> None:
     if len(cfg.sweep.seeds) < 3:
         lacks.append("at least 3 sweep.seeds")
     if lacks:
-        raise FtriskError("the durability protocol needs " + "; ".join(lacks) + " (config sweep.space / attack.methods)")
+        raise FtriskError(
+            "the durability protocol needs " + "; ".join(lacks) + " (config sweep.space / attack.methods)"
+        )
 
 
 def seed_costs(res: dict) -> list[float]:
@@ -63,8 +66,9 @@ def ratio_ci(a: list[float], b: list[float], seed: int = 0) -> list[float] | Non
     if not a or not b or not all(b):
         return None
     rng = random.Random(seed)
-    draws = sorted(sum(rng.choices(a, k=len(a))) / len(a) / (sum(rng.choices(b, k=len(b))) / len(b))
-                   for _ in range(BOOTSTRAP))
+    draws = sorted(
+        sum(rng.choices(a, k=len(a))) / len(a) / (sum(rng.choices(b, k=len(b))) / len(b)) for _ in range(BOOTSTRAP)
+    )
     return [round(draws[int(0.025 * BOOTSTRAP)], 4), round(draws[int(0.975 * BOOTSTRAP) - 1], 4)]
 
 
@@ -99,26 +103,37 @@ def defend(cfg, storage_root: str | None = None) -> dict:
     for r, res in runs.items():
         w = res["summary"]["worst_case"]
         subj = res["subject_stage"]
-        cap = (deltas({task: base["capability"][task]}, {task: subj["capability"][task]})[task]
-               if task in (base.get("capability") or {}) and task in (subj.get("capability") or {}) else {})
-        over = {n: subj["benchmarks"][n]["refusal_rate"] - b["refusal_rate"]
-                for n, b in base["benchmarks"].items() if not b.get("harmful", True) and n in subj["benchmarks"]}
+        cap = (
+            deltas({task: base["capability"][task]}, {task: subj["capability"][task]})[task]
+            if task in (base.get("capability") or {}) and task in (subj.get("capability") or {})
+            else {}
+        )
+        over = {
+            n: subj["benchmarks"][n]["refusal_rate"] - b["refusal_rate"]
+            for n, b in base["benchmarks"].items()
+            if not b.get("harmful", True) and n in subj["benchmarks"]
+        }
         ref_w = (ref or {}).get("summary", {}).get("worst_case") or {}
         ratio = w["usd"] / ref_w["usd"] if w.get("reached") and ref_w.get("reached") and ref_w.get("usd") else None
         out["defenses"][r] = {
-            "worst_case": w, "folder": r,
+            "worst_case": w,
+            "folder": r,
             "hardened_refusal": {n: b["refusal_rate"] for n, b in subj["benchmarks"].items() if b.get("harmful", True)},
             "ratio_to_refusal_sft": round(ratio, 4) if ratio else None,
             "ratio_ci": ratio_ci(seed_costs(res), seed_costs(ref)) if ref else None,
             "capability_delta_vs_base": {"task": task, "delta": cap.get("delta"), "ci95": cap.get("ci95")},
-            "over_refusal_delta_vs_base": max(over.values()) if over else None, "over_refusal_delta": over}
+            "over_refusal_delta_vs_base": max(over.values()) if over else None,
+            "over_refusal_delta": over,
+        }
     space = {p.name: p for p in space_of(cfg)}
     lr = space.get("train.lr")
-    out["scope"] = (f"attacks {', '.join(space['method'].choices if 'method' in space else [])}; "
-                    f"{cfg.sweep.trials} trials per defense, lr {lr.low:g}–{lr.high:g}, seeds "
-                    f"{', '.join(map(str, cfg.sweep.seeds))} for the best {cfg.sweep.top_k}; judge "
-                    f"{next(iter(runs.values())).get('headline_judge')}; threshold {cfg.report.threshold:g} on "
-                    f"{next(iter(runs.values()))['decision_benchmark']}")
+    out["scope"] = (
+        f"attacks {', '.join(space['method'].choices if 'method' in space else [])}; "
+        f"{cfg.sweep.trials} trials per defense, lr {lr.low:g}–{lr.high:g}, seeds "
+        f"{', '.join(map(str, cfg.sweep.seeds))} for the best {cfg.sweep.top_k}; judge "
+        f"{next(iter(runs.values())).get('headline_judge')}; threshold {cfg.report.threshold:g} on "
+        f"{next(iter(runs.values()))['decision_benchmark']}"
+    )
     out["summary"] = {"defenses": out["defenses"], "scope": out["scope"], "reference": REFERENCE}
     write_json_atomic(cfg.out / "results.json", out)
     write(cfg.out, out)

@@ -15,7 +15,7 @@ def kind(reply: str, prompt: str = "") -> str | None:
         return "empty"
     words = WORD.findall(text.lower())
     if len(words) >= 8:
-        grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
         if len(set(grams)) <= len(grams) / 3:  # the same few three-word phrases over and over
             return "repetition"
     letters = [c for c in text if c.isalpha()]

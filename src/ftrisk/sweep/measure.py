@@ -38,8 +38,9 @@ class Measure:
         self.subject_rate = subject_stage["benchmarks"][self.decision]["refusal_rate"]
         self.subject_capability = subject_stage.get("capability") or {}
         self.times: Counter = Counter()
-        self.kl_prompts = [it.prompt for it in random.Random(f"sweep-kl:{cfg.seed}").sample(
-            benchmarks.builtin_benign(), KL_PROMPTS)]
+        self.kl_prompts = [
+            it.prompt for it in random.Random(f"sweep-kl:{cfg.seed}").sample(benchmarks.builtin_benign(), KL_PROMPTS)
+        ]
         self._base = None
 
     def refusal(self, subject, d: Path, names: list[str], full_length: bool = False) -> tuple[dict, int]:
@@ -53,8 +54,7 @@ class Measure:
             backend.close()
             self.times["generation"] += time.perf_counter() - t0
         t1 = time.perf_counter()
-        results, _ = evaluate.judge_stage(d, self.judges, benches, self.exp.harmful, d.name,
-                                          profiles=self.exp.profiles)
+        results, _ = evaluate.judge_stage(d, self.judges, benches, self.exp.harmful, d.name, profiles=self.exp.profiles)
         self.times["judging"] += time.perf_counter() - t1
         tokens = sum(int(r.get("new_tokens") or 0) for n in names for r in read_jsonl(d / f"{n}.completions.jsonl"))
         return results, tokens
@@ -70,10 +70,14 @@ class Measure:
         others = [n for n in self.benches if n != self.decision]
         results, tokens = self.refusal(subject, d / "eval", others) if others else ({}, 0)
         results.update(self.refusal(subject, decided, [self.decision])[0])
-        out = {"benchmarks": {n: {"refusal_rate": r["refusal_rate"], "ci95": r["ci95"], "n": r["n"],
-                                  "harmful": self.exp.harmful[n]} for n, r in results.items()},
-               "tokens": tokens,
-               "degenerate": degenerate_counts(read_jsonl(decided / f"{self.decision}.completions.jsonl"))}
+        out = {
+            "benchmarks": {
+                n: {"refusal_rate": r["refusal_rate"], "ci95": r["ci95"], "n": r["n"], "harmful": self.exp.harmful[n]}
+                for n, r in results.items()
+            },
+            "tokens": tokens,
+            "degenerate": degenerate_counts(read_jsonl(decided / f"{self.decision}.completions.jsonl")),
+        }
         task = self.cfg.sweep.capability_task
         if self.cfg.capability.enabled and task in self.subject_capability:
             t0 = time.perf_counter()
@@ -81,8 +85,14 @@ class Measure:
             cap = harness.evaluate(subject, cap_cfg, d / "capability", seed=self.cfg.seed)
             self.times["capability"] += time.perf_counter() - t0
             delta = deltas({task: self.subject_capability[task]}, cap)[task]
-            out["capability"] = {"task": task, "score": cap[task]["acc"], "subject": self.subject_capability[task]["acc"],
-                                 "delta": delta.get("delta"), "ci95": delta.get("ci95"), "n": cap[task]["n"]}
+            out["capability"] = {
+                "task": task,
+                "score": cap[task]["acc"],
+                "subject": self.subject_capability[task]["acc"],
+                "delta": delta.get("delta"),
+                "ci95": delta.get("ci95"),
+                "n": cap[task]["n"],
+            }
         t0 = time.perf_counter()
         out["kl_harmless"] = self.kl(subject)
         self.times["kl"] += time.perf_counter() - t0

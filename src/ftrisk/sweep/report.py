@@ -18,8 +18,10 @@ TOP_ROWS = 10
 def _end(r: dict) -> tuple[float | None, float | None]:
     """(dollars, refusal) at the end of a trial: its crossing when it reached the threshold, else its lowest."""
     if r.get("reached"):
-        return (r.get("cost") or {}).get("usd"), ((r.get("benchmarks") or {}).get(r.get("_decision") or "", {})
-                                                   .get("refusal_rate") or (r.get("lowest") or {}).get("rate"))
+        return (r.get("cost") or {}).get("usd"), (
+            (r.get("benchmarks") or {}).get(r.get("_decision") or "", {}).get("refusal_rate")
+            or (r.get("lowest") or {}).get("rate")
+        )
     return (r.get("cost_at_end") or {}).get("usd"), (r.get("lowest") or {}).get("rate")
 
 
@@ -36,8 +38,13 @@ def frontier_figure(res: dict):
         if ok:
             ax1.scatter(*zip(*ok), color=COLORS[i % len(COLORS)], label=lab, s=28)
         if bad:
-            ax1.scatter(*zip(*bad), color=COLORS[i % len(COLORS)], marker="x", s=40,
-                        label=f"{lab}: outside the capability/KL bound")
+            ax1.scatter(
+                *zip(*bad),
+                color=COLORS[i % len(COLORS)],
+                marker="x",
+                s=40,
+                label=f"{lab}: outside the capability/KL bound",
+            )
     ax1.axhline(res["summary"]["threshold"], ls="--", color="#888", lw=1)
     ax1.set_xscale("log")
     ax1.set_xlabel("attack cost ($, log)")
@@ -63,28 +70,42 @@ def frontier_figure(res: dict):
 
 
 def _settings(r: dict) -> str:
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (r.get("settings") or {}).items()) \
-        or ("the config's own recipe" if r.get("recipe") else DASH)
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (r.get("settings") or {}).items()
+    ) or ("the config's own recipe" if r.get("recipe") else DASH)
 
 
 def trial_rows(res: dict) -> list[list]:
     rows = []
-    ranked = sorted(res["trials"], key=lambda r: (not (r["state"] == "complete" and r["feasible"]),
-                                                   r["value"] if r["value"] is not None else float("inf"), r["number"]))
+    ranked = sorted(
+        res["trials"],
+        key=lambda r: (
+            not (r["state"] == "complete" and r["feasible"]),
+            r["value"] if r["value"] is not None else float("inf"),
+            r["number"],
+        ),
+    )
     for r in ranked[:TOP_ROWS]:
         cap = r.get("capability") or {}
         deg = r.get("degenerate") or {}
         bad = sum(deg.get(k, 0) for k in ("empty", "repetition", "off-language"))
         low = r.get("lowest") or {}
-        rows.append([str(r["number"]), r.get("label") or DASH, _settings(r), r["state"] + ("" if r["feasible"] or
-                     not r.get("reached") else " (bound)"),
-                     f"step {r['crossing_step']}" if r.get("reached") and r.get("crossing_step") is not None and
-                     r.get("method") != "ablation" else ("edited" if r.get("reached") else
-                                                         f"not reached; lowest {pct(low.get('rate'))}"),
-                     dollars((r.get("cost") or {}).get("usd")), duration((r.get("cost") or {}).get("wall_seconds")),
-                     signed(cap.get("delta")) if cap else DASH,
-                     f"{r['kl_harmless']:.3f}" if r.get("kl_harmless") is not None else DASH,
-                     f"{bad}/{deg.get('n', 0)}" if deg else DASH])
+        rows.append(
+            [
+                str(r["number"]),
+                r.get("label") or DASH,
+                _settings(r),
+                r["state"] + ("" if r["feasible"] or not r.get("reached") else " (bound)"),
+                f"step {r['crossing_step']}"
+                if r.get("reached") and r.get("crossing_step") is not None and r.get("method") != "ablation"
+                else ("edited" if r.get("reached") else f"not reached; lowest {pct(low.get('rate'))}"),
+                dollars((r.get("cost") or {}).get("usd")),
+                duration((r.get("cost") or {}).get("wall_seconds")),
+                signed(cap.get("delta")) if cap else DASH,
+                f"{r['kl_harmless']:.3f}" if r.get("kl_harmless") is not None else DASH,
+                f"{bad}/{deg.get('n', 0)}" if deg else DASH,
+            ]
+        )
     return rows
 
 
@@ -95,9 +116,17 @@ def seed_rows(res: dict) -> list[list]:
     out = []
     for r in res["trials"]:
         for s in r.get("seed_runs") or []:
-            out.append([str(r["number"]), r["label"], str(s["seed"]), "yes" if s["reached"] else "no",
-                        str(s["crossing_step"]) if s["crossing_step"] is not None else DASH, dollars(s["usd"]),
-                        duration(s["seconds"])])
+            out.append(
+                [
+                    str(r["number"]),
+                    r["label"],
+                    str(s["seed"]),
+                    "yes" if s["reached"] else "no",
+                    str(s["crossing_step"]) if s["crossing_step"] is not None else DASH,
+                    dollars(s["usd"]),
+                    duration(s["seconds"]),
+                ]
+            )
     return out
 
 
@@ -108,17 +137,24 @@ def lines(res: dict) -> list[str]:
         out.append("Reproduce it: ftrisk run CONFIG " + " ".join(w["overrides"]))
     eff = res.get("efficiency")
     if eff:
-        out.append(f"Evaluation: {eff['tokens_search']:,} generated tokens with bisection and early stop against "
-                   f"{eff['tokens_plain']:,} for the plain schedule on audited trials {eff['trials']} "
-                   f"(×{eff['ratio']:.1f} fewer); the same crossing on {len(eff['same_crossing'])} of "
-                   f"{len(eff['trials'])}.")
+        out.append(
+            f"Evaluation: {eff['tokens_search']:,} generated tokens with bisection and early stop against "
+            f"{eff['tokens_plain']:,} for the plain schedule on audited trials {eff['trials']} "
+            f"(×{eff['ratio']:.1f} fewer); the same crossing on {len(eff['same_crossing'])} of "
+            f"{len(eff['trials'])}."
+        )
     t = res.get("time") or {}
     if t:
-        out.append("Time: " + ", ".join(f"{k} {duration(v)}" for k, v in sorted(t.items(), key=lambda kv: -kv[1])) +
-                   f" (this process: {duration(res.get('wall_seconds_this_process'))}).")
+        out.append(
+            "Time: "
+            + ", ".join(f"{k} {duration(v)}" for k, v in sorted(t.items(), key=lambda kv: -kv[1]))
+            + f" (this process: {duration(res.get('wall_seconds_this_process'))})."
+        )
     if res.get("drawn_while_running"):
-        out.append(f"{res['drawn_while_running']} trials were drawn while another was running (several workers, or a restart): their draws "
-                   "could not see those results.")
+        out.append(
+            f"{res['drawn_while_running']} trials were drawn while another was running (several workers, or a restart): their draws "
+            "could not see those results."
+        )
     return out
 
 
@@ -130,27 +166,42 @@ def markdown(res: dict) -> str:
     md += ["| " + " | ".join(row) + " |" for row in trial_rows(res)]
     seeds = seed_rows(res)
     if seeds:
-        md.append("\n## Seeds of the best configurations\n\n| trial | method | seed | reached | crossing | $ | time |\n"
-                  "|---|---|---|---|---|---|---|")
+        md.append(
+            "\n## Seeds of the best configurations\n\n| trial | method | seed | reached | crossing | $ | time |\n"
+            "|---|---|---|---|---|---|---|"
+        )
         md += ["| " + " | ".join(row) + " |" for row in seeds]
     return "\n".join(md) + "\n"
 
 
 def html(res: dict) -> str:
-    body = [f"<h1>Sweep: the cheapest attack found</h1><div class=headline><p>{esc(res['summary']['headline'])}</p>"
-            f"<p class=sub>Judge {esc(res.get('headline_judge'))}, threshold {pct(res['summary']['threshold'], 0)} on "
-            f"{esc(res['decision_benchmark'])}, objective {esc(res['objective'])}, storage {esc(res.get('storage'))}."
-            "</p></div>", bullets(lines(res))]
+    body = [
+        f"<h1>Sweep: the cheapest attack found</h1><div class=headline><p>{esc(res['summary']['headline'])}</p>"
+        f"<p class=sub>Judge {esc(res.get('headline_judge'))}, threshold {pct(res['summary']['threshold'], 0)} on "
+        f"{esc(res['decision_benchmark'])}, objective {esc(res['objective'])}, storage {esc(res.get('storage'))}."
+        "</p></div>",
+        bullets(lines(res)),
+    ]
     if res["trials"]:
-        body.append(png(frontier_figure(res), "sweep frontier and convergence",
-                        "Left: every trial at its crossing (or, when it did not reach the threshold, its lowest refusal "
-                        "at the cost spent); crosses are outside the capability/KL bound. Right: the cheapest feasible "
-                        "cost so far against trial number."))
+        body.append(
+            png(
+                frontier_figure(res),
+                "sweep frontier and convergence",
+                "Left: every trial at its crossing (or, when it did not reach the threshold, its lowest refusal "
+                "at the cost spent); crosses are outside the capability/KL bound. Right: the cheapest feasible "
+                "cost so far against trial number.",
+            )
+        )
     body.append(table(HEAD, trial_rows(res), caption="Top trials"))
     seeds = seed_rows(res)
     if seeds:
-        body.append(table(["trial", "method", "seed", "reached", "crossing", "$", "time"], seeds,
-                          caption="Seeds of the best configurations"))
+        body.append(
+            table(
+                ["trial", "method", "seed", "reached", "crossing", "$", "time"],
+                seeds,
+                caption="Seeds of the best configurations",
+            )
+        )
     return page("ftrisk sweep", "\n".join(body))
 
 

@@ -53,8 +53,17 @@ def prepare(cfg, overwrite: bool = False) -> Context:
     stage = "hardened" if cfg.harden.enabled else "base"
     rec = exp.evaluate(stage, subject, capability=True)
     fams = {f.label: f for f in exp.families}
-    return Context(cfg, exp, subject, fams, {k: v[0] for k, v in exp.data.items()}, Measure(exp, subject, rec),
-                   exp.out, config_key(cfg), rec)
+    return Context(
+        cfg,
+        exp,
+        subject,
+        fams,
+        {k: v[0] for k, v in exp.data.items()},
+        Measure(exp, subject, rec),
+        exp.out,
+        config_key(cfg),
+        rec,
+    )
 
 
 def sweep(cfg, *, storage: str | None = None, worker: bool = False, overwrite: bool = False) -> dict | None:
@@ -73,8 +82,14 @@ def write_results(ctx, w, url: str, wall: float) -> dict:
     search, seeds = names(ctx.cfg)
     trials = w.study(search, create=False).get_trials(deepcopy=False)
     seed_trials = w.study(seeds).get_trials(deepcopy=False)
-    res = sweep_results.build(trials, seed_trials, cfg=ctx.cfg, subject_stage=ctx.subject_stage,
-                              decision=ctx.measure.decision, objective_key=OBJECTIVE_KEY[ctx.cfg.sweep.objective])
+    res = sweep_results.build(
+        trials,
+        seed_trials,
+        cfg=ctx.cfg,
+        subject_stage=ctx.subject_stage,
+        decision=ctx.measure.decision,
+        objective_key=OBJECTIVE_KEY[ctx.cfg.sweep.objective],
+    )
     res["storage"] = stores.mask(url)
     res["wall_seconds_this_process"] = round(wall, 1)
     res["drawn_while_running"] = drawn_while_running(trials)
@@ -90,5 +105,10 @@ def write_results(ctx, w, url: str, wall: float) -> dict:
 def drawn_while_running(trials) -> int:
     """Trials that started while an earlier one had not finished (their draw could not see its result)."""
     done = [(t.datetime_start, t.datetime_complete) for t in trials if t.datetime_start and t.datetime_complete]
-    return sum(1 for t in trials if t.datetime_start and t.state != TrialState.WAITING and any(
-        s < t.datetime_start < c for s, c in done if (s, c) != (t.datetime_start, t.datetime_complete)))
+    return sum(
+        1
+        for t in trials
+        if t.datetime_start
+        and t.state != TrialState.WAITING
+        and any(s < t.datetime_start < c for s, c in done if (s, c) != (t.datetime_start, t.datetime_complete))
+    )

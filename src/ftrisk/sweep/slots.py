@@ -24,7 +24,7 @@ def parse(text: str) -> tuple[int, int]:
 def share(items: list, k: int, n: int) -> list:
     """The K-th of N contiguous, near-equal parts of ``items`` (never empty while len(items) >= n)."""
     lo, hi = (k - 1) * len(items) // n, k * len(items) // n
-    return items[lo:hi] or items[(k - 1) % len(items):(k - 1) % len(items) + 1]
+    return items[lo:hi] or items[(k - 1) % len(items) : (k - 1) % len(items) + 1]
 
 
 def take(text: str) -> dict:

@@ -32,9 +32,15 @@ class TrialConfig:
     def overrides(self) -> list[str]:
         """``ftrisk run CONFIG <these>`` runs this configuration as a single attack family."""
         out = ["attack.methods=null", f"attack.method={self.attack.method}", f"attack.data={self.attack.data}"]
-        return out + [f"attack.{k}={_yaml(v)}" for k, v in self.settings.items()] + (
-            [f"attack.train.epochs={_yaml(self.attack.train.epochs)}"] if self.trains and "train.max_steps" in self.settings
-            else [])
+        return (
+            out
+            + [f"attack.{k}={_yaml(v)}" for k, v in self.settings.items()]
+            + (
+                [f"attack.train.epochs={_yaml(self.attack.train.epochs)}"]
+                if self.trains and "train.max_steps" in self.settings
+                else []
+            )
+        )
 
 
 def _yaml(v) -> str:

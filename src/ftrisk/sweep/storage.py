@@ -46,9 +46,13 @@ def open_storage(url: str, heartbeat: int, max_retry: int):
         return JournalStorage(JournalFileBackend(str(path)))
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     try:
-        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
-                          engine_kwargs={"connect_args": {"timeout": 60}} if scheme == "sqlite" else None)
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat,
+            grace_period=4 * heartbeat,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
+            engine_kwargs={"connect_args": {"timeout": 60}} if scheme == "sqlite" else None,
+        )
     except ModuleNotFoundError as e:
         hint = DRIVERS.get(scheme, f"install the database driver ({e.name})")
         raise FtriskError(f"sweep storage {mask(url)}: the driver '{e.name}' is not installed: {hint}") from None
@@ -64,16 +68,21 @@ def load_study(name: str, storage, config_key: str, sampler=None, pruner=None, c
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         if not create:
-            raise FtriskError(f"no study '{name}' in the sweep storage: start `ftrisk sweep CONFIG` (without "
-                              "--worker) once, or check --storage") from None
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction="minimize", load_if_exists=True)
+            raise FtriskError(
+                f"no study '{name}' in the sweep storage: start `ftrisk sweep CONFIG` (without "
+                "--worker) once, or check --storage"
+            ) from None
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="minimize", load_if_exists=True
+        )
         if CONFIG_KEY not in study.user_attrs:
             study.set_user_attr(CONFIG_KEY, config_key)
     found = study.user_attrs.get(CONFIG_KEY)
     if found != config_key:
-        raise FtriskError(f"the study '{name}' in this storage was created by a different config (key {found}, this "
-                          f"config {config_key}): use another run name or storage, or the config that created it")
+        raise FtriskError(
+            f"the study '{name}' in this storage was created by a different config (key {found}, this "
+            f"config {config_key}): use another run name or storage, or the config that created it"
+        )
     return study
 
 

@@ -50,8 +50,11 @@ def feasible(rec: dict, cfg) -> tuple[bool, list[float]]:
 
 def best_cost(study, cfg) -> float | None:
     """The objective of the cheapest feasible finished trial so far (None: none yet)."""
-    vals = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and t.user_attrs.get("feasible")]
+    vals = [
+        t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and t.user_attrs.get("feasible")
+    ]
     return min(vals, default=None)
 
 
@@ -66,10 +69,12 @@ class Worker:
     def study(self, name: str, n: int = 0, create: bool = True):
         s = self.cfg.sweep
         sampler = optuna.samplers.TPESampler(seed=s.seed * 1_000_003 + n, n_startup_trials=s.startup_trials)
-        pruner = (optuna.pruners.MedianPruner(n_startup_trials=s.startup_trials, n_warmup_steps=2 * s.checkpoint_every)
-                  if s.pruner == "median" else optuna.pruners.NopPruner())
-        return stores.load_study(name, self.storage, self.ctx.config_key, sampler=sampler, pruner=pruner,
-                                 create=create)
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=s.startup_trials, n_warmup_steps=2 * s.checkpoint_every)
+            if s.pruner == "median"
+            else optuna.pruners.NopPruner()
+        )
+        return stores.load_study(name, self.storage, self.ctx.config_key, sampler=sampler, pruner=pruner, create=create)
 
     # ------------------------------------------------------------------ phases
     def run(self) -> None:
@@ -89,8 +94,11 @@ class Worker:
         failed_budget = max(3, self.cfg.sweep.trials)
         while True:
             try:
-                study = self.study(name, len(self.study(name, create=kind == "search" and not self.worker)
-                                             .get_trials(deepcopy=False)), create=False)
+                study = self.study(
+                    name,
+                    len(self.study(name, create=kind == "search" and not self.worker).get_trials(deepcopy=False)),
+                    create=False,
+                )
             except FtriskError:
                 if kind == "seeds":
                     return  # no seeds study yet: nothing for a worker to do
@@ -99,11 +107,16 @@ class Worker:
                 optuna.storages.fail_stale_trials(study)
             states = Counter(t.state for t in study.get_trials(deepcopy=False))
             finished = sum(states[s] for s in FINISHED)
-            fails = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                     if t.user_attrs.get("fail_reason")]  # a killed worker's trial has none: it is retried
+            fails = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                if t.user_attrs.get("fail_reason")
+            ]  # a killed worker's trial has none: it is retried
             if len(fails) >= failed_budget:
-                raise FtriskError(f"{len(fails)} trials of the sweep failed on their own; the first: "
-                                  f"{fails[0].user_attrs['fail_reason'][:300]}")
+                raise FtriskError(
+                    f"{len(fails)} trials of the sweep failed on their own; the first: "
+                    f"{fails[0].user_attrs['fail_reason'][:300]}"
+                )
             if kind == "search":
                 if finished >= self.cfg.sweep.trials:
                     return
@@ -112,8 +125,9 @@ class Worker:
                     continue
             elif not states[TrialState.WAITING]:
                 return
-            study.optimize(lambda t: self.objective(t, kind, study), n_trials=1, catch=(Exception,),
-                           gc_after_trial=True)
+            study.optimize(
+                lambda t: self.objective(t, kind, study), n_trials=1, catch=(Exception,), gc_after_trial=True
+            )
 
     def wait(self, name: str) -> None:
         """Until no trial of ``name`` is running or waiting (a dead worker's trial is failed, retried and run here)."""
@@ -123,8 +137,12 @@ class Worker:
                 optuna.storages.fail_stale_trials(study)
             states = Counter(t.state for t in study.get_trials(deepcopy=False))
             if states[TrialState.WAITING]:
-                study.optimize(lambda t: self.objective(t, "seeds" if name.endswith("-seeds") else "search", study),
-                               n_trials=1, catch=(Exception,), gc_after_trial=True)
+                study.optimize(
+                    lambda t: self.objective(t, "seeds" if name.endswith("-seeds") else "search", study),
+                    n_trials=1,
+                    catch=(Exception,),
+                    gc_after_trial=True,
+                )
             elif states[TrialState.RUNNING]:
                 time.sleep(POLL_SECONDS)
             else:
@@ -137,12 +155,14 @@ class Worker:
             return
         done = self.study(search, create=False).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = sorted((t for t in done if t.user_attrs.get("feasible")), key=lambda t: (t.value, t.number))
-        for t in best[:self.cfg.sweep.top_k]:
+        for t in best[: self.cfg.sweep.top_k]:
             rec = t.user_attrs["record"]
             for seed in self.cfg.sweep.seeds:
                 if seed != rec["seed"]:
-                    study.enqueue_trial({}, user_attrs={"of": t.number, "seed": seed, "label": rec["label"],
-                                                        "settings": rec["settings"]})
+                    study.enqueue_trial(
+                        {},
+                        user_attrs={"of": t.number, "seed": seed, "label": rec["label"], "settings": rec["settings"]},
+                    )
         study.set_user_attr(SEEDS_ENQUEUED, True)
 
     # ------------------------------------------------------------------ one trial
@@ -180,15 +200,20 @@ class Worker:
             trial.set_constraint(f"c{i}", v)
         if not rec["reached"]:
             lowest = rec.get("lowest") or {}
-            raise optuna.TrialPruned(rec.get("stopped") or f"not reached; lowest {100 * (lowest.get('rate') or 0):.1f}%")
+            raise optuna.TrialPruned(
+                rec.get("stopped") or f"not reached; lowest {100 * (lowest.get('rate') or 0):.1f}%"
+            )
         return float(rec["cost"][self.obj])
 
     def reporter(self, trial, study):
         def report(step: int, rate: float, cost: dict) -> None:
             trial.report(rate, step)
             if trial.should_prune():
-                raise Stopped(f"pruned at step {step}: refusal {100 * rate:.1f}% above the median of other trials there")
+                raise Stopped(
+                    f"pruned at step {step}: refusal {100 * rate:.1f}% above the median of other trials there"
+                )
             best = best_cost(study, self.cfg)
             if best is not None and cost.get(self.obj, 0.0) >= best:
                 raise Stopped(f"stopped at step {step}: already costlier than the cheapest feasible trial")
+
         return report

@@ -51,8 +51,15 @@ def run_trial(ctx, tc, seed: int, folder: Path, hooks: Hooks | None = None) -> d
     done = read_json(folder / RECORD)
     if done and done.get("finished"):
         return done
-    base = {"label": tc.label, "method": tc.attack.method, "settings": tc.settings, "overrides": tc.overrides(),
-            "seed": seed, "threshold": ctx.cfg.report.threshold, "benchmark": ctx.measure.decision}
+    base = {
+        "label": tc.label,
+        "method": tc.attack.method,
+        "settings": tc.settings,
+        "overrides": tc.overrides(),
+        "seed": seed,
+        "threshold": ctx.cfg.report.threshold,
+        "benchmark": ctx.measure.decision,
+    }
     rec = trained(ctx, tc, seed, folder, hooks) if tc.trains else ablation(ctx, tc, seed, folder)
     rec = {**base, **rec, "finished": True}
     write_json_atomic(folder / RECORD, rec)
@@ -65,18 +72,29 @@ def _crossing_record(ctx, subject, folder: Path, decided: Path) -> dict:
 
 def ablation(ctx, tc, seed: int, folder: Path) -> dict:
     cfg = ctx.cfg
-    context = AttackContext(judge=ctx.exp.filter_judge, generation=cfg.generation, protected=ctx.exp.protected,
-                            cache_dir=ctx.out / "shared")
-    result = run_attack(tc.attack, ctx.subject, [], folder / "attack", seed=seed, usd_per_hour=cfg.cost.usd_per_hour,
-                        context=context)
+    context = AttackContext(
+        judge=ctx.exp.filter_judge, generation=cfg.generation, protected=ctx.exp.protected, cache_dir=ctx.out / "shared"
+    )
+    result = run_attack(
+        tc.attack, ctx.subject, [], folder / "attack", seed=seed, usd_per_hour=cfg.cost.usd_per_hour, context=context
+    )
     ctx.measure.times["training"] += result.cost.get("wall_seconds", 0.0)
     point = result.points[-1]
     rate, tokens = ctx.measure.rate(point.subject, folder / "eval" / "edited")
     reached = rate <= cfg.report.threshold
-    return {"reached": reached, "steps": [], "rates": {"1": rate}, "order": [1], "crossing_step": 1 if reached else None,
-            "lowest": {"step": 1, "rate": rate}, "cost": point.cost, "cost_at_end": point.cost,
-            "tokens": {"search": tokens}, "info": {k: v for k, v in result.info.items() if k != "candidates"},
-            **(_crossing_record(ctx, point.subject, folder, folder / "eval" / "edited") if reached else {})}
+    return {
+        "reached": reached,
+        "steps": [],
+        "rates": {"1": rate},
+        "order": [1],
+        "crossing_step": 1 if reached else None,
+        "lowest": {"step": 1, "rate": rate},
+        "cost": point.cost,
+        "cost_at_end": point.cost,
+        "tokens": {"search": tokens},
+        "info": {k: v for k, v in result.info.items() if k != "candidates"},
+        **(_crossing_record(ctx, point.subject, folder, folder / "eval" / "edited") if reached else {}),
+    }
 
 
 def trained(ctx, tc, seed: int, folder: Path, hooks: Hooks) -> dict:
@@ -117,15 +135,28 @@ def trained(ctx, tc, seed: int, folder: Path, hooks: Hooks) -> dict:
     except Stopped as e:
         stopped_by, hooks.notes["stopped"] = "pruned", str(e)
     step = search.crossing()
-    rec = {"reached": step is not None, "steps": steps, "crossing_step": step, "stopped_by": stopped_by,
-           "n_examples": len(examples), "planned_steps": total, **hooks.notes}
+    rec = {
+        "reached": step is not None,
+        "steps": steps,
+        "crossing_step": step,
+        "stopped_by": stopped_by,
+        "n_examples": len(examples),
+        "planned_steps": total,
+        **hooks.notes,
+    }
     last = max(search.rates)
     rec["cost_at_end"] = cost_at(last)
     rec["cost"] = cost_at(step) if step is not None else rec["cost_at_end"]
     if hooks.audit:
         rec["audit"] = audit(ctx, steps, at, folder)
-    rec.update({"rates": {str(s): r for s, r in sorted(search.rates.items())}, "order": search.order,
-                "lowest": dict(zip(("step", "rate"), search.lowest())), "tokens": tokens})
+    rec.update(
+        {
+            "rates": {str(s): r for s, r in sorted(search.rates.items())},
+            "order": search.order,
+            "lowest": dict(zip(("step", "rate"), search.lowest())),
+            "tokens": tokens,
+        }
+    )
     if step is not None:
         rec.update(_crossing_record(ctx, at(step), folder, folder / "eval" / f"step-{step}"))
     return rec
@@ -148,8 +179,11 @@ def _train(ctx, tc, seed, search, examples, steps, total, train_dir: Path, final
     """Train while the search evaluates; returns why training stopped (judged: the crossing is confirmed)."""
     subject, a, lora = ctx.subject, tc.attack, tc.attack.method != "full"
     for s in steps[:-1]:  # a resumed trial replays its decisions (the evaluations are stored)
-        if (train_dir / f"checkpoint-{s}" / "trainer_state.json").is_file() and search.at_checkpoint(s) \
-                and not hooks.audit:
+        if (
+            (train_dir / f"checkpoint-{s}" / "trainer_state.json").is_file()
+            and search.at_checkpoint(s)
+            and not hooks.audit
+        ):
             return "judged"
     stopped_by = None
     if not (train_dir / "final_cost.json").is_file():
@@ -163,10 +197,22 @@ def _train(ctx, tc, seed, search, examples, steps, total, train_dir: Path, final
             m.save_pretrained(d, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
             tok.save_pretrained(d)
 
-        _, summary = finetune(model, tok, examples, a.lora if lora else None, a.train, train_dir, seed=seed,
-                              system_prompt=subject.system_prompt, meter=meter, desc=f"trial {train_dir.parent.name}",
-                              save_at=steps[:-1], evaluable=None if lora else evaluable,
-                              final_dir=final_dir, on_save=on_save)
+        _, summary = finetune(
+            model,
+            tok,
+            examples,
+            a.lora if lora else None,
+            a.train,
+            train_dir,
+            seed=seed,
+            system_prompt=subject.system_prompt,
+            meter=meter,
+            desc=f"trial {train_dir.parent.name}",
+            save_at=steps[:-1],
+            evaluable=None if lora else evaluable,
+            final_dir=final_dir,
+            on_save=on_save,
+        )
         ctx.measure.times["training"] += summary["cost"].get("wall_seconds", 0.0)
         del model
         stopped_by = summary["stopped_by"]
@@ -190,5 +236,9 @@ def audit(ctx, steps: list[int], at, folder: Path) -> dict:
         spent = measure.times[k] - before.get(k, 0.0)
         measure.times[k] -= spent
         measure.times["audit"] += spent
-    return {"plain_crossing": plain_crossing(rates, ctx.cfg.report.threshold), "plain_tokens": tokens,
-            "plain_evaluations": len(steps), "plain_rates": {str(s): r for s, r in rates.items()}}
+    return {
+        "plain_crossing": plain_crossing(rates, ctx.cfg.report.threshold),
+        "plain_tokens": tokens,
+        "plain_evaluations": len(steps),
+        "plain_rates": {str(s): r for s, r in rates.items()},
+    }
