@@ -4,8 +4,6 @@ evaluation savings measured on audited trials, and where the time went."""
 
 from __future__ import annotations
 
-import statistics
-
 from optuna.trial import TrialState
 
 from ftrisk.formatting import dollars, duration, pct, signed
@@ -243,7 +241,3 @@ def time_split(rows: list) -> dict:
         for k, v in (r.get("seconds") or {}).items():
             out[k] = round(out.get(k, 0.0) + v, 1)
     return out
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None

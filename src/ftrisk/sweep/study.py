@@ -19,6 +19,7 @@ import time
 from collections import Counter
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from ftrisk.errors import FtriskError
@@ -62,7 +63,7 @@ class Worker:
     def __init__(self, ctx, url: str, worker: bool):
         self.ctx, self.cfg, self.worker = ctx, ctx.cfg, worker
         self.storage = stores.open_storage(url, ctx.cfg.sweep.heartbeat_seconds, ctx.cfg.sweep.max_retry)
-        self.heartbeat = hasattr(self.storage, "fail_stale_trials") or "RDB" in type(self.storage).__name__
+        self.heartbeat = isinstance(self.storage, RDBStorage)  # Optuna's journal storage has no heartbeats
         self.n_data = {label: len(ex) for label, ex in ctx.data.items()}
         self.obj = OBJECTIVE_KEY[self.cfg.sweep.objective]
 
